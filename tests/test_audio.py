@@ -1,0 +1,135 @@
+"""Decoding: formats, rates, channels, and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, chord_signal
+from moodscope import AudioError, MoodscopeError, load_audio
+from moodscope.audio import audio_info, stream_audio
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".mp3"])
+@pytest.mark.parametrize("sr", [8000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_formats_rates_channels(write_audio, ext, sr, channels):
+    y = chord_signal(2.0, sr)
+    path = write_audio(f"x{ext}", y, sr, channels)
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1
+    # MP3 encoders add priming samples; every format must keep the duration within 0.1 s.
+    assert abs(len(out) / SR - 2.0) < 0.1
+    assert 0.05 < np.sqrt(np.mean(out**2)) < 0.5
+
+
+def test_downmix_is_channel_mean(tmp_path):
+    left = chord_signal(1.0)
+    right = np.zeros_like(left)
+    path = tmp_path / "lr.wav"
+    sf.write(path, np.stack([left, right], axis=1), SR, subtype="FLOAT")
+    mono = load_audio(path)
+    np.testing.assert_allclose(mono, left / 2, atol=1e-6)
+    stereo = load_audio(path, mono=False)
+    assert stereo.shape == (2, len(left))
+
+
+def test_resample_keeps_pitch(write_audio):
+    t = np.arange(48000) / 48000
+    path = write_audio("a440.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000)
+    y = load_audio(path, sr=SR)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * SR / len(y) - 440) < 2
+
+
+def test_silent_audio_is_valid(write_audio):
+    path = write_audio("silence.wav", np.zeros(SR * 2, np.float32))
+    y = load_audio(path)
+    assert len(y) == 2 * SR and not y.any()
+
+
+def _assert_names_file(exc_info, path):
+    assert isinstance(exc_info.value, MoodscopeError)
+    assert str(path) in str(exc_info.value)
+    assert "\n" not in str(exc_info.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.mp3"
+    with pytest.raises(AudioError, match="no such file") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp3"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_text_file_named_audio(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 20)
+    with pytest.raises(AudioError, match="not a readable audio file") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_corrupt_header(write_audio):
+    path = write_audio("corrupt.flac", chord_signal(1.0))
+    data = bytearray(path.read_bytes())
+    data[:64] = b"\x00" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_zero_samples(tmp_path):
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioError, match="no audio samples") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_too_short(write_audio):
+    path = write_audio("short.wav", chord_signal(0.5))
+    with pytest.raises(AudioError, match="at least 10.00 s") as info:
+        load_audio(path, min_duration=10.0)
+    _assert_names_file(info, path)
+
+
+def test_nan_samples(tmp_path):
+    path = tmp_path / "nan.wav"
+    y = chord_signal(1.0)
+    y[100] = np.nan
+    sf.write(path, y, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
+def test_folder_is_not_audio(tmp_path):
+    with pytest.raises(AudioError, match="folder"):
+        load_audio(tmp_path)
+
+
+def test_audio_info(write_audio):
+    path = write_audio("info.wav", chord_signal(1.5, 44100), 44100, 2)
+    duration, sr, channels = audio_info(path)
+    assert (round(duration, 2), sr, channels) == (1.5, 44100, 2)
+
+
+def test_stream_matches_load(write_audio):
+    path = write_audio("long.wav", chord_signal(7.0, 44100), 44100)
+    blocks = list(stream_audio(path, sr=SR, block_seconds=2.0))
+    assert len(blocks) >= 3
+    streamed = np.concatenate(blocks)
+    whole = load_audio(path, sr=SR)
+    assert abs(len(streamed) - len(whole)) <= 2
+    n = min(len(streamed), len(whole))
+    assert np.corrcoef(streamed[:n], whole[:n])[0, 1] > 0.999
