@@ -1,0 +1,251 @@
+"""Features for a whole track or dataset: parallel workers, a progress bar, an on-disk cache.
+
+The cache is keyed by the audio file's content (SHA-1) and the feature config, so renaming
+a file keeps its entry and editing it does not; a second run over the same data only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..audio import load_audio
+from ..errors import AudioError, FeatureError, MoodscopeError
+from .sets import FeatureConfig, get_feature_set
+
+META_COLUMNS = ("track_id", "segment", "start", "end", "genre", "label")
+
+
+def default_cache_dir() -> Path:
+    """``$MOODSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/moodscope``, else ``~/.cache/moodscope``."""
+    if os.environ.get("MOODSCOPE_CACHE_DIR"):
+        return Path(os.environ["MOODSCOPE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "moodscope"
+
+
+@dataclass
+class TrackFeatures:
+    """One track's feature matrix and the segments its rows belong to."""
+
+    features: np.ndarray  # [n_segments, n_features]
+    starts: np.ndarray  # [n_segments] seconds
+    ends: np.ndarray  # [n_segments] seconds
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def track_features(
+    path: str | Path,
+    config: FeatureConfig | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> TrackFeatures:
+    """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be used (the message names it and the problem).
+    """
+    config = config or FeatureConfig()
+    path = Path(path)
+    entry = None
+    if use_cache and path.is_file():
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        entry = cache / "features" / config.key() / f"{file_digest(path)}.npz"
+        if entry.is_file():
+            try:
+                with np.load(entry) as z:
+                    return TrackFeatures(z["features"], z["starts"], z["ends"])
+            except (OSError, ValueError, KeyError):
+                entry.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+    y = load_audio(path, sr=config.sr, min_duration=config.min_duration)
+    segments = config.segment(y)
+    features = get_feature_set(config.feature_set).compute(y, segments)
+    if not np.all(np.isfinite(features)):
+        raise FeatureError(f"{path}: features are not finite (NaN or inf)")
+    result = TrackFeatures(
+        features,
+        np.array([s.start for s in segments]),
+        np.array([s.end for s in segments]),
+    )
+    if entry is not None:
+        _atomic_save_npz(entry, features=result.features, starts=result.starts, ends=result.ends)
+    return result
+
+
+def _worker_init() -> None:
+    # Each worker is one process on one core: stop BLAS/numba from spawning more threads.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+
+def _one(job: tuple[int, str, FeatureConfig, str | None, bool]):
+    index, path, config, cache_dir, use_cache = job
+    try:
+        return index, track_features(path, config, cache_dir=cache_dir, use_cache=use_cache), None
+    except MoodscopeError as exc:
+        return index, None, str(exc)
+    except Exception as exc:  # a decoder bug on one file must not stop the batch
+        return index, None, f"{path}: {type(exc).__name__}: {exc}"
+
+
+def map_tracks(
+    paths: list[str],
+    config: FeatureConfig,
+    *,
+    workers: int = 1,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[TrackFeatures | None], list[tuple[str, str]]]:
+    """Features of every path (``None`` where it failed) and the failures ``(path, error)``."""
+    jobs = [
+        (i, p, config, None if cache_dir is None else str(cache_dir), use_cache)
+        for i, p in enumerate(paths)
+    ]
+    results: list[TrackFeatures | None] = [None] * len(paths)
+    failures: list[tuple[str, str]] = []
+
+    def collect(outcomes: Iterable) -> None:
+        for done, (i, result, error) in enumerate(outcomes, start=1):
+            results[i] = result
+            if error is not None:
+                failures.append((paths[i], error))
+            if progress is not None:
+                progress(done, len(paths))
+
+    if workers <= 1 or len(paths) <= 1:
+        collect(_one(job) for job in jobs)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+            futures = [pool.submit(_one, job) for job in jobs]
+            collect(f.result() for f in as_completed(futures))
+    failures.sort()
+    return results, failures
+
+
+def extract_features(
+    dataset,
+    config: FeatureConfig | None = None,
+    *,
+    workers: int = 1,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The feature table of a dataset: one row per segment, and the tracks that failed.
+
+    Returns
+    -------
+    table : pd.DataFrame
+        Columns ``track_id, segment, start, end, genre, label`` then the feature set's columns.
+    failures : list of (path, error message)
+    """
+    config = config or FeatureConfig()
+    tracks = dataset.tracks
+    results, failures = map_tracks(
+        list(tracks["path"]),
+        config,
+        workers=workers,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    parts = []
+    for row, result in zip(tracks.itertuples(index=False), results):
+        if result is None:
+            continue
+        n = len(result.features)
+        meta = pd.DataFrame(
+            {
+                "track_id": [str(row.track_id)] * n,
+                "segment": np.arange(n),
+                "start": result.starts,
+                "end": result.ends,
+                "genre": [row.genre] * n,
+                "label": [row.label] * n,
+            }
+        )
+        parts.append(
+            pd.concat([meta, pd.DataFrame(result.features, columns=config.columns)], axis=1)
+        )
+    if not parts:
+        table = pd.DataFrame(columns=[*META_COLUMNS, *config.columns])
+    else:
+        table = pd.concat(parts, ignore_index=True)
+    table.attrs["feature_config"] = config.to_dict()
+    return table, failures
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a feature table to Parquet atomically (a crash never leaves a half file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
+    os.close(fd)
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a feature table written by :func:`write_table`, checking its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureError(f"{path}: no such feature table")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise FeatureError(f"{path}: not a readable Parquet feature table ({exc})") from exc
+    missing = [c for c in META_COLUMNS if c not in table.columns]
+    if missing:
+        raise FeatureError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
+__all__ = [
+    "AudioError",
+    "META_COLUMNS",
+    "TrackFeatures",
+    "default_cache_dir",
+    "extract_features",
+    "map_tracks",
+    "read_table",
+    "track_features",
+    "write_table",
+]

@@ -1,0 +1,111 @@
+"""Feature sets by name and the config that fixes how a track becomes a feature matrix.
+
+A feature set maps (track samples, segments) to one row per segment; the paper's 28 is the
+first, pretrained embeddings register beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..errors import ConfigError
+from ..segments import MIN_SEGMENT_SECONDS, Segment, segment_track
+from .paper import FEATURE_NAMES, PaperFeatureConfig, paper_features
+
+FEATURES_VERSION = 1
+"""Bumped whenever a feature's computation changes, so old cache entries are not reused."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named way to compute one feature row per segment."""
+
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[np.ndarray, Sequence[Segment]], np.ndarray]
+    sr: int = SAMPLE_RATE
+
+
+_FEATURE_SETS: dict[str, FeatureSet] = {}
+
+
+def register_feature_set(feature_set: FeatureSet) -> FeatureSet:
+    _FEATURE_SETS[feature_set.name] = feature_set
+    return feature_set
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    if name not in _FEATURE_SETS:
+        raise ConfigError(
+            f"unknown feature set {name!r}; choose one of {', '.join(sorted(_FEATURE_SETS))}"
+        )
+    return _FEATURE_SETS[name]
+
+
+def list_feature_sets() -> list[str]:
+    return sorted(_FEATURE_SETS)
+
+
+register_feature_set(
+    FeatureSet(
+        "paper",
+        FEATURE_NAMES,
+        lambda y, segments: paper_features(y, segments, config=PaperFeatureConfig()),
+    )
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which features, on which segments. Saved with every feature table and checkpoint."""
+
+    feature_set: str = "paper"  # a registered feature set (see list_feature_sets())
+    segments: int | None = 20  # n equal segments per track (paper: 10 or 20); None: windows
+    window: float = 3.0  # seconds per fixed window, used when segments is None
+    hop: float | None = None  # seconds between windows (default: window, no overlap)
+
+    def __post_init__(self) -> None:
+        get_feature_set(self.feature_set)
+        if self.segments is not None and self.segments < 1:
+            raise ConfigError(f"segments must be >= 1, got {self.segments}")
+        if self.segments is None and self.window < MIN_SEGMENT_SECONDS:
+            raise ConfigError(f"window must be >= {MIN_SEGMENT_SECONDS} s, got {self.window}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return get_feature_set(self.feature_set).columns
+
+    @property
+    def sr(self) -> int:
+        return get_feature_set(self.feature_set).sr
+
+    @property
+    def min_duration(self) -> float:
+        """Seconds of audio the segmenting needs."""
+        if self.segments is not None:
+            return self.segments * MIN_SEGMENT_SECONDS
+        return self.window
+
+    def segment(self, y: np.ndarray) -> list[Segment]:
+        if self.segments is not None:
+            return segment_track(y, self.sr, n=self.segments)
+        return segment_track(y, self.sr, length=self.window, hop=self.hop)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureConfig:
+        known = {k: d[k] for k in ("feature_set", "segments", "window", "hop") if k in d}
+        return cls(**known)
+
+    def key(self) -> str:
+        """A short hash of everything that changes the numbers (config + code version)."""
+        payload = json.dumps({**self.to_dict(), "version": FEATURES_VERSION}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
