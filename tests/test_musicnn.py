@@ -1,0 +1,202 @@
+"""The PyTorch musicnn port against TensorFlow references (tests/resources/musicnn_reference.npz,
+made by tools/convert_musicnn.py from musicnn 0.1.0's own graph and checkpoints).
+
+Tolerances: the converter measured max |d taggram| <= 2.5e-6 and max |d penultimate| <= 1.4e-5
+over all clips and both models (float32 summation-order noise). The bounds below leave ~40-70x
+headroom for other BLAS builds yet fail for any real porting mistake (a swapped kernel axis,
+wrong padding side, BN eps 1e-5 instead of 1e-3, max/mean pooling order ...), which moves
+outputs by 1e-2 or more.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moodscope.errors import ModelError, MoodscopeError
+from moodscope.musicnn import (
+    MODEL_NAMES,
+    PATCH_FRAMES,
+    load_musicnn,
+    log_mel,
+    musicnn_embed,
+    musicnn_tags,
+    patches,
+)
+from moodscope.musicnn.model import WEIGHTS_DIR
+
+try:  # tests/ is on sys.path under pytest's default (prepend) import mode
+    import musicnn_clips
+except ImportError:  # tests/ became a package
+    from tests import musicnn_clips
+
+REFERENCE = Path(__file__).parent / "resources" / "musicnn_reference.npz"
+TAGGRAM_ATOL = 1e-4
+PENULTIMATE_ATOL = 1e-3
+PENULTIMATE_MIN_CORR = 0.99999
+
+SYNTHETIC = ("chord", "loud_bursts", "quiet_sweep")
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, np.ndarray]:
+    with np.load(REFERENCE) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> dict[str, tuple[np.ndarray, int]]:
+    return musicnn_clips.synthetic_clips()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    # Both cores (the design point); restore afterwards for other test modules.
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(old)
+
+
+def _forward(model_name: str, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    net = load_musicnn(model_name)
+    with torch.inference_mode():
+        tg, pen = net(torch.from_numpy(patches(mel)))
+    return tg.numpy(), pen.numpy()
+
+
+def _assert_parity(ref: dict, model_name: str, clip: str, tg: np.ndarray, pen: np.ndarray):
+    ref_tg = ref[f"{model_name}__{clip}__taggram"]
+    ref_pen = ref[f"{model_name}__{clip}__penultimate"]
+    assert tg.shape == ref_tg.shape and pen.shape == ref_pen.shape
+    assert np.abs(tg - ref_tg).max() < TAGGRAM_ATOL
+    assert np.abs(pen - ref_pen).max() < PENULTIMATE_ATOL
+    for row, ref_row in zip(pen, ref_pen, strict=True):  # per patch: catches a stale patch
+        assert np.corrcoef(row, ref_row)[0, 1] > PENULTIMATE_MIN_CORR
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("clip", SYNTHETIC)
+def test_parity_with_tensorflow_on_synthetic_clips(ref, synthetic, model_name, clip):
+    y, sr = synthetic[clip]
+    tg, pen = _forward(model_name, log_mel(y, sr))
+    _assert_parity(ref, model_name, clip, tg, pen)
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("clip", sorted(musicnn_clips.REAL_CLIPS))
+def test_parity_with_tensorflow_on_stored_real_mels(ref, model_name, clip):
+    # The network alone, on the log-mel the converter computed from the real clip (no audio).
+    tg, pen = _forward(model_name, ref[f"mel__{clip}"])
+    _assert_parity(ref, model_name, clip, tg, pen)
+
+
+@pytest.mark.data
+def test_parity_with_tensorflow_on_real_audio(ref):
+    root = musicnn_clips.emotify_dir()
+    if not root.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Emotify folder {root} missing under CI (set MOODSCOPE_EMOTIFY_DIR)")
+        pytest.skip(f"Emotify folder {root} not present")
+    clips = musicnn_clips.real_clips(root)
+    assert set(clips) == set(musicnn_clips.REAL_CLIPS), f"clips missing under {root}"
+    for clip, (y, sr) in clips.items():
+        mel = log_mel(y, sr)
+        np.testing.assert_allclose(mel, ref[f"mel__{clip}"], atol=1e-3, err_msg=clip)
+        out = musicnn_embed(y, sr, model="MSD_musicnn", device="cpu")  # the full pipeline
+        _assert_parity(ref, "MSD_musicnn", clip, out["taggram"], out["penultimate"])
+        _assert_parity(ref, "MTT_musicnn", clip, *_forward("MTT_musicnn", mel))
+
+
+def test_embed_contract_on_short_and_longer_clips():
+    sr = 22050
+    t = np.arange(int(1.0 * sr)) / sr
+    short = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out = musicnn_embed(short, sr)  # device=None -> CPU here
+    assert set(out) == {"taggram", "penultimate", "patch_start", "tags"}
+    assert out["taggram"].shape == (1, 50) and out["taggram"].dtype == np.float32
+    assert out["penultimate"].shape == (1, 200) and out["penultimate"].dtype == np.float32
+    np.testing.assert_array_equal(out["patch_start"], [0.0])
+    assert out["tags"] == musicnn_tags("MSD_musicnn") and len(out["tags"]) == 50
+    assert out["tags"][:3] == ["rock", "pop", "alternative"]
+    assert ((out["taggram"] >= 0) & (out["taggram"] <= 1)).all()
+
+    # 7 s stereo: 2 whole patches (tail dropped); batching must not change the numbers.
+    t = np.arange(int(7.0 * sr)) / sr
+    stereo = np.stack([np.sin(2 * np.pi * 330 * t), np.sin(2 * np.pi * 0.5 * t)]).astype(np.float32)
+    a = musicnn_embed(stereo, sr, model="MTT_musicnn", batch_size=1, device="cpu")
+    b = musicnn_embed(stereo, sr, model="MTT_musicnn", batch_size=64, device="cpu")
+    assert a["taggram"].shape == (2, 50) and a["penultimate"].shape == (2, 200)
+    np.testing.assert_allclose(a["patch_start"], [0.0, PATCH_FRAMES * 256 / 16000])
+    assert "guitar" in a["tags"]
+    np.testing.assert_allclose(a["taggram"], b["taggram"], atol=1e-5)
+    np.testing.assert_allclose(a["penultimate"], b["penultimate"], atol=1e-4)
+
+
+def test_loud_audio_gives_finite_outputs(synthetic):
+    y, sr = synthetic["loud_bursts"]
+    # Precondition: this clip does overflow musicnn 0.1.0's float16 log-mel ...
+    import librosa
+
+    power = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=512, hop_length=256, n_mels=96)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.log10(10000 * power.astype(np.float16) + 1)).any()
+    # ... and the port stays finite, on it and on a full-scale square wave.
+    square = np.sign(np.sin(2 * np.pi * 55 * np.arange(4 * sr) / sr)).astype(np.float32)
+    for audio in (y, square):
+        mel = log_mel(audio, sr)
+        assert mel.dtype == np.float32 and np.isfinite(mel).all()
+        out = musicnn_embed(audio, sr, device="cpu")
+        assert np.isfinite(out["taggram"]).all() and np.isfinite(out["penultimate"]).all()
+
+
+def test_unknown_model_name_raises_model_error():
+    y = np.zeros(16000, dtype=np.float32)
+    with pytest.raises(ModelError):
+        musicnn_embed(y, 16000, model="MSD_vgg")
+    with pytest.raises(ModelError, match="unknown musicnn model"):
+        load_musicnn("nope")
+    assert issubclass(ModelError, MoodscopeError)
+
+
+def test_every_patch_gets_its_own_outputs(ref, synthetic):
+    # musicnn 0.1.0's extractor() repeats patch 1's penultimate layer for every patch.
+    y, sr = synthetic["quiet_sweep"]
+    out = musicnn_embed(y, sr, device="cpu")
+    assert len(out["taggram"]) == 3
+    for i in range(1, 3):
+        assert np.abs(out["taggram"][i] - out["taggram"][0]).max() > 1e-2
+        assert np.abs(out["penultimate"][i] - out["penultimate"][0]).max() > 1e-1
+    # and the references themselves have distinct patches (they come from the TF graph)
+    pen = ref["MSD_musicnn__quiet_sweep__penultimate"]
+    assert np.abs(pen[1] - pen[0]).max() > 1e-1
+
+
+def test_patches_rule():
+    mel = np.arange(400 * 96, dtype=np.float32).reshape(400, 96)
+    p = patches(mel)
+    assert p.shape == (2, 187, 96)  # 13 trailing frames dropped, as musicnn
+    np.testing.assert_array_equal(p[1], mel[187:374])
+    p = patches(mel, hop_frames=100)
+    assert p.shape == (3, 187, 96)
+    np.testing.assert_array_equal(p[2], mel[200:387])
+    short = mel[:50]
+    p = patches(short)  # repeat-padded to one patch
+    assert p.shape == (1, 187, 96)
+    np.testing.assert_array_equal(p[0, :50], short)
+    np.testing.assert_array_equal(p[0, 50:100], short)
+    np.testing.assert_array_equal(p[0, 150:187], short[:37])
+    with pytest.raises(ValueError):
+        patches(np.zeros((0, 96), dtype=np.float32))
+
+
+def test_weights_are_plain_float32_state_dicts_and_models_are_cached():
+    for name in MODEL_NAMES:
+        state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
+        assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+        assert load_musicnn(name) is load_musicnn(name, "cpu")
+        assert not load_musicnn(name).training
