@@ -14,8 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 SR = 22050
+
+# pytest-xdist runs two workers on two cores: one thread each, or OpenMP threads spin
+# against each other and a tiny backward pass takes half a second.
+torch.set_num_threads(1)
 
 
 def _emotify_root() -> Path | None:

@@ -1,0 +1,49 @@
+"""Baselines from scikit-learn, registered like the CNN-LSTM so every command takes them.
+
+Each factory takes ``seed`` and returns an estimator with ``fit``/``predict_proba``;
+``smote=False`` marks a model that must see the classes as they are (a majority vote over
+SMOTE-balanced rows would pick a class at random).
+"""
+
+from __future__ import annotations
+
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from ._registry import register_model
+
+
+@register_model(kind="sklearn", smote=False)
+def majority(seed: int = 0) -> DummyClassifier:
+    """Always the most frequent class of the training tracks."""
+    return DummyClassifier(strategy="prior")
+
+
+@register_model(kind="sklearn")
+def logistic_regression(seed: int = 0, C: float = 1.0, max_iter: int = 2000) -> LogisticRegression:
+    """Multinomial logistic regression on the scaled features."""
+    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+
+
+@register_model(kind="sklearn")
+def random_forest(
+    seed: int = 0, n_estimators: int = 300, min_samples_leaf: int = 2, n_jobs: int = 1
+) -> RandomForestClassifier:
+    """A random forest (300 trees) on the feature rows."""
+    return RandomForestClassifier(
+        n_estimators=n_estimators,
+        min_samples_leaf=min_samples_leaf,
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+
+
+@register_model(kind="sklearn")
+def gradient_boosting(
+    seed: int = 0, max_iter: int = 200, learning_rate: float = 0.05
+) -> HistGradientBoostingClassifier:
+    """Histogram gradient boosting on the feature rows (early stopping on 10 % of them)."""
+    return HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=learning_rate, random_state=seed
+    )
