@@ -171,6 +171,316 @@ def plot_classes(
     out.print(f"wrote {out_path}", highlight=False)
 
 
+def _epoch_bar(bar: Progress, description: str):
+    """A progress task for training epochs showing loss and accuracy; returns the callback."""
+    task = bar.add_task(description, total=None)
+
+    def update(epoch: int, total: int, m: dict) -> None:
+        bar.update(
+            task,
+            total=total,
+            completed=epoch,
+            description=f"{description} loss {m['train_loss']:.3f} acc {m['train_accuracy']:.3f}"
+            f" | val loss {m['val_loss']:.3f} acc {m['val_accuracy']:.3f}",
+        )
+
+    return update
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _train_config(config_file: Optional[Path], **overrides):
+    """TrainConfig from defaults <- YAML file (its `train:` section) <- CLI flags."""
+    import yaml
+
+    from .errors import ConfigError
+    from .training import TrainConfig
+
+    values: dict = {}
+    model_kwargs: dict = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config_file}: not a readable YAML config ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping at the top level")
+        values.update(loaded.get("train") or {})
+        model_kwargs = dict(loaded.get("model_kwargs") or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.from_dict(values), model_kwargs
+    except TypeError as exc:
+        raise ConfigError(f"bad training config: {exc}") from exc
+
+
+EpochsOpt = typer.Option(None, "--epochs", help="Most epochs (default 60; early stopping).")
+SeedOpt = typer.Option(None, "--seed", help="Random seed (default 0).")
+ConfigOpt = typer.Option(None, "--config", help="YAML with `train:` and `model_kwargs:`.")
+
+
+@app.command()
+def train(
+    data: Optional[Path] = DataOpt,
+    model: str = typer.Option("paper_cnn_lstm", "--model", help="A registered model name."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder: model.ckpt, metrics.json, ..."),
+    segments: int = typer.Option(20, "--segments", help="Equal segments per track."),
+    protocol: str = typer.Option("track", "--protocol", help="track (honest) or paper."),
+    labels: Optional[Path] = LabelsOpt,
+    feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
+    epochs: Optional[int] = EpochsOpt,
+    seed: Optional[int] = SeedOpt,
+    config_file: Optional[Path] = ConfigOpt,
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+) -> None:
+    """Train a model on a dataset, test it on held-out data, save a checkpoint."""
+    import yaml
+
+    from .checkpoint import EXTENSION, save_checkpoint
+    from .datasets import load_dataset
+    from .experiment import train_and_test
+    from .features import FeatureConfig, extract_features
+    from .report import write_json, write_text_atomic
+
+    train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
+    dataset = load_dataset(_data_dir(data), labels)
+    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
+    with progress_bar("features", len(dataset)) as update:
+        table, failures = extract_features(
+            dataset, feature_config, workers=workers, progress=update
+        )
+    report_failures(failures, len(dataset))
+    with _bar() as bar:
+        result = train_and_test(
+            table,
+            model=model,
+            protocol=protocol,
+            feature_config=feature_config,
+            train_config=train_config,
+            model_kwargs=model_kwargs,
+            labels=list(dataset.labels) if protocol == "track" else None,
+            progress=_epoch_bar(bar, model),
+        )
+    ckpt = save_checkpoint(result.model, out_dir / f"model{EXTENSION}")
+    write_json(out_dir / "metrics.json", {**result.metrics, "history": result.history})
+    resolved = {
+        "command": "train",
+        "data": str(dataset.root),
+        "labels": str(labels) if labels else None,
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "protocol": protocol,
+        "features": feature_config.to_dict(),
+        "train": train_config.to_dict(),
+    }
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    headline = (
+        f"track accuracy {result.metrics['track_accuracy']:.3f}, "
+        if "track_accuracy" in result.metrics
+        else ""
+    )
+    out.print(
+        f"{model} ({protocol} protocol): {headline}segment accuracy "
+        f"{result.metrics['segment_accuracy']:.3f}, leak {result.metrics['leak_fraction']:.0%}; "
+        f"wrote {ckpt}",
+        highlight=False,
+    )
+
+
+@app.command()
+def reproduce(
+    data: Optional[Path] = DataOpt,
+    out_dir: Path = typer.Option(..., "--out", help="Report folder."),
+    segments: list[int] = typer.Option(
+        None, "--segments", help="Segments per track; repeatable, or `--segments 10 20`."
+    ),
+    extra: Optional[list[str]] = typer.Argument(None, hidden=True),
+    epochs: Optional[int] = EpochsOpt,
+    seed: Optional[int] = SeedOpt,
+    config_file: Optional[Path] = ConfigOpt,
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    honest_folds: int = typer.Option(
+        5, "--honest-folds", help="Track-disjoint CV folds shown beside paper mode (0: none)."
+    ),
+) -> None:
+    """Reproduce the paper's Tables 4-5 and Figs. 4-12 (paper mode, with its leak)."""
+    from .errors import ConfigError
+    from .reproduce import ReproduceConfig, run_reproduce
+
+    counts = list(segments or [])
+    for value in extra or []:
+        if not value.isdigit():
+            raise ConfigError(f"unexpected argument {value!r}")
+        counts.append(int(value))
+    train_config, _ = _train_config(config_file, epochs=epochs, seed=seed)
+    config = ReproduceConfig(
+        segmentations=counts or [10, 20],
+        train=train_config,
+        workers=workers,
+        honest_folds=honest_folds,
+    )
+    with _bar() as bar:
+
+        def on_features(n):
+            task = bar.add_task(f"features ({n} segments)", total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+
+        metrics = run_reproduce(
+            _data_dir(data),
+            out_dir,
+            config,
+            on_features=on_features,
+            on_epoch=lambda n: _epoch_bar(bar, f"{n} seg"),
+            on_fold=lambda name, k, total: _epoch_bar(bar, f"{name} fold {k + 1}/{total}"),
+        )
+    for n, m in metrics["segmentations"].items():
+        paper = m.get("paper_accuracy")
+        out.print(
+            f"{n} segments: accuracy {m['segment_accuracy']:.1%}"
+            + (f" (paper {paper:.1%})" if paper else "")
+            + f", leak {m['leak_fraction']:.0%} of test segments",
+            highlight=False,
+        )
+        for name, h in m.get("honest", {}).items():
+            out.print(
+                f"   {name}, {honest_folds}-fold by track: track accuracy "
+                f"{h['summary']['track_accuracy']['mean']:.1%}, segment accuracy "
+                f"{h['summary']['segment_accuracy']['mean']:.1%}",
+                highlight=False,
+            )
+    out.print(f"wrote {out_dir}/report.md, report.html, metrics.json", highlight=False)
+
+
+@app.command()
+def crossval(
+    data: Optional[Path] = DataOpt,
+    model: str = typer.Option("random_forest", "--model", help="A registered model name."),
+    out_dir: Path = typer.Option(..., "--out", help="Report folder."),
+    folds: int = typer.Option(5, "--folds", help="Track-disjoint folds."),
+    segments: int = typer.Option(20, "--segments", help="Equal segments per track."),
+    labels: Optional[Path] = LabelsOpt,
+    feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
+    smote: Optional[bool] = typer.Option(
+        None, "--smote/--no-smote", help="Balance training rows (default: the model's choice)."
+    ),
+    epochs: Optional[int] = EpochsOpt,
+    seed: Optional[int] = SeedOpt,
+    config_file: Optional[Path] = ConfigOpt,
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+) -> None:
+    """Track-disjoint stratified K-fold cross-validation of a model (the honest number)."""
+    import yaml
+
+    from .datasets import load_dataset
+    from .evaluation import crossval as run_crossval
+    from .evaluation_report import write_crossval
+    from .features import FeatureConfig, extract_features
+    from .report import write_text_atomic
+
+    train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
+    dataset = load_dataset(_data_dir(data), labels)
+    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
+    with progress_bar("features", len(dataset)) as update:
+        table, failures = extract_features(
+            dataset, feature_config, workers=workers, progress=update
+        )
+    report_failures(failures, len(dataset))
+    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
+    tracks = tracks.set_index("track_id")
+    shares = tracks[list(dataset.labels)] if set(dataset.labels) <= set(tracks.columns) else None
+    with _bar() as bar:
+        result = run_crossval(
+            table,
+            tracks,
+            model=model,
+            feature_config=feature_config,
+            labels=list(dataset.labels),
+            folds=folds,
+            train_config=train_config,
+            model_kwargs=model_kwargs,
+            shares=shares,
+            smote=smote,
+            on_fold=lambda k, n: _epoch_bar(bar, f"fold {k + 1}/{n}"),
+        )
+    write_crossval(result, out_dir, f"{model}: {folds}-fold track-disjoint cross-validation")
+    resolved = {
+        "command": "crossval",
+        "data": str(dataset.root),
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "folds": folds,
+        "smote": result["smote"],
+        "features": feature_config.to_dict(),
+        "train": train_config.to_dict(),
+    }
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    s = result["summary"]
+    corr = s["emotion_correlation_mean"]
+    out.print(
+        f"{model}: track accuracy {s['track_accuracy']['mean']:.3f} ± "
+        f"{s['track_accuracy']['std']:.3f}, macro-F1 {s['track_macro_f1']['mean']:.3f} ± "
+        f"{s['track_macro_f1']['std']:.3f}, balanced accuracy "
+        f"{s['track_balanced_accuracy']['mean']:.3f}"
+        + (f", mean emotion r {corr['mean']:.3f}" if corr else "")
+        + f"; wrote {out_dir}/report.md",
+        highlight=False,
+    )
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="A trained model (.ckpt)."),
+    data: Optional[Path] = DataOpt,
+    labels: Optional[Path] = LabelsOpt,
+    out_dir: Path = typer.Option(..., "--out", help="Report folder."),
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+) -> None:
+    """Evaluate a trained model on every track of a labelled dataset it has not seen."""
+    from .checkpoint import load_checkpoint
+    from .datasets import load_dataset
+    from .evaluation import evaluate_model
+    from .evaluation_report import evaluation_report
+    from .report import write_json
+
+    model = load_checkpoint(checkpoint)
+    dataset = load_dataset(_data_dir(data), labels)
+    with progress_bar("features", len(dataset)) as update:
+        metrics, failures = evaluate_model(model, dataset, workers=workers, progress=update)
+    report_failures(failures, len(dataset))
+    write_json(
+        out_dir / "metrics.json",
+        {
+            **metrics,
+            "checkpoint": str(checkpoint),
+            "data": str(dataset.root),
+            "failed": [p for p, _ in failures],
+        },
+    )
+    evaluation_report(
+        metrics,
+        f"Evaluation of {checkpoint.name}",
+        f"Checkpoint `{checkpoint}` ({model.classifier.name}) on `{dataset.root}`: "
+        f"{metrics['n_tracks']} tracks, {len(failures)} failed to decode.",
+    ).write(out_dir)
+    out.print(
+        f"track accuracy {metrics['track_accuracy']:.3f}, macro-F1 "
+        f"{metrics['track_macro_f1']:.3f}, balanced accuracy "
+        f"{metrics['track_balanced_accuracy']:.3f} on {metrics['n_tracks']} tracks; "
+        f"wrote {out_dir}/report.md",
+        highlight=False,
+    )
+    if failures:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's files."),

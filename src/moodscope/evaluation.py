@@ -1,0 +1,245 @@
+"""Honest evaluation: track-disjoint cross-validation and a trained model on unseen data.
+
+Every number here is track level first: a track's prediction is the mean of its segments'
+probabilities. Beside accuracy, balanced accuracy and macro-F1 come per-class and per-genre
+results and, where the data holds listener shares (Emotify), how well the predicted
+probabilities follow them (Pearson r per emotion).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from .checkpoint import TrainedModel
+from .errors import DatasetError
+from .experiment import track_predictions, train_and_test
+from .features import FeatureConfig, extract_features
+from .metrics import classification_metrics
+from .models import model_entry
+from .protocols import track_folds, track_split
+from .training import TrainConfig
+
+SCALARS = (
+    "track_accuracy",
+    "track_balanced_accuracy",
+    "track_macro_f1",
+    "segment_accuracy",
+    "emotion_correlation_mean",
+)
+
+
+def emotion_correlation(
+    proba: np.ndarray, labels: list[str], shares: pd.DataFrame | None
+) -> dict[str, float | None] | None:
+    """Pearson r between predicted probability and annotated share, per emotion, + ``mean``.
+
+    ``shares`` has one row per track (same order as ``proba``) and one column per emotion;
+    an emotion whose predictions or shares are constant gets ``None``.
+    """
+    if shares is None or not set(labels) <= set(shares.columns):
+        return None
+    out: dict[str, float | None] = {}
+    for i, label in enumerate(labels):
+        p, s = proba[:, i], shares[label].to_numpy(dtype=float)
+        ok = np.std(p) > 1e-12 and np.std(s) > 1e-12
+        out[label] = float(np.corrcoef(p, s)[0, 1]) if ok else None
+    values = [v for v in out.values() if v is not None]
+    out["mean"] = float(np.mean(values)) if values else None
+    return out
+
+
+def track_level_metrics(
+    track_ids: np.ndarray,
+    proba: np.ndarray,
+    tracks: pd.DataFrame,
+    labels: list[str],
+    shares: pd.DataFrame | None = None,
+) -> dict:
+    """Metrics of track probabilities ``proba [n_tracks, n_labels]`` against ``tracks``
+    (indexed by track id, columns ``label`` and ``genre``)."""
+    info = tracks.loc[track_ids]
+    index = {label: i for i, label in enumerate(labels)}
+    truth = info["label"].map(index).to_numpy()
+    pred = proba.argmax(axis=1)
+    metrics = classification_metrics(truth, pred, labels)
+    per_genre = {}
+    for genre, rows in info.reset_index().groupby("genre").groups.items():
+        rows = np.asarray(rows)
+        if not genre:
+            continue
+        g = classification_metrics(truth[rows], pred[rows], labels)
+        per_genre[str(genre)] = {
+            "track_accuracy": g["accuracy"],
+            "track_macro_f1": g["macro_f1"],
+            "n_tracks": int(len(rows)),
+        }
+    correlation = emotion_correlation(
+        proba, labels, None if shares is None else shares.loc[track_ids]
+    )
+    return {
+        "track_accuracy": metrics["accuracy"],
+        "track_balanced_accuracy": metrics["balanced_accuracy"],
+        "track_macro_f1": metrics["macro_f1"],
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "labels": labels,
+        "per_genre": per_genre,
+        "emotion_correlation": correlation,
+        "emotion_correlation_mean": None if correlation is None else correlation["mean"],
+        "n_tracks": int(len(track_ids)),
+    }
+
+
+def _mean_std(values: list) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def summarize_folds(folds: list[dict], labels: list[str]) -> dict:
+    """Mean ± std over folds of every scalar, per-class and per-genre value; summed confusion."""
+    summary = {key: _mean_std([f.get(key) for f in folds]) for key in SCALARS}
+    summary["per_class"] = {
+        label: {
+            k: _mean_std([f["per_class"][label][k] for f in folds])
+            for k in ("precision", "recall", "f1")
+        }
+        | {"support": int(sum(f["per_class"][label]["support"] for f in folds))}
+        for label in labels
+    }
+    genres = sorted({g for f in folds for g in f["per_genre"]})
+    summary["per_genre"] = {
+        g: {
+            k: _mean_std([f["per_genre"][g][k] for f in folds if g in f["per_genre"]])
+            for k in ("track_accuracy", "track_macro_f1")
+        }
+        for g in genres
+    }
+    correlations = [f["emotion_correlation"] for f in folds if f.get("emotion_correlation")]
+    if correlations:
+        summary["emotion_correlation"] = {
+            k: _mean_std([c.get(k) for c in correlations])
+            for k in [*labels, "mean"]
+            if k in correlations[0]
+        }
+    summary["confusion_matrix"] = np.sum([f["confusion_matrix"] for f in folds], axis=0).tolist()
+    return summary
+
+
+def crossval(
+    table: pd.DataFrame,
+    tracks: pd.DataFrame,
+    *,
+    model: str,
+    feature_config: FeatureConfig,
+    labels: list[str],
+    folds: int = 5,
+    train_config: TrainConfig | None = None,
+    model_kwargs: dict | None = None,
+    shares: pd.DataFrame | None = None,
+    smote: bool | None = None,
+    on_fold: Callable[[int, int], Callable | None] | None = None,
+) -> dict:
+    """Stratified, grouped K-fold by track: train on K-1 folds (validation tracks carved from
+    them), test on the held-out tracks, aggregate per track.
+
+    ``tracks`` is the dataset's track table indexed by track id (``label``, ``genre``);
+    ``shares`` (optional) the per-track listener shares indexed the same way.
+    """
+    train_config = train_config or TrainConfig()
+    columns = list(feature_config.columns)
+    smote = model_entry(model).smote if smote is None else smote
+    fold_metrics, oof = [], []
+    started = time.perf_counter()
+    for k, (train_rows, test_rows) in enumerate(
+        track_folds(table, n_splits=folds, seed=train_config.seed, labels=labels)
+    ):
+        split = track_split(
+            table,
+            columns,
+            train_rows,
+            test_rows,
+            seed=train_config.seed + k,
+            labels=labels,
+            smote=smote,
+        )
+        result = train_and_test(
+            table,
+            model=model,
+            protocol="track",
+            feature_config=feature_config,
+            train_config=train_config,
+            model_kwargs=model_kwargs,
+            labels=labels,
+            split=split,
+            progress=on_fold(k, folds) if on_fold else None,
+        )
+        track_ids, track_proba = track_predictions(result.test_proba, split.test_tracks)
+        metrics = track_level_metrics(track_ids, track_proba, tracks, labels, shares)
+        metrics.update(
+            fold=k,
+            segment_accuracy=result.metrics["segment_accuracy"],
+            epochs=result.metrics["epochs"],
+            train_seconds=result.train_seconds,
+            leak_fraction=result.metrics["leak_fraction"],
+        )
+        fold_metrics.append(metrics)
+        oof.append(pd.DataFrame(track_proba, index=track_ids, columns=labels))
+    summary = summarize_folds(fold_metrics, labels)
+    return {
+        "protocol": f"track-disjoint stratified group {folds}-fold",
+        "model": model,
+        "model_kwargs": model_kwargs or {},
+        "smote": smote,
+        "features": feature_config.to_dict(),
+        "labels": labels,
+        "folds": fold_metrics,
+        "summary": summary,
+        **{key: (summary[key] or {}).get("mean") for key in SCALARS},
+        "per_class": summary["per_class"],
+        "per_genre": summary["per_genre"],
+        "confusion_matrix": summary["confusion_matrix"],
+        "emotion_correlation": summary.get("emotion_correlation"),
+        "wall_seconds": time.perf_counter() - started,
+        "out_of_fold": pd.concat(oof),
+    }
+
+
+def evaluate_model(
+    model: TrainedModel,
+    dataset,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, list[tuple[str, str]]]:
+    """A trained model on every track of a labelled dataset it has not seen.
+
+    Returns the metrics and the tracks that failed to decode.
+    """
+    unknown = sorted(set(dataset.tracks["label"]) - set(model.labels))
+    if unknown:
+        raise DatasetError(
+            f"labels {unknown} of {dataset.root} are not among the model's: {model.labels}"
+        )
+    table, failures = extract_features(
+        dataset, model.feature_config, workers=workers, progress=progress
+    )
+    if table.empty:
+        raise DatasetError(f"{dataset.root}: no track could be analysed")
+    proba = model.predict_proba(table[list(model.feature_config.columns)].to_numpy())
+    segment_pred = proba.argmax(axis=1)
+    index = {label: i for i, label in enumerate(model.labels)}
+    segment_accuracy = float((segment_pred == table["label"].map(index).to_numpy()).mean())
+    track_ids, track_proba = track_predictions(proba, table["track_id"].to_numpy())
+    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
+    tracks = tracks.set_index("track_id")
+    shares = tracks[list(model.labels)] if set(model.labels) <= set(tracks.columns) else None
+    metrics = track_level_metrics(track_ids, track_proba, tracks, list(model.labels), shares)
+    metrics["segment_accuracy"] = segment_accuracy
+    metrics["n_failed"] = len(failures)
+    return metrics, failures

@@ -1,0 +1,159 @@
+"""End to end on a handful of real tracks: reproduce, train, crossval, evaluate (1-2 epochs;
+these check files and keys, not accuracy)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from moodscope.checkpoint import load_checkpoint
+from test_cli import run
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def test_reproduce_writes_report(emotify_subset, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run(
+        [
+            "reproduce",
+            "--data",
+            emotify_subset,
+            "--out",
+            out,
+            "--segments",
+            "10",
+            "12",
+            "--epochs",
+            "1",
+            "--honest-folds",
+            "2",
+            "--workers",
+            "2",
+        ],
+        capsys,
+    )
+    assert code == 0, stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["segmentations"]) == {"10", "12"}
+    for m in metrics["segmentations"].values():
+        for key in (
+            "segment_accuracy",
+            "per_class",
+            "confusion_matrix",
+            "labels",
+            "leak_fraction",
+            "epochs",
+            "train_seconds",
+        ):
+            assert key in m, key
+        assert m["leak_fraction"] > 0.5  # paper mode leaks, and says so
+        assert set(m["per_class"][m["labels"][0]]) == {"precision", "recall", "f1", "support"}
+        assert m["honest"]["majority"]["summary"]["track_accuracy"]["mean"] >= 0
+        assert "paper_cnn_lstm" in m["honest"]
+    md = (out / "report.md").read_text()
+    assert "Table 4" in md and "74.8 %" in md and "The leak" in md and "by track" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 10  # figures embedded
+    for name in (
+        "accuracy-10seg",
+        "loss-12seg",
+        "confusion-10seg",
+        "class-counts",
+        "example-waveform",
+        "example-spectrum",
+        "example-mfcc",
+    ):
+        assert (out / "figures" / f"{name}.png").is_file(), name
+    assert yaml.safe_load((out / "config.yaml").read_text())["segmentations"] == [10, 12]
+    load_checkpoint(out / "model-10seg.ckpt")
+
+
+def test_train_then_evaluate(emotify_subset, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, stdout, _ = run(
+        [
+            "train",
+            "--data",
+            emotify_subset,
+            "--model",
+            "logistic_regression",
+            "--out",
+            run_dir,
+            "--segments",
+            "10",
+            "--protocol",
+            "track",
+            "--workers",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, stdout
+    assert {p.name for p in run_dir.iterdir()} >= {"model.ckpt", "metrics.json", "config.yaml"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["leak_fraction"] == 0.0 and "track_accuracy" in metrics
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"] == "logistic_regression" and config["protocol"] == "track"
+
+    eval_dir = tmp_path / "eval"
+    code, stdout, _ = run(
+        ["evaluate", run_dir / "model.ckpt", "--data", emotify_subset, "--out", eval_dir],
+        capsys,
+    )
+    assert code == 0, stdout
+    m = json.loads((eval_dir / "metrics.json").read_text())
+    for key in (
+        "track_accuracy",
+        "track_macro_f1",
+        "track_balanced_accuracy",
+        "segment_accuracy",
+        "per_class",
+        "per_genre",
+        "confusion_matrix",
+        "labels",
+        "emotion_correlation",
+    ):
+        assert key in m, key
+    assert m["n_tracks"] == 8 and "mean" in m["emotion_correlation"]
+    assert (eval_dir / "report.html").is_file()
+
+
+def test_crossval_cli(emotify_subset, tmp_path, capsys):
+    out = tmp_path / "cv"
+    code, stdout, _ = run(
+        [
+            "crossval",
+            "--data",
+            emotify_subset,
+            "--model",
+            "random_forest",
+            "--folds",
+            "2",
+            "--segments",
+            "10",
+            "--out",
+            out,
+            "--workers",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["folds"]) == 2
+    for key in (
+        "track_accuracy",
+        "track_macro_f1",
+        "track_balanced_accuracy",
+        "segment_accuracy",
+        "per_class",
+        "per_genre",
+        "confusion_matrix",
+        "labels",
+        "emotion_correlation",
+    ):
+        assert key in m, key
+    assert (out / "out_of_fold.csv").is_file() and (out / "report.md").is_file()
