@@ -48,18 +48,21 @@ def test_per_genre_breakdown():
 
 @pytest.mark.parametrize("model", ["majority", "logistic_regression"])
 def test_crossval_is_track_disjoint_and_summarised(model):
+    # Labels deliberately not in sorted order: metrics must follow the classifier's columns.
+    names = {"calm": "zen", "power": "anger", "tension": "mild"}
     table = tiny_table(n_tracks=45)
+    table["label"] = table["label"].map(names)
     tracks = _tracks(table)
     rng = np.random.default_rng(0)
     shares = pd.DataFrame(
-        rng.random((len(tracks), 3)), index=tracks.index, columns=["calm", "power", "tension"]
+        rng.random((len(tracks), 3)), index=tracks.index, columns=["zen", "anger", "mild"]
     )
     result = crossval(
         table,
         tracks,
         model=model,
         feature_config=FeatureConfig(segments=5),
-        labels=["calm", "power", "tension"],
+        labels=["zen", "anger", "mild"],
         folds=3,
         shares=shares,
     )
@@ -71,8 +74,8 @@ def test_crossval_is_track_disjoint_and_summarised(model):
     assert all(f["leak_fraction"] == 0.0 for f in result["folds"])
     assert set(result["per_genre"]) == {"pop", "rock"}
     if model == "majority":
-        # Always the training majority: never better than guessing the biggest class.
-        assert result["summary"]["track_accuracy"]["mean"] <= 0.4
+        # Always the training majority: with three equal classes, about one in three.
+        assert 0.2 <= result["summary"]["track_accuracy"]["mean"] <= 0.45
         assert result["smote"] is False
     else:
         # Classes differ in their feature means: a linear model finds that.

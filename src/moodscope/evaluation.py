@@ -179,8 +179,10 @@ def crossval(
             split=split,
             progress=on_fold(k, folds) if on_fold else None,
         )
+        # Probability columns follow the label encoder's (sorted) order, not ``labels``'.
+        classes = split.labels
         track_ids, track_proba = track_predictions(result.test_proba, split.test_tracks)
-        metrics = track_level_metrics(track_ids, track_proba, tracks, labels, shares)
+        metrics = track_level_metrics(track_ids, track_proba, tracks, classes, shares)
         metrics.update(
             fold=k,
             segment_accuracy=result.metrics["segment_accuracy"],
@@ -189,15 +191,15 @@ def crossval(
             leak_fraction=result.metrics["leak_fraction"],
         )
         fold_metrics.append(metrics)
-        oof.append(pd.DataFrame(track_proba, index=track_ids, columns=labels))
-    summary = summarize_folds(fold_metrics, labels)
+        oof.append(pd.DataFrame(track_proba, index=track_ids, columns=classes))
+    summary = summarize_folds(fold_metrics, classes)
     return {
         "protocol": f"track-disjoint stratified group {folds}-fold",
         "model": model,
         "model_kwargs": model_kwargs or {},
         "smote": smote,
         "features": feature_config.to_dict(),
-        "labels": labels,
+        "labels": classes,
         "folds": fold_metrics,
         "summary": summary,
         **{key: (summary[key] or {}).get("mean") for key in SCALARS},
@@ -243,3 +245,61 @@ def evaluate_model(
     metrics["segment_accuracy"] = segment_accuracy
     metrics["n_failed"] = len(failures)
     return metrics, failures
+
+
+def _cell(stat: dict | None) -> str:
+    return "n/a" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def compare_models(
+    dataset,
+    table: pd.DataFrame,
+    models: list[str],
+    *,
+    feature_config: FeatureConfig,
+    folds: int = 5,
+    train_config: TrainConfig | None = None,
+    out_dir=None,
+    on_fold: Callable[[str, int, int], Callable | None] | None = None,
+    smote: bool | None = None,
+) -> str:
+    """Cross-validate each model on the same folds; return (and write) a Markdown table."""
+    from pathlib import Path
+
+    from .evaluation_report import write_crossval
+    from .report import write_json, write_text_atomic
+
+    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
+    tracks = tracks.set_index("track_id")
+    labels = list(dataset.labels)
+    shares = tracks[labels] if set(labels) <= set(tracks.columns) else None
+    rows, summaries = [], {}
+    for name in models:
+        model_entry(name)  # fail fast on a typo, before hours of training
+    for name in models:
+        result = crossval(
+            table, tracks, model=name, feature_config=feature_config, labels=labels,
+            folds=folds, train_config=train_config, shares=shares, smote=smote,
+            on_fold=(lambda k, n, name=name: on_fold(name, k, n)) if on_fold else None,
+        )
+        s = result["summary"]
+        summaries[name] = {k: v for k, v in result.items() if k not in ("out_of_fold",)}
+        rows.append(
+            f"| {name} | {_cell(s['track_accuracy'])} | {_cell(s['track_macro_f1'])} | "
+            f"{_cell(s['track_balanced_accuracy'])} | {_cell(s['emotion_correlation_mean'])} | "
+            f"{_cell(s['segment_accuracy'])} | {result['wall_seconds']:.0f} |"
+        )
+        if out_dir is not None:
+            write_crossval(result, Path(out_dir) / name, f"{name}: {folds}-fold CV by track")
+    header = (
+        f"{folds}-fold track-disjoint CV, features `{feature_config.feature_set}`, "
+        f"{feature_config.segments} segments per track, {len(tracks)} tracks; mean ± std over "
+        "folds.\n\n"
+        "| model | track accuracy | track macro-F1 | track balanced acc. | mean emotion r "
+        "| segment accuracy | seconds |\n|---|---|---|---|---|---|---|\n"
+    )
+    markdown = header + "\n".join(rows) + "\n"
+    if out_dir is not None:
+        write_text_atomic(Path(out_dir) / "comparison.md", markdown)
+        write_json(Path(out_dir) / "comparison.json", summaries)
+    return markdown
