@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..audio import load_audio
+from ..audio import load_audio, stream_audio
 from ..errors import AudioError, FeatureError, MoodscopeError
+from ..segments import Segment
 from .sets import FeatureConfig, get_feature_set
 
 META_COLUMNS = ("track_id", "segment", "start", "end", "genre", "label")
@@ -39,6 +40,8 @@ class TrackFeatures:
     features: np.ndarray  # [n_segments, n_features]
     starts: np.ndarray  # [n_segments] seconds
     ends: np.ndarray  # [n_segments] seconds
+    peak: float = 1.0  # largest absolute sample: 0 for digital silence
+    duration: float = 0.0  # seconds of audio decoded
 
 
 def file_digest(path: str | Path) -> str:
@@ -84,22 +87,69 @@ def track_features(
         if entry.is_file():
             try:
                 with np.load(entry) as z:
-                    return TrackFeatures(z["features"], z["starts"], z["ends"])
+                    return TrackFeatures(
+                        z["features"],
+                        z["starts"],
+                        z["ends"],
+                        float(z["peak"]),
+                        float(z["duration"]),
+                    )
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
-    y = load_audio(path, sr=config.sr, min_duration=config.min_duration)
-    segments = config.segment(y)
-    features = get_feature_set(config.feature_set).compute(y, segments)
-    if not np.all(np.isfinite(features)):
+    if config.segments is None:
+        result = _windowed_features(path, config)
+    else:
+        y = load_audio(path, sr=config.sr, min_duration=config.min_duration)
+        segments = config.segment(y)
+        result = TrackFeatures(
+            get_feature_set(config.feature_set).compute(y, segments),
+            np.array([s.start for s in segments]),
+            np.array([s.end for s in segments]),
+            float(np.abs(y).max()),
+            len(y) / config.sr,
+        )
+    if not np.all(np.isfinite(result.features)):
         raise FeatureError(f"{path}: features are not finite (NaN or inf)")
-    result = TrackFeatures(
-        features,
-        np.array([s.start for s in segments]),
-        np.array([s.end for s in segments]),
-    )
     if entry is not None:
-        _atomic_save_npz(entry, features=result.features, starts=result.starts, ends=result.ends)
+        _atomic_save_npz(
+            entry,
+            features=result.features,
+            starts=result.starts,
+            ends=result.ends,
+            peak=np.float64(result.peak),
+            duration=np.float64(result.duration),
+        )
     return result
+
+
+def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
+    """Fixed windows computed block by block as the file is decoded: memory stays bounded
+    by one block (about a minute of audio) whatever the file's length."""
+    sr, compute = config.sr, get_feature_set(config.feature_set).compute
+    win = int(round(config.window * sr))
+    hop = max(1, int(round((config.hop or config.window) * sr)))
+    buffer, offset, next_start = np.zeros(0, np.float32), 0, 0
+    rows, starts, peak, total = [], [], 0.0, 0
+    for block in stream_audio(path, sr=sr, block_seconds=max(60.0, 4 * config.window)):
+        peak = max(peak, float(np.abs(block).max()))
+        total += len(block)
+        buffer = np.concatenate([buffer, block])
+        segments = []
+        while next_start + win <= offset + len(buffer):
+            a = next_start - offset
+            segments.append(Segment(len(starts) + len(segments), a, a + win, sr))
+            next_start += hop
+        if segments:
+            rows.append(compute(buffer, segments))
+            starts += [offset + s.start_sample for s in segments]
+        cut = min(next_start - offset, len(buffer))
+        buffer, offset = buffer[cut:], offset + cut
+    if not starts:
+        raise AudioError(
+            path, f"is {total / sr:.2f} s long; at least {config.window:.2f} s is needed"
+        )
+    starts_s = np.asarray(starts) / sr
+    return TrackFeatures(np.vstack(rows), starts_s, starts_s + win / sr, peak, total / sr)
 
 
 def _worker_init() -> None:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..segments import MIN_SEGMENT_SECONDS, Segment, segment_track
 from .paper import FEATURE_NAMES, PaperFeatureConfig, paper_features
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 """Bumped whenever a feature's computation changes, so old cache entries are not reused."""
 
 
