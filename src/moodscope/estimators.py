@@ -92,9 +92,13 @@ class Classifier:
                 **base,
                 "state_dict": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             }
+        import zipfile
+
         import skops.io
 
-        return {**base, "skops": skops.io.dumps(self.model)}
+        # Tree ensembles compress ~4x; the shipped model must stay small.
+        data = skops.io.dumps(self.model, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        return {**base, "skops": data}
 
     @classmethod
     def from_state(cls, state: dict, train_config: TrainConfig | None = None) -> Classifier:

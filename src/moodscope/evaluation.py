@@ -278,8 +278,15 @@ def compare_models(
         model_entry(name)  # fail fast on a typo, before hours of training
     for name in models:
         result = crossval(
-            table, tracks, model=name, feature_config=feature_config, labels=labels,
-            folds=folds, train_config=train_config, shares=shares, smote=smote,
+            table,
+            tracks,
+            model=name,
+            feature_config=feature_config,
+            labels=labels,
+            folds=folds,
+            train_config=train_config,
+            shares=shares,
+            smote=smote,
             on_fold=(lambda k, n, name=name: on_fold(name, k, n)) if on_fold else None,
         )
         s = result["summary"]

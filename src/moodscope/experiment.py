@@ -72,7 +72,31 @@ def train_and_test(
     start = time.perf_counter()
     history = clf.fit(split.X_train, split.y_train, split.X_val, split.y_val, progress=progress)
     train_seconds = time.perf_counter() - start
-    proba = clf.predict_proba(split.X_test)
+    proba = clf.predict_proba(split.X_test) if len(split.X_test) else np.zeros((0, 0))
+    result: dict = {
+        "train_seconds": train_seconds,
+        "n_train_rows": len(split.X_train),
+        "epochs": len(history.get("val_loss", [])),
+    }
+    if len(split.X_test):
+        result.update(_test_metrics(split, proba, history, train_seconds, protocol))
+    trained = TrainedModel(
+        clf,
+        Scaler.from_sklearn(split.scaler),
+        split.labels,
+        feature_config,
+        train_config,
+        {
+            "protocol": protocol,
+            "model": model,
+            # Prediction cuts any track into windows as long as the training segments.
+            "segment_seconds": float((table["end"] - table["start"]).mean()),
+        },
+    )
+    return HoldoutResult(trained, split, history, result, train_seconds, proba)
+
+
+def _test_metrics(split: PreparedSplit, proba, history, train_seconds, protocol) -> dict:
     metrics = classification_metrics(split.y_test, proba.argmax(axis=1), split.labels)
     result = {
         "segment_accuracy": metrics.pop("accuracy"),
@@ -99,12 +123,4 @@ def train_and_test(
             track_per_class=track_metrics["per_class"],
             track_confusion_matrix=track_metrics["confusion_matrix"],
         )
-    trained = TrainedModel(
-        clf,
-        Scaler.from_sklearn(split.scaler),
-        split.labels,
-        feature_config,
-        train_config,
-        {"protocol": protocol, "model": model},
-    )
-    return HoldoutResult(trained, split, history, result, train_seconds, proba)
+    return result

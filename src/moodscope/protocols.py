@@ -4,7 +4,8 @@
 fitted on everything, then a random 70/15/15 split of segments, so a track's segments (and
 SMOTE points made from them) sit on both sides; :attr:`PreparedSplit.leak_fraction` says how
 much. ``track``: the honest default: tracks, not segments, are split (stratified, grouped),
-and the scaler and SMOTE are fitted on the training tracks only.
+and the scaler and SMOTE are fitted on the training tracks only. ``all``: no test part,
+for the final model once cross-validation has measured the recipe.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from .errors import ConfigError
 from .metrics import leak_fraction
 
-PROTOCOLS = ("paper", "track")
+PROTOCOLS = ("paper", "track", "all")
 
 
 @dataclass
@@ -168,7 +169,12 @@ def track_split(
         sources = _source_tracks(X_res, y_res, X_fit, y[fit_rows], tracks[fit_rows])
     else:
         X_res, y_res, sources = X_fit, y[fit_rows], tracks[fit_rows]
-    scale = lambda rows: scaler.transform(X[rows]).astype(np.float32)  # noqa: E731
+
+    def scale(rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return np.zeros((0, X.shape[1]), np.float32)
+        return scaler.transform(X[rows]).astype(np.float32)
+
     return PreparedSplit(
         X_res.astype(np.float32),
         y_res,
@@ -215,4 +221,7 @@ def prepare(
         return paper_split(table, columns, seed=seed, labels=labels)
     if protocol == "track":
         return track_holdout(table, columns, seed=seed, labels=labels, smote=smote)
+    if protocol == "all":  # a final model: every track trains (validation tracks carved out)
+        rows = np.arange(len(table))
+        return track_split(table, columns, rows, rows[:0], seed=seed, labels=labels, smote=smote)
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")

