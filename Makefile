@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce clean
+.PHONY: venv demo test lint bench model reproduce results clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all --out docs/benchmarks.md
+
+# The shipped default model and its card, rebuilt from the Emotify data.
+DEFAULT_RECIPE ?= --model random_forest --features paper --segments 20
+model: $(STAMP)
+	$(BIN)/python tools/build_default_model.py --data "$(MOODSCOPE_EMOTIFY_DIR)" $(DEFAULT_RECIPE)
+
+# The paper reproduction and the model comparison quoted in docs/results.md.
+reproduce: $(STAMP)
+	$(BIN)/moodscope reproduce --data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/reproduce
+results: $(STAMP)
+	$(BIN)/moodscope compare --data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/compare-paper20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output

@@ -233,7 +233,9 @@ def train(
     model: str = typer.Option("paper_cnn_lstm", "--model", help="A registered model name."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder: model.ckpt, metrics.json, ..."),
     segments: int = typer.Option(20, "--segments", help="Equal segments per track."),
-    protocol: str = typer.Option("track", "--protocol", help="track (honest) or paper."),
+    protocol: str = typer.Option(
+        "track", "--protocol", help="track (honest holdout), paper, or all (final model)."
+    ),
     labels: Optional[Path] = LabelsOpt,
     feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
     epochs: Optional[int] = EpochsOpt,
@@ -266,7 +268,7 @@ def train(
             feature_config=feature_config,
             train_config=train_config,
             model_kwargs=model_kwargs,
-            labels=list(dataset.labels) if protocol == "track" else None,
+            labels=list(dataset.labels) if protocol != "paper" else None,
             progress=_epoch_bar(bar, model),
         )
     ckpt = save_checkpoint(result.model, out_dir / f"model{EXTENSION}")
@@ -436,6 +438,51 @@ def crossval(
 
 
 @app.command()
+def compare(
+    data: Optional[Path] = DataOpt,
+    models: str = typer.Option(
+        "majority,logistic_regression,random_forest,gradient_boosting,paper_cnn_lstm",
+        "--models",
+        help="Comma-separated registered model names.",
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Folder: comparison.md/json + one per model."),
+    folds: int = typer.Option(5, "--folds", help="Track-disjoint folds."),
+    segments: int = typer.Option(20, "--segments", help="Equal segments per track."),
+    labels: Optional[Path] = LabelsOpt,
+    feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
+    epochs: Optional[int] = EpochsOpt,
+    seed: Optional[int] = SeedOpt,
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+) -> None:
+    """Cross-validate several models on the same folds and tabulate them side by side."""
+    from .datasets import load_dataset
+    from .evaluation import compare_models
+    from .features import FeatureConfig, extract_features
+
+    train_config, _ = _train_config(None, epochs=epochs, seed=seed)
+    dataset = load_dataset(_data_dir(data), labels)
+    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
+    with progress_bar("features", len(dataset)) as update:
+        table, failures = extract_features(
+            dataset, feature_config, workers=workers, progress=update
+        )
+    report_failures(failures, len(dataset))
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with _bar() as bar:
+        markdown = compare_models(
+            dataset,
+            table,
+            names,
+            feature_config=feature_config,
+            folds=folds,
+            train_config=train_config,
+            out_dir=out_dir,
+            on_fold=lambda name, k, n: _epoch_bar(bar, f"{name} fold {k + 1}/{n}"),
+        )
+    out.print(markdown, highlight=False)
+
+
+@app.command()
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="A trained model (.ckpt)."),
     data: Optional[Path] = DataOpt,
@@ -478,6 +525,121 @@ def evaluate(
         highlight=False,
     )
     if failures:
+        raise typer.Exit(1)
+
+
+PREDICT_FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def _render_predictions(results, fmt: str, timeline: bool) -> str:
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps([r.to_dict(timeline=timeline) for r in results], indent=2) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r.to_dict(timeline=timeline)) + "\n" for r in results)
+    names = next((list(r.emotions) for r in results if r.ok), [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if timeline:
+        writer.writerow(["path", "start", "end", *names, "error"])
+        for r in results:
+            if not r.ok:
+                writer.writerow([r.path, "", "", *[""] * len(names), r.error])
+            for seg in r.timeline:
+                writer.writerow(
+                    [
+                        r.path,
+                        f"{seg.start:.3f}",
+                        f"{seg.end:.3f}",
+                        *[f"{seg.emotions[n]:.6f}" for n in names],
+                        "",
+                    ]
+                )
+    else:
+        writer.writerow(["path", "top_emotion", *names, "silent", "error"])
+        for r in results:
+            writer.writerow(
+                [
+                    r.path,
+                    r.top_emotion or "",
+                    *[f"{r.emotions[n]:.6f}" if r.ok else "" for n in names],
+                    r.silent if r.ok else "",
+                    r.error or "",
+                ]
+            )
+    return buffer.getvalue()
+
+
+def _short(path: str) -> str:
+    """The path relative to the working folder when under it, else its last two parts."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*p.parts[-2:]))
+
+
+def _prediction_table(results) -> Table:
+    table = Table("file", "top emotion", "distribution (top 3)", "duration")
+    for r in results:
+        if not r.ok:
+            table.add_row(_short(r.path), "[red]error[/red]", r.error, "")
+            continue
+        top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            _short(r.path),
+            r.top_emotion + (" (silent)" if r.silent else ""),
+            ", ".join(f"{k} {v:.0%}" for k, v in top3),
+            f"{r.duration:.1f} s",
+        )
+    return table
+
+
+@app.command()
+def predict(
+    paths: list[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: shipped)."),
+    fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
+    timeline: bool = typer.Option(False, "--timeline", help="Include per-segment emotions."),
+    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+) -> None:
+    """Predict the emotions of audio files: distribution, top emotion, timeline."""
+    from .errors import ConfigError
+    from .predict import find_audio, load_model
+    from .predict import predict as run_predict
+    from .report import write_text_atomic
+
+    if fmt not in PREDICT_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(PREDICT_FORMATS)}")
+    files = find_audio(paths)
+    if not files:
+        raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
+    trained = load_model(model)
+    if len(files) > 1:
+        with progress_bar("predict", len(files)) as update:
+            results = run_predict(files, trained, workers=workers, progress=update)
+    else:
+        results = run_predict(files, trained, workers=1)
+    if fmt == "table" and output is None:
+        out.print(_prediction_table(results))
+    else:
+        text = _render_predictions(results, "json" if fmt == "table" else fmt, timeline)
+        if output is not None:
+            write_text_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        console.print(f"[red]failed[/red] {r.error}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(results)} file(s), {len(results) - len(failed)} predicted, {len(failed)} failed",
+        highlight=False,
+    )
+    if failed:
         raise typer.Exit(1)
 
 
