@@ -57,7 +57,15 @@ def test_every_registered_model_maps_rows_to_class_scores(name):
     X = rng.standard_normal((60, n_features)).astype(np.float32)
     y = np.arange(60) % n_classes
     entry = model_entry(name)
-    if entry.kind == "torch":
+    if entry.kind == "torch" and entry.input == "sequence":
+        # A track is a time-ordered sequence of segment rows: 6 tracks x 10 segments.
+        model = create_model(name, n_features=n_features, n_classes=n_classes).eval()
+        with torch.no_grad():
+            out = model(torch.as_tensor(X).reshape(6, 10, n_features))
+            steps, _ = model.step_logits(torch.as_tensor(X).reshape(6, 10, n_features))
+        assert out.shape == (6, n_classes) and torch.isfinite(out).all()
+        assert steps.shape == (6, 10, n_classes)
+    elif entry.kind == "torch":
         model = create_model(name, n_features=n_features, n_classes=n_classes).eval()
         with torch.no_grad():
             out = model(torch.as_tensor(X))

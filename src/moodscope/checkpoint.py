@@ -50,9 +50,30 @@ class TrainedModel:
     train_config: TrainConfig = field(default_factory=TrainConfig)
     info: dict = field(default_factory=dict)  # protocol, metrics, data description
 
+    @property
+    def aggregate(self) -> str:
+        """ "segment": the model reads one segment's row; "track": mean/std over segments."""
+        return self.info.get("aggregate", "segment")
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities [n, n_labels] for raw (unscaled) feature rows [n, n_features]."""
+        """Probabilities [n, n_labels] for raw (unscaled) model input rows [n, n_inputs]."""
         return self.classifier.predict_proba(self.scaler.transform(features))
+
+    def predict_track(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One track's distribution [n_labels] and timeline [n_segments, n_labels] from its
+        raw segment features [n_segments, n_features], whatever the model reads."""
+        from .features.aggregate import aggregate_rows, local_aggregates
+
+        features = np.asarray(features, dtype=np.float64)
+        if self.classifier.entry.input == "sequence":
+            x = self.scaler.transform(features)[None]
+            track = self.classifier.predict_proba(x)[0]
+            return track, self.classifier.step_proba(x)[0]
+        if self.aggregate == "track":
+            track = self.predict_proba(aggregate_rows(features)[None])[0]
+            return track, self.predict_proba(local_aggregates(features))
+        timeline = self.predict_proba(features)
+        return timeline.mean(axis=0), timeline
 
 
 def save_checkpoint(model: TrainedModel, path: str | Path) -> Path:

@@ -222,6 +222,25 @@ def _train_config(config_file: Optional[Path], **overrides):
         raise ConfigError(f"bad training config: {exc}") from exc
 
 
+AggregateOpt = typer.Option(
+    "segment", "--aggregate", help="Model input: segment rows, or one mean/std row per track."
+)
+SoftOpt = typer.Option(False, "--soft", help="Train on listener shares (soft labels).")
+
+
+def _soft_shares(dataset, soft: bool):
+    """Per-track shares for soft-label training (Emotify), or None."""
+    if not soft:
+        return None
+    from .errors import ConfigError
+
+    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
+    tracks = tracks.set_index("track_id")
+    if not set(dataset.labels) <= set(tracks.columns):
+        raise ConfigError("--soft needs listener shares per track (an Emotify dataset)")
+    return tracks[list(dataset.labels)]
+
+
 EpochsOpt = typer.Option(None, "--epochs", help="Most epochs (default 60; early stopping).")
 SeedOpt = typer.Option(None, "--seed", help="Random seed (default 0).")
 ConfigOpt = typer.Option(None, "--config", help="YAML with `train:` and `model_kwargs:`.")
@@ -238,6 +257,8 @@ def train(
     ),
     labels: Optional[Path] = LabelsOpt,
     feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
+    aggregate: str = AggregateOpt,
+    soft: bool = SoftOpt,
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
@@ -269,6 +290,8 @@ def train(
             train_config=train_config,
             model_kwargs=model_kwargs,
             labels=list(dataset.labels) if protocol != "paper" else None,
+            aggregate=aggregate,
+            shares=_soft_shares(dataset, soft),
             progress=_epoch_bar(bar, model),
         )
     ckpt = save_checkpoint(result.model, out_dir / f"model{EXTENSION}")
@@ -280,6 +303,8 @@ def train(
         "model": model,
         "model_kwargs": model_kwargs,
         "protocol": protocol,
+        "aggregate": aggregate,
+        "soft_labels": soft,
         "features": feature_config.to_dict(),
         "train": train_config.to_dict(),
     }
@@ -373,6 +398,8 @@ def crossval(
     smote: Optional[bool] = typer.Option(
         None, "--smote/--no-smote", help="Balance training rows (default: the model's choice)."
     ),
+    aggregate: str = AggregateOpt,
+    soft: bool = SoftOpt,
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
@@ -410,6 +437,8 @@ def crossval(
             model_kwargs=model_kwargs,
             shares=shares,
             smote=smote,
+            aggregate=aggregate,
+            soft=soft,
             on_fold=lambda k, n: _epoch_bar(bar, f"fold {k + 1}/{n}"),
         )
     write_crossval(result, out_dir, f"{model}: {folds}-fold track-disjoint cross-validation")
@@ -420,6 +449,8 @@ def crossval(
         "model_kwargs": model_kwargs,
         "folds": folds,
         "smote": result["smote"],
+        "aggregate": aggregate,
+        "soft_labels": soft,
         "features": feature_config.to_dict(),
         "train": train_config.to_dict(),
     }
@@ -450,6 +481,8 @@ def compare(
     segments: int = typer.Option(20, "--segments", help="Equal segments per track."),
     labels: Optional[Path] = LabelsOpt,
     feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
+    aggregate: str = AggregateOpt,
+    soft: bool = SoftOpt,
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
@@ -477,6 +510,8 @@ def compare(
             folds=folds,
             train_config=train_config,
             out_dir=out_dir,
+            aggregate=aggregate,
+            soft=soft,
             on_fold=lambda name, k, n: _epoch_bar(bar, f"{name} fold {k + 1}/{n}"),
         )
     out.print(markdown, highlight=False)

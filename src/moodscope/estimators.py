@@ -57,13 +57,26 @@ class Classifier:
         for soft-label training); the validation rows drive early stopping."""
         if self.kind == "torch":
             return fit(self.model, X, y, X_val, y_val, self.train_config, progress=progress)
-        if y.ndim == 2:  # soft targets: estimators that take them say so
-            if not hasattr(self.model, "fit_soft"):
-                raise ModelError(f"model {self.name!r} cannot train on soft labels")
+        if y.ndim == 2 and hasattr(self.model, "fit_soft"):
             self.model.fit_soft(X, y)
+        elif y.ndim == 2:
+            self._fit_weighted(X, y)
         else:
             self.model.fit(X, y)
         return {}
+
+    def _fit_weighted(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Soft targets for any estimator that takes sample weights: each row appears once
+        per class, weighted by that class's share (the expected hard-label loss)."""
+        n, k = Y.shape
+        rows = np.repeat(np.arange(n), k)
+        classes = np.tile(np.arange(k), n)
+        weights = Y.ravel()
+        keep = weights > 0
+        try:
+            self.model.fit(X[rows[keep]], classes[keep], sample_weight=weights[keep])
+        except TypeError as exc:
+            raise ModelError(f"model {self.name!r} cannot train on soft labels ({exc})") from exc
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities [shape=(n, n_classes)], rows summing to 1."""
@@ -71,11 +84,21 @@ class Classifier:
         if self.kind == "torch":
             logits = torch.as_tensor(predict_logits(self.model, X))
             return torch.softmax(logits, dim=-1).numpy()
+        if X.ndim != 2:
+            raise ModelError(f"model {self.name!r} takes rows [n, features], got {X.shape}")
         proba = self.model.predict_proba(X)
         # A class absent from the training rows has no column in scikit-learn's output.
         out = np.zeros((len(X), self.n_classes))
         out[:, np.asarray(self.model.classes_, dtype=int)] = proba
         return out
+
+    def step_proba(self, X: np.ndarray) -> np.ndarray:
+        """Per-step probabilities [B, T, C] of a sequence model (its timeline)."""
+        with torch.inference_mode():
+            self.model.eval()
+            x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+            logits, _ = self.model.step_logits(x.to(next(self.model.parameters()).device))
+            return torch.softmax(logits.float().cpu(), dim=-1).numpy()
 
     # -- checkpoint state: tensors and plain values only, so loading needs no pickle --
     def state(self) -> dict:

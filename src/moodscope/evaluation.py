@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .checkpoint import TrainedModel
-from .errors import DatasetError
-from .experiment import track_predictions, train_and_test
+from .errors import ConfigError, DatasetError
+from .experiment import model_table, track_predictions, train_and_test
 from .features import FeatureConfig, extract_features
 from .metrics import classification_metrics
 from .models import model_entry
-from .protocols import track_folds, track_split
+from .protocols import encode_labels, share_targets, track_folds, track_split
 from .training import TrainConfig
 
 SCALARS = (
@@ -143,17 +143,29 @@ def crossval(
     model_kwargs: dict | None = None,
     shares: pd.DataFrame | None = None,
     smote: bool | None = None,
+    aggregate: str = "segment",
+    soft: bool = False,
     on_fold: Callable[[int, int], Callable | None] | None = None,
 ) -> dict:
     """Stratified, grouped K-fold by track: train on K-1 folds (validation tracks carved from
     them), test on the held-out tracks, aggregate per track.
 
     ``tracks`` is the dataset's track table indexed by track id (``label``, ``genre``);
-    ``shares`` (optional) the per-track listener shares indexed the same way.
+    ``shares`` (optional) the per-track listener shares indexed the same way, used for the
+    emotion correlation and, with ``soft=True``, as the training targets. ``aggregate``
+    "track" trains on one mean/std row per track.
     """
     train_config = train_config or TrainConfig()
-    columns = list(feature_config.columns)
-    smote = model_entry(model).smote if smote is None else smote
+    entry = model_entry(model)
+    table, columns = model_table(table, feature_config, aggregate)
+    smote = entry.smote if smote is None else smote
+    targets = None
+    if soft:
+        if shares is None:
+            raise ConfigError("soft labels need per-track shares (Emotify has them)")
+        smote = False
+        _, classes = encode_labels(table, labels)
+        targets = share_targets(table, shares, classes)
     fold_metrics, oof = [], []
     started = time.perf_counter()
     for k, (train_rows, test_rows) in enumerate(
@@ -167,6 +179,7 @@ def crossval(
             seed=train_config.seed + k,
             labels=labels,
             smote=smote,
+            targets=targets,
         )
         result = train_and_test(
             table,
@@ -177,15 +190,18 @@ def crossval(
             model_kwargs=model_kwargs,
             labels=labels,
             split=split,
+            aggregate=aggregate,
+            columns=columns,
             progress=on_fold(k, folds) if on_fold else None,
         )
         # Probability columns follow the label encoder's (sorted) order, not ``labels``'.
         classes = split.labels
-        track_ids, track_proba = track_predictions(result.test_proba, split.test_tracks)
+        track_ids, track_proba = track_predictions(result.test_proba, result.test_tracks)
         metrics = track_level_metrics(track_ids, track_proba, tracks, classes, shares)
+        per_segment = aggregate == "segment" and entry.input == "segment"
         metrics.update(
             fold=k,
-            segment_accuracy=result.metrics["segment_accuracy"],
+            segment_accuracy=result.metrics["segment_accuracy"] if per_segment else None,
             epochs=result.metrics["epochs"],
             train_seconds=result.train_seconds,
             leak_fraction=result.metrics["leak_fraction"],
@@ -198,6 +214,8 @@ def crossval(
         "model": model,
         "model_kwargs": model_kwargs or {},
         "smote": smote,
+        "aggregate": aggregate,
+        "soft_labels": soft,
         "features": feature_config.to_dict(),
         "labels": classes,
         "folds": fold_metrics,
@@ -233,11 +251,16 @@ def evaluate_model(
     )
     if table.empty:
         raise DatasetError(f"{dataset.root}: no track could be analysed")
-    proba = model.predict_proba(table[list(model.feature_config.columns)].to_numpy())
-    segment_pred = proba.argmax(axis=1)
+    columns = list(model.feature_config.columns)
     index = {label: i for i, label in enumerate(model.labels)}
-    segment_accuracy = float((segment_pred == table["label"].map(index).to_numpy()).mean())
-    track_ids, track_proba = track_predictions(proba, table["track_id"].to_numpy())
+    track_ids, track_proba, hits = [], [], []
+    for track_id, rows in table.groupby("track_id", sort=False):
+        track, timeline = model.predict_track(rows[columns].to_numpy())
+        track_ids.append(str(track_id))
+        track_proba.append(track)
+        hits += list(timeline.argmax(axis=1) == index[rows["label"].iloc[0]])
+    track_ids, track_proba = np.asarray(track_ids), np.asarray(track_proba)
+    segment_accuracy = float(np.mean(hits))
     tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
     tracks = tracks.set_index("track_id")
     shares = tracks[list(model.labels)] if set(model.labels) <= set(tracks.columns) else None
@@ -262,6 +285,8 @@ def compare_models(
     out_dir=None,
     on_fold: Callable[[str, int, int], Callable | None] | None = None,
     smote: bool | None = None,
+    aggregate: str = "segment",
+    soft: bool = False,
 ) -> str:
     """Cross-validate each model on the same folds; return (and write) a Markdown table."""
     from pathlib import Path
@@ -300,8 +325,9 @@ def compare_models(
             write_crossval(result, Path(out_dir) / name, f"{name}: {folds}-fold CV by track")
     header = (
         f"{folds}-fold track-disjoint CV, features `{feature_config.feature_set}`, "
-        f"{feature_config.segments} segments per track, {len(tracks)} tracks; mean ± std over "
-        "folds.\n\n"
+        f"{feature_config.segments} segments per track, model input: {aggregate}s, "
+        f"{'soft labels (listener shares)' if soft else 'hard labels'}, {len(tracks)} tracks; "
+        "mean ± std over folds.\n\n"
         "| model | track accuracy | track macro-F1 | track balanced acc. | mean emotion r "
         "| segment accuracy | seconds |\n|---|---|---|---|---|---|---|\n"
     )

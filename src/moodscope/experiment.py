@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from .checkpoint import Scaler, TrainedModel
+from .errors import ConfigError
 from .estimators import Classifier
 from .features import FeatureConfig
+from .features.aggregate import aggregate_columns, aggregate_tracks, check_aggregate
 from .metrics import classification_metrics
 from .models import model_entry
-from .protocols import PreparedSplit, prepare
+from .protocols import PreparedSplit, encode_labels, prepare, share_targets
 from .training import TrainConfig
 
 
@@ -29,7 +31,8 @@ class HoldoutResult:
     history: dict[str, list[float]]
     metrics: dict
     train_seconds: float
-    test_proba: np.ndarray  # [n_test_rows, n_labels]
+    test_proba: np.ndarray  # [n_test_rows, n_labels] (sequence models: one row per track)
+    test_tracks: np.ndarray  # track of each test_proba row
 
 
 def track_predictions(proba: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +47,29 @@ def track_predictions(proba: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray
     return means.index.to_numpy(), means.to_numpy()
 
 
+def model_table(
+    table: pd.DataFrame, feature_config: FeatureConfig, aggregate: str = "segment"
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows a model reads and their columns: segments as they are, or one summary row
+    per track (mean and std of each feature) for ``aggregate="track"``."""
+    columns = list(feature_config.columns)
+    if check_aggregate(aggregate) == "track":
+        return aggregate_tracks(table, columns), aggregate_columns(columns)
+    return table, columns
+
+
+def to_sequences(X: np.ndarray, y: np.ndarray, tracks: np.ndarray):
+    """Rows grouped into one time-ordered sequence per track: X [n_tracks, T, D], the
+    track's target, and the track ids (first-appearance order). Tracks must share T."""
+    ids, first = np.unique(tracks, return_index=True)
+    ids = ids[np.argsort(first)]
+    groups = [np.flatnonzero(tracks == t) for t in ids]
+    lengths = {len(g) for g in groups}
+    if len(lengths) > 1:
+        raise ConfigError(f"sequence models need equal segment counts per track, got {lengths}")
+    return np.stack([X[g] for g in groups]), np.stack([y[g[0]] for g in groups]), ids
+
+
 def train_and_test(
     table: pd.DataFrame,
     *,
@@ -55,31 +81,64 @@ def train_and_test(
     labels: list[str] | None = None,
     split: PreparedSplit | None = None,
     smote: bool | None = None,
+    aggregate: str = "segment",
+    shares: pd.DataFrame | None = None,
+    columns: list[str] | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> HoldoutResult:
     """Prepare the rows (unless ``split`` is given), train, and test on the held-out part.
 
     ``smote`` (track protocol) defaults to what the model's registry entry asks for.
+    ``aggregate="track"`` trains on one mean/std row per track; ``shares`` (per track,
+    one column per label) switches training to soft labels. ``columns`` says the table is
+    already the model's (as :func:`model_table` returns it).
     """
     train_config = train_config or TrainConfig()
-    columns = list(feature_config.columns)
+    entry = model_entry(model)
+    if columns is None:
+        table, columns = model_table(table, feature_config, aggregate)
     if smote is None:
-        smote = model_entry(model).smote
-    split = split or prepare(
-        table, columns, protocol, seed=train_config.seed, labels=labels, smote=smote
+        smote = entry.smote
+    if split is None:
+        targets = None
+        if shares is not None:
+            _, classes = encode_labels(table, labels)
+            targets = share_targets(table, shares, classes)
+        split = prepare(
+            table,
+            columns,
+            protocol,
+            seed=train_config.seed,
+            labels=labels,
+            smote=smote,
+            targets=targets,
+        )
+    X_train, y_train, X_val, y_val, X_test, y_test = (
+        split.X_train,
+        split.y_train,
+        split.X_val,
+        split.y_val,
+        split.X_test,
+        split.y_test,
     )
+    test_tracks = split.test_tracks
+    if entry.input == "sequence":
+        X_train, y_train, _ = to_sequences(X_train, y_train, split.train_tracks)
+        X_val, y_val, _ = to_sequences(X_val, y_val, split.val_tracks)
+        if len(X_test):
+            X_test, y_test, test_tracks = to_sequences(X_test, y_test, split.test_tracks)
     clf = Classifier(model, len(columns), len(split.labels), model_kwargs or {}, train_config)
     start = time.perf_counter()
-    history = clf.fit(split.X_train, split.y_train, split.X_val, split.y_val, progress=progress)
+    history = clf.fit(X_train, y_train, X_val, y_val, progress=progress)
     train_seconds = time.perf_counter() - start
-    proba = clf.predict_proba(split.X_test) if len(split.X_test) else np.zeros((0, 0))
+    proba = clf.predict_proba(X_test) if len(X_test) else np.zeros((0, 0))
     result: dict = {
         "train_seconds": train_seconds,
-        "n_train_rows": len(split.X_train),
+        "n_train_rows": len(X_train),
         "epochs": len(history.get("val_loss", [])),
     }
-    if len(split.X_test):
-        result.update(_test_metrics(split, proba, history, train_seconds, protocol))
+    if len(X_test):
+        result.update(_test_metrics(split, y_test, test_tracks, proba, history, protocol))
     trained = TrainedModel(
         clf,
         Scaler.from_sklearn(split.scaler),
@@ -89,15 +148,23 @@ def train_and_test(
         {
             "protocol": protocol,
             "model": model,
+            "aggregate": aggregate,
+            "soft_labels": shares is not None or split.y_train.ndim == 2,
             # Prediction cuts any track into windows as long as the training segments.
-            "segment_seconds": float((table["end"] - table["start"]).mean()),
+            "segment_seconds": _segment_seconds(table, aggregate),
         },
     )
-    return HoldoutResult(trained, split, history, result, train_seconds, proba)
+    return HoldoutResult(trained, split, history, result, train_seconds, proba, test_tracks)
 
 
-def _test_metrics(split: PreparedSplit, proba, history, train_seconds, protocol) -> dict:
-    metrics = classification_metrics(split.y_test, proba.argmax(axis=1), split.labels)
+def _segment_seconds(table: pd.DataFrame, aggregate: str) -> float | None:
+    if aggregate == "track":
+        return None  # the caller's feature config knows the segment count
+    return float((table["end"] - table["start"]).mean())
+
+
+def _test_metrics(split: PreparedSplit, y_test, test_tracks, proba, history, protocol) -> dict:
+    metrics = classification_metrics(y_test, proba.argmax(axis=1), split.labels)
     result = {
         "segment_accuracy": metrics.pop("accuracy"),
         "segment_balanced_accuracy": metrics.pop("balanced_accuracy"),
@@ -106,13 +173,11 @@ def _test_metrics(split: PreparedSplit, proba, history, train_seconds, protocol)
         "leak_fraction": split.leak_fraction,
         "epochs": len(history.get("val_loss", [])),
         "best_epoch": (history.get("best_epoch") or [None])[0],
-        "train_seconds": train_seconds,
-        "n_train_rows": len(split.X_train),
-        "n_test_rows": len(split.X_test),
+        "n_test_rows": len(y_test),
     }
     if protocol != "paper":
-        track_ids, track_proba = track_predictions(proba, split.test_tracks)
-        truth = pd.Series(split.y_test).groupby(pd.Series(split.test_tracks).astype(str)).first()
+        track_ids, track_proba = track_predictions(proba, test_tracks)
+        truth = pd.Series(y_test).groupby(pd.Series(test_tracks).astype(str)).first()
         track_metrics = classification_metrics(
             truth.loc[track_ids].to_numpy(), track_proba.argmax(axis=1), split.labels
         )

@@ -164,9 +164,8 @@ def predict(
         if features is None:
             out.append(Prediction(path, error=errors.get(path, f"{path}: failed")))
             continue
-        proba = trained.predict_proba(features.features)[:, order]
-        mean = proba.mean(axis=0)
-        mean = mean / mean.sum()
+        mean, proba = trained.predict_track(features.features)
+        mean, proba = mean[order] / mean.sum(), proba[:, order]
         out.append(
             Prediction(
                 path,

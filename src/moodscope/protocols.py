@@ -145,12 +145,15 @@ def track_split(
     labels: list[str] | None = None,
     val_fraction: float = 0.15 / 0.85,
     smote: bool = True,
+    targets: np.ndarray | None = None,
 ) -> PreparedSplit:
     """Train/validation/test rows from a track-disjoint (train, test) partition.
 
     The validation tracks (early stopping) are carved out of the training tracks, grouped
     and stratified; the scaler is fitted on the remaining training rows, and SMOTE
     resamples them in scaled space. Validation and test rows are never resampled.
+    ``targets`` [n_rows, n_labels] (soft labels, e.g. listener shares) replace the class
+    indices for training and validation; SMOTE, which needs classes, is then off.
     """
     X = table[columns].to_numpy(np.float64)
     y, labels = encode_labels(table, labels)
@@ -164,16 +167,35 @@ def track_split(
     fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
     scaler = StandardScaler().fit(X[fit_rows])
     X_fit = scaler.transform(X[fit_rows])
-    if smote:
-        X_res, y_res = _smote(X_fit, y[fit_rows], seed)
-        sources = _source_tracks(X_res, y_res, X_fit, y[fit_rows], tracks[fit_rows])
-    else:
-        X_res, y_res, sources = X_fit, y[fit_rows], tracks[fit_rows]
 
     def scale(rows: np.ndarray) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros((0, X.shape[1]), np.float32)
         return scaler.transform(X[rows]).astype(np.float32)
+
+    if targets is not None:
+        return PreparedSplit(
+            X_fit.astype(np.float32),
+            targets[fit_rows].astype(np.float32),
+            scale(val_rows),
+            targets[val_rows].astype(np.float32),
+            scale(test_rows),
+            y[test_rows],
+            tracks[fit_rows],
+            tracks[val_rows],
+            tracks[test_rows],
+            labels,
+            scaler,
+            _counts(y[fit_rows], labels),
+            _counts(y[fit_rows], labels),
+            "track",
+            test_rows,
+        )
+    if smote:
+        X_res, y_res = _smote(X_fit, y[fit_rows], seed)
+        sources = _source_tracks(X_res, y_res, X_fit, y[fit_rows], tracks[fit_rows])
+    else:
+        X_res, y_res, sources = X_fit, y[fit_rows], tracks[fit_rows]
 
     return PreparedSplit(
         X_res.astype(np.float32),
@@ -201,10 +223,20 @@ def track_holdout(
     seed: int = 0,
     labels: list[str] | None = None,
     smote: bool = True,
+    targets: np.ndarray | None = None,
 ) -> PreparedSplit:
     """A 70/15/15 split by track: one of ~7 stratified grouped folds is the test part."""
     train_rows, test_rows = track_folds(table, n_splits=7, seed=seed, labels=labels)[0]
-    return track_split(table, columns, train_rows, test_rows, seed=seed, labels=labels, smote=smote)
+    return track_split(
+        table,
+        columns,
+        train_rows,
+        test_rows,
+        seed=seed,
+        labels=labels,
+        smote=smote,
+        targets=targets,
+    )
 
 
 def prepare(
@@ -215,13 +247,32 @@ def prepare(
     seed: int = 0,
     labels: list[str] | None = None,
     smote: bool = True,
+    targets: np.ndarray | None = None,
 ) -> PreparedSplit:
     """Rows for one train/test run under ``protocol`` (paper mode always applies SMOTE)."""
     if protocol == "paper":
         return paper_split(table, columns, seed=seed, labels=labels)
     if protocol == "track":
-        return track_holdout(table, columns, seed=seed, labels=labels, smote=smote)
+        return track_holdout(table, columns, seed=seed, labels=labels, smote=smote, targets=targets)
     if protocol == "all":  # a final model: every track trains (validation tracks carved out)
         rows = np.arange(len(table))
-        return track_split(table, columns, rows, rows[:0], seed=seed, labels=labels, smote=smote)
+        return track_split(
+            table,
+            columns,
+            rows,
+            rows[:0],
+            seed=seed,
+            labels=labels,
+            smote=smote,
+            targets=targets,
+        )
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def share_targets(table: pd.DataFrame, shares: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    """Soft labels per row [n_rows, n_labels]: the listener shares of the row's track,
+    normalised to sum to 1, in ``labels`` order (a track with no shares gets its label)."""
+    values = shares.loc[table["track_id"].astype(str), labels].to_numpy(dtype=float)
+    totals = values.sum(axis=1, keepdims=True)
+    hard = (table["label"].to_numpy()[:, None] == np.asarray(labels)[None]).astype(float)
+    return np.where(totals > 0, values / np.where(totals > 0, totals, 1), hard)

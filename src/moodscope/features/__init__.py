@@ -1,5 +1,6 @@
 """Features per segment: the paper's 28 and other registered sets, cached and parallel."""
 
+from .aggregate import AGGREGATES, aggregate_columns, aggregate_rows, aggregate_tracks
 from .extract import (
     META_COLUMNS,
     TrackFeatures,
@@ -19,6 +20,10 @@ from .sets import (
 )
 
 __all__ = [
+    "AGGREGATES",
+    "aggregate_columns",
+    "aggregate_rows",
+    "aggregate_tracks",
     "FEATURE_NAMES",
     "META_COLUMNS",
     "FeatureConfig",

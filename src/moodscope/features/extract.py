@@ -158,6 +158,9 @@ def _worker_init() -> None:
 
     threadpool_limits(1)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _one(job: tuple[int, str, FeatureConfig, str | None, bool]):

@@ -7,6 +7,7 @@ first, pretrained embeddings register beside it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,8 @@ class FeatureSet:
 
 
 _FEATURE_SETS: dict[str, FeatureSet] = {}
+# Registered on first use, so extracting the paper's features never imports the network.
+_LAZY = {"musicnn_msd": "musicnn_sets", "musicnn_mtt": "musicnn_sets"}
 
 
 def register_feature_set(feature_set: FeatureSet) -> FeatureSet:
@@ -41,15 +44,17 @@ def register_feature_set(feature_set: FeatureSet) -> FeatureSet:
 
 
 def get_feature_set(name: str) -> FeatureSet:
+    if name not in _FEATURE_SETS and name in _LAZY:
+        importlib.import_module(f"{__package__}.{_LAZY[name]}")
     if name not in _FEATURE_SETS:
         raise ConfigError(
-            f"unknown feature set {name!r}; choose one of {', '.join(sorted(_FEATURE_SETS))}"
+            f"unknown feature set {name!r}; choose one of {', '.join(list_feature_sets())}"
         )
     return _FEATURE_SETS[name]
 
 
 def list_feature_sets() -> list[str]:
-    return sorted(_FEATURE_SETS)
+    return sorted({*_FEATURE_SETS, *_LAZY})
 
 
 register_feature_set(

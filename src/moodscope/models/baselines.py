@@ -7,9 +7,11 @@ SMOTE-balanced rows would pick a class at random).
 
 from __future__ import annotations
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from ._registry import register_model
 
@@ -51,3 +53,39 @@ def gradient_boosting(
     return HistGradientBoostingClassifier(
         max_iter=max_iter, learning_rate=learning_rate, random_state=seed
     )
+
+
+class ShareRidge(ClassifierMixin, BaseEstimator):
+    """Ridge regression onto the class distribution: trained on listener shares (soft labels)
+    or one-hot labels; its outputs, clipped at a small floor and normalised, are the
+    probabilities."""
+
+    def __init__(self, alpha: float = 10.0, floor: float = 1e-3):
+        self.alpha = alpha
+        self.floor = floor
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=int)
+        self.classes_ = np.unique(y)
+        targets = np.zeros((len(y), int(y.max()) + 1))
+        targets[np.arange(len(y)), y] = 1.0
+        return self.fit_soft(X, targets)
+
+    def fit_soft(self, X, Y):
+        Y = np.asarray(Y, dtype=float)
+        self.classes_ = np.arange(Y.shape[1])
+        self.ridge_ = Ridge(alpha=self.alpha).fit(X, Y)
+        return self
+
+    def predict_proba(self, X):
+        out = np.clip(self.ridge_.predict(X), self.floor, None)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@register_model(kind="sklearn", smote=False)
+def ridge(seed: int = 0, alpha: float = 10.0) -> ShareRidge:
+    """Ridge regression onto the emotion distribution (made for soft labels)."""
+    return ShareRidge(alpha=alpha)
