@@ -157,3 +157,33 @@ def test_crossval_cli(emotify_subset, tmp_path, capsys):
     ):
         assert key in m, key
     assert (out / "out_of_fold.csv").is_file() and (out / "report.md").is_file()
+
+
+def test_compare_soft_track_level(emotify_subset, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, _ = run(
+        [
+            "compare",
+            "--data",
+            emotify_subset,
+            "--models",
+            "majority,ridge",
+            "--folds",
+            "2",
+            "--segments",
+            "10",
+            "--aggregate",
+            "track",
+            "--soft",
+            "--out",
+            out,
+            "--workers",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, stdout
+    table = (out / "comparison.md").read_text()
+    assert "| ridge |" in table and "soft labels" in table and "model input: tracks" in table
+    summary = json.loads((out / "comparison.json").read_text())
+    assert summary["ridge"]["soft_labels"] is True and summary["ridge"]["aggregate"] == "track"

@@ -24,6 +24,18 @@ from .segments import Segment, equal_segments, fixed_windows, segment_track
 
 __version__ = "0.1.0"
 
+_LAZY = {"predict": "predict", "load_model": "predict", "Prediction": "predict"}
+
+
+def __getattr__(name: str):
+    # predict() needs torch; importing moodscope for its features should not pay for it.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'moodscope' has no attribute {name!r}")
+
+
 __all__ = [
     "EMOTIONS",
     "FEATURE_NAMES",
@@ -41,6 +53,9 @@ __all__ = [
     "audio_info",
     "equal_segments",
     "extract_features",
+    "load_model",
+    "predict",
+    "Prediction",
     "fixed_windows",
     "load_audio",
     "load_dataset",

@@ -312,6 +312,8 @@ def compare_models(
             train_config=train_config,
             shares=shares,
             smote=smote,
+            aggregate=aggregate,
+            soft=soft,
             on_fold=(lambda k, n, name=name: on_fold(name, k, n)) if on_fold else None,
         )
         s = result["summary"]
