@@ -121,3 +121,8 @@ def test_demo_runs_offline(tmp_path, capsys):
     code, out, _ = run(["demo", "--out", tmp_path / "demo"], capsys)
     assert code == 0
     assert (tmp_path / "demo").is_dir() and any(Path(tmp_path / "demo").rglob("*.png"))
+
+
+def test_usage_error_is_not_a_traceback(capsys):
+    code, _, err = run(["features", "--segments", "many", "--out", "x.parquet"], capsys)
+    assert code == 2 and "Traceback" not in err and "many" in err

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from imblearn.over_sampling import SMOTE
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, train_test_split
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
@@ -131,8 +131,18 @@ def track_folds(
     n_tracks = len(np.unique(groups))
     if not 2 <= n_splits <= n_tracks:
         raise ConfigError(f"{n_splits} folds need between 2 and {n_tracks} (the tracks) folds")
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(y)), y, groups))
+    return _group_folds(n_splits, seed, y, groups)
+
+
+def _group_folds(n_splits: int, seed: int, y: np.ndarray, groups: np.ndarray) -> list:
+    """Stratified grouped folds; when no class has enough groups to stratify (tiny data),
+    plain grouped folds, still track-disjoint."""
+    try:
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(len(y)), y, groups))
+    except ValueError:
+        folds = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(len(y)), y, groups))
 
 
 def track_split(
@@ -162,8 +172,7 @@ def track_split(
     if n_train_tracks < 2:
         raise ConfigError("training needs at least 2 tracks (one is carved out for validation)")
     n_val_splits = min(max(2, int(round(1 / val_fraction))), n_train_tracks)
-    inner = StratifiedGroupKFold(n_splits=n_val_splits, shuffle=True, random_state=seed + 1)
-    fit_idx, val_idx = next(inner.split(train_rows, y[train_rows], tracks[train_rows]))
+    fit_idx, val_idx = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])[0]
     fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
     scaler = StandardScaler().fit(X[fit_rows])
     X_fit = scaler.transform(X[fit_rows])
