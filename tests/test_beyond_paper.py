@@ -160,3 +160,13 @@ def test_track_level_model_predicts_tracks_and_timeline():
     track, timeline = trained.predict_track(rows)
     assert track.shape == (3,) and timeline.shape == (5, 3)
     assert LABELS[int(track.argmax())] == table[table.track_id == "1"].label.iloc[0]
+
+
+def test_joined_feature_sets(write_audio):
+    path = write_audio("j.wav", chord_signal(9.0))
+    joined = FeatureConfig("paper+musicnn_msd", segments=3)
+    assert len(joined.columns) == 28 + 450
+    both = track_features(path, joined, use_cache=False)
+    paper = track_features(path, FeatureConfig("paper", segments=3), use_cache=False)
+    msd = track_features(path, FeatureConfig("musicnn_msd", segments=3), use_cache=False)
+    np.testing.assert_allclose(both.features, np.hstack([paper.features, msd.features]))

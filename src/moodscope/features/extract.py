@@ -80,6 +80,20 @@ def track_features(
     """
     config = config or FeatureConfig()
     path = Path(path)
+    if len(config.parts) > 1:
+        parts = [
+            track_features(path, c, cache_dir=cache_dir, use_cache=use_cache) for c in config.parts
+        ]
+        if len({len(p.features) for p in parts}) != 1:
+            raise FeatureError(f"{path}: the joined feature sets cut different segments")
+        first = parts[0]
+        return TrackFeatures(
+            np.hstack([p.features for p in parts]),
+            first.starts,
+            first.ends,
+            first.peak,
+            first.duration,
+        )
     entry = None
     if use_cache and path.is_file():
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -10,7 +10,7 @@ import hashlib
 import importlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,11 @@ def register_feature_set(feature_set: FeatureSet) -> FeatureSet:
 
 
 def get_feature_set(name: str) -> FeatureSet:
+    """A registered feature set, or ``"a+b"``: the columns of ``a`` then those of ``b``,
+    each computed (and cached) on its own and joined segment by segment."""
+    if "+" in name:
+        parts = [get_feature_set(part) for part in name.split("+")]
+        return FeatureSet(name, tuple(c for p in parts for c in p.columns), None, parts[0].sr)
     if name not in _FEATURE_SETS and name in _LAZY:
         importlib.import_module(f"{__package__}.{_LAZY[name]}")
     if name not in _FEATURE_SETS:
@@ -89,6 +94,13 @@ class FeatureConfig:
     @property
     def sr(self) -> int:
         return get_feature_set(self.feature_set).sr
+
+    @property
+    def parts(self) -> list[FeatureConfig]:
+        """One config per component of a joined feature set ``"a+b"`` (else ``[self]``)."""
+        if "+" not in self.feature_set:
+            return [self]
+        return [replace(self, feature_set=part) for part in self.feature_set.split("+")]
 
     @property
     def min_duration(self) -> float:
