@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model-kwargs", default="{}", help="JSON")
+    parser.add_argument("--aggregate", default="segment", choices=["segment", "track"])
+    parser.add_argument("--soft", action="store_true", help="train on the listener shares")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args(argv)
     started = time.perf_counter()

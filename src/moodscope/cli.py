@@ -228,6 +228,15 @@ AggregateOpt = typer.Option(
 SoftOpt = typer.Option(False, "--soft", help="Train on listener shares (soft labels).")
 
 
+def _kwargs_for(model_kwargs: dict, name: str) -> dict:
+    """A YAML `model_kwargs:` is either the model's arguments or a mapping name -> arguments."""
+    if isinstance(model_kwargs.get(name), dict):
+        return dict(model_kwargs[name])
+    if model_kwargs and all(isinstance(v, dict) for v in model_kwargs.values()):
+        return {}  # arguments for other models only
+    return dict(model_kwargs)
+
+
 def _soft_shares(dataset, soft: bool):
     """Per-track shares for soft-label training (Emotify), or None."""
     if not soft:
@@ -274,6 +283,7 @@ def train(
     from .report import write_json, write_text_atomic
 
     train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
+    model_kwargs = _kwargs_for(model_kwargs, model)
     dataset = load_dataset(_data_dir(data), labels)
     feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
     with progress_bar("features", len(dataset)) as update:
@@ -415,6 +425,7 @@ def crossval(
     from .report import write_text_atomic
 
     train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
+    model_kwargs = _kwargs_for(model_kwargs, model)
     dataset = load_dataset(_data_dir(data), labels)
     feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
     with progress_bar("features", len(dataset)) as update:
@@ -485,6 +496,7 @@ def compare(
     soft: bool = SoftOpt,
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
+    config_file: Optional[Path] = ConfigOpt,
     workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
 ) -> None:
     """Cross-validate several models on the same folds and tabulate them side by side."""
@@ -492,7 +504,7 @@ def compare(
     from .evaluation import compare_models
     from .features import FeatureConfig, extract_features
 
-    train_config, _ = _train_config(None, epochs=epochs, seed=seed)
+    train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
     dataset = load_dataset(_data_dir(data), labels)
     feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
     with progress_bar("features", len(dataset)) as update:
@@ -501,6 +513,7 @@ def compare(
         )
     report_failures(failures, len(dataset))
     names = [m.strip() for m in models.split(",") if m.strip()]
+    model_kwargs = {name: _kwargs_for(model_kwargs, name) for name in names}
     with _bar() as bar:
         markdown = compare_models(
             dataset,
@@ -512,6 +525,7 @@ def compare(
             out_dir=out_dir,
             aggregate=aggregate,
             soft=soft,
+            model_kwargs=model_kwargs,
             on_fold=lambda name, k, n: _epoch_bar(bar, f"{name} fold {k + 1}/{n}"),
         )
     out.print(markdown, highlight=False)

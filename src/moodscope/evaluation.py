@@ -287,8 +287,13 @@ def compare_models(
     smote: bool | None = None,
     aggregate: str = "segment",
     soft: bool = False,
+    model_kwargs: dict | None = None,
 ) -> str:
-    """Cross-validate each model on the same folds; return (and write) a Markdown table."""
+    """Cross-validate each model on the same folds; return (and write) a Markdown table.
+
+    ``model_kwargs`` maps a model name to its keyword arguments (models not named get
+    their registry defaults).
+    """
     from pathlib import Path
 
     from .evaluation_report import write_crossval
@@ -314,6 +319,7 @@ def compare_models(
             smote=smote,
             aggregate=aggregate,
             soft=soft,
+            model_kwargs=(model_kwargs or {}).get(name),
             on_fold=(lambda k, n, name=name: on_fold(name, k, n)) if on_fold else None,
         )
         s = result["summary"]
