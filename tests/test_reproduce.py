@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import yaml
 
@@ -187,3 +189,34 @@ def test_compare_soft_track_level(emotify_subset, tmp_path, capsys):
     assert "| ridge |" in table and "soft labels" in table and "model input: tracks" in table
     summary = json.loads((out / "comparison.json").read_text())
     assert summary["ridge"]["soft_labels"] is True and summary["ridge"]["aggregate"] == "track"
+
+
+def test_evaluate_on_release_format_originals(emotify_dir, tmp_path, capsys):
+    """The full release is 44.1 kHz stereo MP3: evaluate must take it as it takes the dev copy."""
+    import pandas as pd
+    import soundfile as sf
+
+    from conftest import SUBSET_IDS
+    from moodscope import load_audio
+    from moodscope.datasets import track_path
+
+    root = tmp_path / "release"
+    raw = pd.read_csv(emotify_dir / "data.csv", skipinitialspace=True)
+    raw = raw[raw["track id"].isin(SUBSET_IDS[::2])]
+    root.mkdir()
+    raw.to_csv(root / "data.csv", index=False)
+    for tid, genre in raw.groupby("track id")["genre"].first().items():
+        y = load_audio(track_path(emotify_dir, tid, genre), sr=44100)
+        dst = track_path(root, tid, genre)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(dst, np.stack([y, 0.9 * y], axis=1), 44100, format="MP3")
+        assert sf.info(dst).channels == 2 and sf.info(dst).samplerate == 44100
+    from moodscope.predict import default_model_path
+
+    out = tmp_path / "eval"
+    code, stdout, _ = run(
+        ["evaluate", default_model_path(), "--data", root, "--out", out, "--workers", "2"], capsys
+    )
+    assert code == 0, stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_tracks"] == 4 and m["n_failed"] == 0
