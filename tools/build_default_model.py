@@ -147,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     table, failures = extract_features(dataset, config, workers=args.workers)
     if failures:
         print(f"{len(failures)} tracks failed: {failures[:3]}", file=sys.stderr)
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    labels = list(dataset.labels)
+    tracks, labels = dataset.by_track(), list(dataset.labels)
     train_config = TrainConfig(seed=args.seed)
     cv = crossval(
         table,

@@ -228,6 +228,21 @@ AggregateOpt = typer.Option(
 SoftOpt = typer.Option(False, "--soft", help="Train on listener shares (soft labels).")
 
 
+def _dataset_table(data, labels, feature_set: str, segments: int, workers: int):
+    """Load a dataset and its feature table (progress bar, failures reported) for a run."""
+    from .datasets import load_dataset
+    from .features import FeatureConfig, extract_features
+
+    dataset = load_dataset(_data_dir(data), labels)
+    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
+    with progress_bar("features", len(dataset)) as update:
+        table, failures = extract_features(
+            dataset, feature_config, workers=workers, progress=update
+        )
+    report_failures(failures, len(dataset))
+    return dataset, feature_config, table
+
+
 def _kwargs_for(model_kwargs: dict, name: str) -> dict:
     """A YAML `model_kwargs:` is either the model's arguments or a mapping name -> arguments."""
     if isinstance(model_kwargs.get(name), dict):
@@ -243,11 +258,10 @@ def _soft_shares(dataset, soft: bool):
         return None
     from .errors import ConfigError
 
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    if not set(dataset.labels) <= set(tracks.columns):
+    shares = dataset.share_table()
+    if shares is None:
         raise ConfigError("--soft needs listener shares per track (an Emotify dataset)")
-    return tracks[list(dataset.labels)]
+    return shares
 
 
 EpochsOpt = typer.Option(None, "--epochs", help="Most epochs (default 60; early stopping).")
@@ -277,20 +291,12 @@ def train(
     import yaml
 
     from .checkpoint import EXTENSION, save_checkpoint
-    from .datasets import load_dataset
     from .experiment import train_and_test
-    from .features import FeatureConfig, extract_features
     from .report import write_json, write_text_atomic
 
     train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
     model_kwargs = _kwargs_for(model_kwargs, model)
-    dataset = load_dataset(_data_dir(data), labels)
-    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
-    with progress_bar("features", len(dataset)) as update:
-        table, failures = extract_features(
-            dataset, feature_config, workers=workers, progress=update
-        )
-    report_failures(failures, len(dataset))
+    dataset, feature_config, table = _dataset_table(data, labels, feature_set, segments, workers)
     with _bar() as bar:
         result = train_and_test(
             table,
@@ -418,24 +424,14 @@ def crossval(
     """Track-disjoint stratified K-fold cross-validation of a model (the honest number)."""
     import yaml
 
-    from .datasets import load_dataset
     from .evaluation import crossval as run_crossval
     from .evaluation_report import write_crossval
-    from .features import FeatureConfig, extract_features
     from .report import write_text_atomic
 
     train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
     model_kwargs = _kwargs_for(model_kwargs, model)
-    dataset = load_dataset(_data_dir(data), labels)
-    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
-    with progress_bar("features", len(dataset)) as update:
-        table, failures = extract_features(
-            dataset, feature_config, workers=workers, progress=update
-        )
-    report_failures(failures, len(dataset))
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    shares = tracks[list(dataset.labels)] if set(dataset.labels) <= set(tracks.columns) else None
+    dataset, feature_config, table = _dataset_table(data, labels, feature_set, segments, workers)
+    tracks, shares = dataset.by_track(), dataset.share_table()
     with _bar() as bar:
         result = run_crossval(
             table,
@@ -500,18 +496,10 @@ def compare(
     workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
 ) -> None:
     """Cross-validate several models on the same folds and tabulate them side by side."""
-    from .datasets import load_dataset
     from .evaluation import compare_models
-    from .features import FeatureConfig, extract_features
 
     train_config, model_kwargs = _train_config(config_file, epochs=epochs, seed=seed)
-    dataset = load_dataset(_data_dir(data), labels)
-    feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
-    with progress_bar("features", len(dataset)) as update:
-        table, failures = extract_features(
-            dataset, feature_config, workers=workers, progress=update
-        )
-    report_failures(failures, len(dataset))
+    dataset, feature_config, table = _dataset_table(data, labels, feature_set, segments, workers)
     names = [m.strip() for m in models.split(",") if m.strip()]
     model_kwargs = {name: _kwargs_for(model_kwargs, name) for name in names}
     with _bar() as bar:

@@ -261,10 +261,10 @@ def evaluate_model(
         hits += list(timeline.argmax(axis=1) == index[rows["label"].iloc[0]])
     track_ids, track_proba = np.asarray(track_ids), np.asarray(track_proba)
     segment_accuracy = float(np.mean(hits))
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    shares = tracks[list(model.labels)] if set(model.labels) <= set(tracks.columns) else None
-    metrics = track_level_metrics(track_ids, track_proba, tracks, list(model.labels), shares)
+    shares = dataset.share_table(model.labels)
+    metrics = track_level_metrics(
+        track_ids, track_proba, dataset.by_track(), list(model.labels), shares
+    )
     metrics["segment_accuracy"] = segment_accuracy
     metrics["n_failed"] = len(failures)
     return metrics, failures
@@ -299,10 +299,7 @@ def compare_models(
     from .evaluation_report import write_crossval
     from .report import write_json, write_text_atomic
 
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    labels = list(dataset.labels)
-    shares = tracks[labels] if set(labels) <= set(tracks.columns) else None
+    tracks, labels, shares = dataset.by_track(), list(dataset.labels), dataset.share_table()
     rows, summaries = [], {}
     for name in models:
         model_entry(name)  # fail fast on a typo, before hours of training

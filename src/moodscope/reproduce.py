@@ -138,9 +138,7 @@ def _honest(dataset, table, feature_config, config: ReproduceConfig, n: int, on_
     """The same model and features under track-disjoint CV, and the baseline beside it."""
     from .evaluation import crossval
 
-    tracks = dataset.tracks.assign(track_id=dataset.tracks["track_id"].astype(str))
-    tracks = tracks.set_index("track_id")
-    shares = tracks[list(dataset.labels)]
+    tracks, shares = dataset.by_track(), dataset.share_table()
     out = {}
     for name in (config.model, config.baseline):
         result = crossval(

@@ -46,6 +46,18 @@ class Dataset:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, tracks={len(self)})"
 
+    def by_track(self) -> pd.DataFrame:
+        """The track table indexed by ``track_id`` (a string in every dataset)."""
+        return self.tracks.set_index("track_id")
+
+    def share_table(self, labels: list[str] | tuple[str, ...] | None = None):
+        """Per-track listener shares (index track id, a column per label), or None where the
+        dataset holds only one label per track."""
+        labels = list(labels if labels is not None else self.labels)
+        if not set(labels) <= set(self.tracks.columns):
+            return None
+        return self.by_track()[labels]
+
     def shares(self) -> np.ndarray:
         """Per-track target distribution [shape=(n_tracks, n_labels)]; one-hot unless richer."""
         index = {label: i for i, label in enumerate(self.labels)}
