@@ -52,6 +52,26 @@ def model_card(args, dataset, cv: dict, ckpt: Path, seconds: float, model_kwargs
         else "| n/a | n/a |"
     )
     command = " ".join(["python tools/build_default_model.py", *sys.argv[1:]])
+    track_level = args.aggregate == "track"
+    embeddings = (
+        "- Features: musicnn's pretrained network (Pons & Serra, \"musicnn: pre-trained "
+        "convolutional neural networks for music audio tagging\", ISMIR LBD 2019; ISC licence, "
+        "(c) MTG-UPF), converted to PyTorch and shipped in `moodscope/musicnn/`.\n"
+        if "musicnn" in args.features else ""
+    )
+    reads = (
+        "it reads one row per track, the mean and standard deviation of each feature over "
+        "the track's segments" if track_level else "it reads one segment at a time"
+    )
+    target = (
+        "the share of listeners who felt each emotion (soft labels)"
+        if args.soft else "each track's dominant emotion (hard labels)"
+    )
+    predicts = (
+        "the model reads their summary; the timeline entry of a window is the prediction "
+        "for the summary of the 5 windows around it" if track_level
+        else "the track's distribution is the mean of the windows'"
+    )
     return f"""# Model card: moodscope's default model
 
 The model `moodscope.predict()` and `moodscope predict` use when no `--model` is given
@@ -60,15 +80,15 @@ The model `moodscope.predict()` and `moodscope predict` use when no `--model` is
 ## What it is
 - Model: `{args.model}`{" " + json.dumps(model_kwargs) if model_kwargs else ""} from
   moodscope's registry, on the `{args.features}` feature set, {args.segments} segments per 60-s
-  training excerpt (~{60 / args.segments:.0f} s each). At prediction time any track is cut
-  into {60 / args.segments:.0f}-s windows; its distribution is the mean of theirs.
+  training excerpt (~{60 / args.segments:.0f} s each); {reads}. Trained on {target}.
+- At prediction time any track is cut into {60 / args.segments:.0f}-s windows; {predicts}.
 - Output: a probability for each of the nine GEMS emotions (amazement, solemnity,
   tenderness, nostalgia, calmness, power, joyful activation, tension, sadness): the
   emotion the model expects listeners to report most often as *induced* (felt), not
   expressed.
 
 ## Training data and licence
-- Emotify (Aljanaki, Wiering & Veltkamp, "Studying emotion induced by music through a
+{embeddings}- Emotify (Aljanaki, Wiering & Veltkamp, "Studying emotion induced by music through a
   crowdsourcing game", *Information Processing & Management* 52(1), 2016): the project's
   {len(dataset)}-track dev copy of the 400 one-minute excerpts (classical, rock,
   electronic, pop), each labelled with its dominant emotion among the participants who
@@ -159,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         train_config=train_config,
         model_kwargs=model_kwargs,
         shares=tracks[labels],
+        aggregate=args.aggregate,
+        soft=args.soft,
     )
     final = train_and_test(
         table,
@@ -168,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         train_config=train_config,
         model_kwargs=model_kwargs,
         labels=labels,
+        aggregate=args.aggregate,
+        shares=tracks[labels] if args.soft else None,
     )
     final.model.info.update(
         crossval={
