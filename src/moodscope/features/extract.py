@@ -7,6 +7,7 @@ a file keeps its entry and editing it does not; a second run over the same data 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -215,7 +216,13 @@ def map_tracks(
     if workers <= 1 or len(paths) <= 1:
         collect(_one(job) for job in jobs)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+        # Never fork a process whose numba/OpenMP threads are running (a forked child can
+        # crash in librosa's numba kernels): workers start from a clean forkserver.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_worker_init, mp_context=context
+        ) as pool:
             futures = [pool.submit(_one, job) for job in jobs]
             collect(f.result() for f in as_completed(futures))
     failures.sort()
