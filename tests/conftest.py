@@ -23,6 +23,17 @@ SR = 22050
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    """Compile librosa's numba kernels once, in the controller, before xdist workers start:
+    on a fresh install, processes compiling them at once race on numba's disk cache."""
+    if hasattr(config, "workerinput"):
+        return
+    from moodscope.features import FeatureConfig
+    from moodscope.features.extract import warm_up
+
+    warm_up(FeatureConfig())
+
+
 def _emotify_root() -> Path | None:
     env = os.environ.get("MOODSCOPE_EMOTIFY_DIR")
     if env and (Path(env) / "data.csv").is_file():

@@ -167,6 +167,25 @@ def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
     return TrackFeatures(np.vstack(rows), starts_s, starts_s + win / sr, peak, total / sr)
 
 
+_WARM: set[str] = set()
+
+
+def warm_up(config: FeatureConfig) -> None:
+    """Compute ``config``'s features once on a second of noise in this process.
+
+    librosa's numba kernels are compiled on first use and cached on disk; workers that
+    compile them at the same moment on a fresh install race on that cache and can crash.
+    Compiling once here, before any worker starts, leaves them only cached code to load.
+    """
+    for part in config.parts:
+        if part.feature_set in _WARM:
+            continue
+        rng = np.random.default_rng(0)
+        y = (0.1 * rng.standard_normal(part.sr)).astype(np.float32)
+        get_feature_set(part.feature_set).compute(y, [Segment(0, 0, len(y), part.sr)])
+        _WARM.add(part.feature_set)
+
+
 def _worker_init() -> None:
     # Each worker is one process on one core: stop BLAS/numba from spawning more threads.
     from threadpoolctl import threadpool_limits
@@ -216,6 +235,7 @@ def map_tracks(
     if workers <= 1 or len(paths) <= 1:
         collect(_one(job) for job in jobs)
     else:
+        warm_up(config)
         # Never fork a process whose numba/OpenMP threads are running (a forked child can
         # crash in librosa's numba kernels): workers start from a clean forkserver.
         methods = multiprocessing.get_all_start_methods()
