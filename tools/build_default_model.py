@@ -55,21 +55,26 @@ def model_card(args, dataset, cv: dict, ckpt: Path, seconds: float, model_kwargs
     track_level = args.aggregate == "track"
     embeddings = (
         "- Features: musicnn's pretrained network (Pons & Serra, \"musicnn: pre-trained "
-        "convolutional neural networks for music audio tagging\", ISMIR LBD 2019; ISC licence, "
+        'convolutional neural networks for music audio tagging", ISMIR LBD 2019; ISC licence, '
         "(c) MTG-UPF), converted to PyTorch and shipped in `moodscope/musicnn/`.\n"
-        if "musicnn" in args.features else ""
+        if "musicnn" in args.features
+        else ""
     )
     reads = (
         "it reads one row per track, the mean and standard deviation of each feature over "
-        "the track's segments" if track_level else "it reads one segment at a time"
+        "the track's segments"
+        if track_level
+        else "it reads one segment at a time"
     )
     target = (
         "the share of listeners who felt each emotion (soft labels)"
-        if args.soft else "each track's dominant emotion (hard labels)"
+        if args.soft
+        else "each track's dominant emotion (hard labels)"
     )
     predicts = (
         "the model reads their summary; the timeline entry of a window is the prediction "
-        "for the summary of the 5 windows around it" if track_level
+        "for the summary of the 5 windows around it"
+        if track_level
         else "the track's distribution is the mean of the windows'"
     )
     return f"""# Model card: moodscope's default model
