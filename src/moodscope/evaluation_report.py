@@ -18,6 +18,25 @@ def _fmt(stat) -> str:
     return f"{stat:.3f}"
 
 
+def _per_class(report: Report, per_class: dict, heading: str) -> None:
+    """Precision, recall, F1 and support per class (values or mean ± std over folds)."""
+    report.heading(heading)
+    report.table(
+        ["class", "precision", "recall", "F1", "tracks"],
+        [
+            [label, _fmt(c["precision"]), _fmt(c["recall"]), _fmt(c["f1"]), c["support"]]
+            for label, c in per_class.items()
+        ],
+    )
+
+
+def _correlation(report: Report, correlation: dict | None) -> None:
+    """Pearson r of predicted probability against listener share, per emotion (if known)."""
+    if correlation:
+        report.heading("Predicted probability vs listener share (Pearson r per emotion)")
+        report.table(["emotion", "r"], [[k, _fmt(v)] for k, v in correlation.items()])
+
+
 def crossval_report(result: dict, title: str) -> Report:
     report = Report(title)
     s = result["summary"]
@@ -55,14 +74,7 @@ def crossval_report(result: dict, title: str) -> Report:
             for f in result["folds"]
         ],
     )
-    report.heading("Per class (track level)")
-    report.table(
-        ["class", "precision", "recall", "F1", "tracks"],
-        [
-            [label, _fmt(c["precision"]), _fmt(c["recall"]), _fmt(c["f1"]), c["support"]]
-            for label, c in s["per_class"].items()
-        ],
-    )
+    _per_class(report, s["per_class"], "Per class (track level)")
     if s["per_genre"]:
         report.heading("Per genre")
         report.table(
@@ -72,9 +84,7 @@ def crossval_report(result: dict, title: str) -> Report:
                 for g, v in s["per_genre"].items()
             ],
         )
-    if s.get("emotion_correlation"):
-        report.heading("Predicted probability vs listener share (Pearson r per emotion)")
-        report.table(["emotion", "r"], [[k, _fmt(v)] for k, v in s["emotion_correlation"].items()])
+    _correlation(report, s.get("emotion_correlation"))
     report.figure(
         plot_confusion_matrix(
             np.asarray(s["confusion_matrix"]), result["labels"], title="tracks, all folds"
@@ -110,14 +120,7 @@ def evaluation_report(metrics: dict, title: str, description: str) -> Report:
             ["mean emotion correlation (r)", _fmt(metrics.get("emotion_correlation_mean"))],
         ],
     )
-    report.heading("Per class")
-    report.table(
-        ["class", "precision", "recall", "F1", "tracks"],
-        [
-            [label, _fmt(c["precision"]), _fmt(c["recall"]), _fmt(c["f1"]), c["support"]]
-            for label, c in metrics["per_class"].items()
-        ],
-    )
+    _per_class(report, metrics["per_class"], "Per class")
     if metrics["per_genre"]:
         report.heading("Per genre")
         report.table(
@@ -127,11 +130,7 @@ def evaluation_report(metrics: dict, title: str, description: str) -> Report:
                 for g, v in metrics["per_genre"].items()
             ],
         )
-    if metrics.get("emotion_correlation"):
-        report.heading("Predicted probability vs listener share (Pearson r)")
-        report.table(
-            ["emotion", "r"], [[k, _fmt(v)] for k, v in metrics["emotion_correlation"].items()]
-        )
+    _correlation(report, metrics.get("emotion_correlation"))
     report.figure(
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), metrics["labels"]),
         "confusion",
