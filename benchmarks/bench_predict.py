@@ -35,8 +35,9 @@ def _child_peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
         "print(time.perf_counter() - t, "
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -77,8 +78,7 @@ def run(quick: bool = False) -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {w} | {s:.1f} | {audio_seconds / s:.0f} | {s / len(paths):.2f} s |"
-            for w, s in rows
+            f"| {w} | {s:.1f} | {audio_seconds / s:.0f} | {s / len(paths):.2f} s |" for w, s in rows
         ]
         lines += [
             "",
@@ -97,10 +97,14 @@ def run(quick: bool = False) -> str:
             sf.write(one, np.zeros(22050 * 60, np.float32), 22050)
         env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / "cache")}
         os.environ.update(env)
-        colds = [_child_peak_rss_mb([_moodscope(), "predict", one, "--workers", "1"])[0]
-                 for _ in range(3)]
-        imports = [_child_peak_rss_mb([sys.executable, "-c", "import moodscope.predict"])[0]
-                   for _ in range(3)]
+        colds = [
+            _child_peak_rss_mb([_moodscope(), "predict", one, "--workers", "1"])[0]
+            for _ in range(3)
+        ]
+        imports = [
+            _child_peak_rss_mb([sys.executable, "-c", "import moodscope.predict"])[0]
+            for _ in range(3)
+        ]
         lines += [
             f"Cold start of `moodscope predict one.mp3` (new process, imports included, cache "
             f"empty), median of 3: **{statistics.median(colds):.2f} s** (target < 5 s); of "

@@ -1,11 +1,11 @@
 """The PyTorch musicnn port against TensorFlow references (tests/resources/musicnn_reference.npz,
 made by tools/convert_musicnn.py from musicnn 0.1.0's own graph and checkpoints).
 
-Tolerances: the converter measured max |d taggram| <= 2.5e-6 and max |d penultimate| <= 1.4e-5
-over all clips and both models (float32 summation-order noise). The bounds below leave ~40-70x
-headroom for other BLAS builds yet fail for any real porting mistake (a swapped kernel axis,
-wrong padding side, BN eps 1e-5 instead of 1e-3, max/mean pooling order ...), which moves
-outputs by 1e-2 or more.
+Tolerances: the converter measured max |d taggram| <= 2.5e-6, max |d penultimate| <= 1.4e-5
+and max |d max_pool| <= 4.3e-4 (on values up to ~110) over all clips and both models (float32
+summation-order noise). The bounds below leave ~10-70x headroom for other BLAS builds yet fail
+for any real porting mistake (a swapped kernel axis, wrong padding side, BN eps 1e-5 instead of
+1e-3, max/mean pooling order ...), which moves outputs by 1e-2 or more.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from moodscope.errors import ModelError, MoodscopeError
 from moodscope.musicnn import (
     MODEL_NAMES,
     PATCH_FRAMES,
+    Musicnn,
     load_musicnn,
     log_mel,
     musicnn_embed,
     musicnn_tags,
     patches,
 )
+from moodscope.musicnn import model as musicnn_model
 from moodscope.musicnn.model import WEIGHTS_DIR
 
 try:  # tests/ is on sys.path under pytest's default (prepend) import mode
@@ -38,6 +40,7 @@ REFERENCE = Path(__file__).parent / "resources" / "musicnn_reference.npz"
 TAGGRAM_ATOL = 1e-4
 PENULTIMATE_ATOL = 1e-3
 PENULTIMATE_MIN_CORR = 0.99999
+POOL_ATOL = 5e-3
 
 SYNTHETIC = ("chord", "loud_bursts", "quiet_sweep")
 
@@ -62,14 +65,16 @@ def _threads():
     torch.set_num_threads(old)
 
 
-def _forward(model_name: str, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    net = load_musicnn(model_name)
+def _forward(model_name: str, mel: np.ndarray, timbral_path: str = "auto") -> dict:
+    net = Musicnn()  # a private instance: the cached one's settings stay untouched
+    net.load_state_dict(load_musicnn(model_name).state_dict())
+    net.timbral_path = timbral_path
     with torch.inference_mode():
-        tg, pen = net(torch.from_numpy(patches(mel)))
-    return tg.numpy(), pen.numpy()
+        return {k: v.numpy() for k, v in net.features(torch.from_numpy(patches(mel))).items()}
 
 
-def _assert_parity(ref: dict, model_name: str, clip: str, tg: np.ndarray, pen: np.ndarray):
+def _assert_parity(ref: dict, model_name: str, clip: str, out: dict):
+    tg, pen = out["taggram"], out["penultimate"]
     ref_tg = ref[f"{model_name}__{clip}__taggram"]
     ref_pen = ref[f"{model_name}__{clip}__penultimate"]
     assert tg.shape == ref_tg.shape and pen.shape == ref_pen.shape
@@ -77,22 +82,26 @@ def _assert_parity(ref: dict, model_name: str, clip: str, tg: np.ndarray, pen: n
     assert np.abs(pen - ref_pen).max() < PENULTIMATE_ATOL
     for row, ref_row in zip(pen, ref_pen, strict=True):  # per patch: catches a stale patch
         assert np.corrcoef(row, ref_row)[0, 1] > PENULTIMATE_MIN_CORR
+    for pool in ("max_pool", "mean_pool"):
+        if pool in out:
+            ref_pool = ref[f"{model_name}__{clip}__{pool}"]
+            assert out[pool].shape == ref_pool.shape == (len(tg), 753)
+            assert np.abs(out[pool] - ref_pool).max() < POOL_ATOL, pool
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("clip", SYNTHETIC)
-def test_parity_with_tensorflow_on_synthetic_clips(ref, synthetic, model_name, clip):
+@pytest.mark.parametrize("timbral_path", ["conv", "spectral"])
+def test_parity_with_tensorflow_on_synthetic_clips(ref, synthetic, model_name, clip, timbral_path):
     y, sr = synthetic[clip]
-    tg, pen = _forward(model_name, log_mel(y, sr))
-    _assert_parity(ref, model_name, clip, tg, pen)
+    _assert_parity(ref, model_name, clip, _forward(model_name, log_mel(y, sr), timbral_path))
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("clip", sorted(musicnn_clips.REAL_CLIPS))
 def test_parity_with_tensorflow_on_stored_real_mels(ref, model_name, clip):
     # The network alone, on the log-mel the converter computed from the real clip (no audio).
-    tg, pen = _forward(model_name, ref[f"mel__{clip}"])
-    _assert_parity(ref, model_name, clip, tg, pen)
+    _assert_parity(ref, model_name, clip, _forward(model_name, ref[f"mel__{clip}"]))
 
 
 @pytest.mark.data
@@ -108,8 +117,8 @@ def test_parity_with_tensorflow_on_real_audio(ref):
         mel = log_mel(y, sr)
         np.testing.assert_allclose(mel, ref[f"mel__{clip}"], atol=1e-3, err_msg=clip)
         out = musicnn_embed(y, sr, model="MSD_musicnn", device="cpu")  # the full pipeline
-        _assert_parity(ref, "MSD_musicnn", clip, out["taggram"], out["penultimate"])
-        _assert_parity(ref, "MTT_musicnn", clip, *_forward("MTT_musicnn", mel))
+        _assert_parity(ref, "MSD_musicnn", clip, out)
+        _assert_parity(ref, "MTT_musicnn", clip, _forward("MTT_musicnn", mel))
 
 
 def test_embed_contract_on_short_and_longer_clips():
@@ -200,3 +209,33 @@ def test_weights_are_plain_float32_state_dicts_and_models_are_cached():
         assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
         assert load_musicnn(name) is load_musicnn(name, "cpu")
         assert not load_musicnn(name).training
+
+
+def test_dead_filters_are_skipped_without_changing_a_bit(ref, monkeypatch):
+    # MSD_musicnn's weight decay left most timbral filters at ~1e-30: they are not computed,
+    # and the outputs are the very same floats as with every filter computed.
+    net = load_musicnn("MSD_musicnn")
+    front, mid = net._layers(torch.device("cpu"))
+    live = {name: len(layer.live) for name, layer in zip(net._front_names(), front, strict=True)}
+    assert live["timbral_74"] == 40 and live["timbral_77"] == 21  # of 204 each
+    assert [len(layer.live) for layer in mid] == [20, 61, 63]  # of 64 each
+    for path in ("conv", "spectral"):
+        pruned = _forward("MSD_musicnn", ref["mel__rock_2"], path)
+        monkeypatch.setattr(musicnn_model, "DEAD_WEIGHT", 0.0)
+        full = _forward("MSD_musicnn", ref["mel__rock_2"], path)
+        monkeypatch.undo()
+        for key in pruned:
+            np.testing.assert_array_equal(pruned[key], full[key], err_msg=f"{path} {key}")
+
+
+def test_spectral_and_conv_timbral_paths_agree_and_bad_path_is_refused(ref):
+    mel = ref["mel__classical_2"]
+    for name in MODEL_NAMES:
+        conv, spectral = _forward(name, mel, "conv"), _forward(name, mel, "spectral")
+        np.testing.assert_allclose(spectral["taggram"], conv["taggram"], atol=1e-5)
+        np.testing.assert_allclose(spectral["penultimate"], conv["penultimate"], atol=1e-4)
+        np.testing.assert_allclose(spectral["max_pool"], conv["max_pool"], atol=2e-3)
+    net = Musicnn()
+    net.timbral_path = "fft"
+    with pytest.raises(ValueError, match="timbral_path"):
+        net(torch.zeros(1, PATCH_FRAMES, 96))

@@ -6,7 +6,8 @@ virtualenv. What it writes (all committed):
 * ``src/moodscope/musicnn/weights/{MSD_musicnn,MTT_musicnn}.pt`` -- plain float32 state_dicts of
   :class:`moodscope.musicnn.Musicnn` (``torch.load(..., weights_only=True)``);
 * ``src/moodscope/musicnn/weights/tags.json`` -- the tag lists of musicnn's configuration.py;
-* ``tests/resources/musicnn_reference.npz`` -- taggram + penultimate layer computed by the
+* ``tests/resources/musicnn_reference.npz`` -- taggram, penultimate layer and the max/mean
+  temporal pools (musicnn's ``max_pool``/``mean_pool`` features) computed by the
   TensorFlow graph itself (musicnn's ``models.define_model`` + its checkpoint) for every patch
   of the clips in ``tests/musicnn_clips.py``. The graph is fed with this package's float32
   log-mel patches (:func:`moodscope.musicnn.log_mel`), not with musicnn's own extractor, whose
@@ -163,20 +164,25 @@ class TFMusicnn:
                 self.x = tf.compat.v1.placeholder(tf.float32, [None, n_frames, mn_config.N_MELS])
                 self.is_training = tf.compat.v1.placeholder(tf.bool)
                 out = mn_models.define_model(self.x, self.is_training, name, len(MODELS[name]))
-                self.taggram = tf.nn.sigmoid(out[0])
-                self.penultimate = out[-1]
+                # build_musicnn returns (logits, timbral, temporal, cnn1, cnn2, cnn3,
+                # mean_pool, max_pool, penultimate); the pools are [batch, 753].
+                self.outputs = {
+                    "taggram": tf.nn.sigmoid(out[0]),
+                    "penultimate": out[-1],
+                    "max_pool": out[-2],
+                    "mean_pool": out[-3],
+                }
             cfg = tf.compat.v1.ConfigProto(
                 intra_op_parallelism_threads=2, inter_op_parallelism_threads=1
             )
             self.sess = tf.compat.v1.Session(graph=self.graph, config=cfg)
             tf.compat.v1.train.Saver().restore(self.sess, checkpoint_prefix(name))
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tg, pen = self.sess.run(
-            [self.taggram, self.penultimate],
-            feed_dict={self.x: batch.astype(np.float32), self.is_training: False},
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.sess.run(
+            self.outputs, feed_dict={self.x: batch.astype(np.float32), self.is_training: False}
         )
-        return tg.astype(np.float32), pen.astype(np.float32)
+        return {k: v.astype(np.float32) for k, v in out.items()}
 
 
 def time_extractor(n_runs: int = 3) -> float:
@@ -227,17 +233,15 @@ def main() -> None:
         tfm = TFMusicnn(model_name)
         for clip, mel in mels.items():
             batch = patches(mel)
-            tg, pen = tfm(batch)
-            ref[f"{model_name}__{clip}__taggram"] = tg
-            ref[f"{model_name}__{clip}__penultimate"] = pen
+            tf_out = tfm(batch)
+            for key, value in tf_out.items():
+                ref[f"{model_name}__{clip}__{key}"] = value
             with torch.inference_mode():
-                ptg, ppen = (a.numpy() for a in pt(torch.from_numpy(batch)))
-            print(
-                f"{model_name:12s} {clip:13s} patches={len(batch)} "
-                f"max|dtaggram|={np.abs(ptg - tg).max():.2e} "
-                f"max|dpenultimate|={np.abs(ppen - pen).max():.2e} "
-                f"(penultimate range {pen.min():.1f}..{pen.max():.1f})"
+                pt_out = {k: v.numpy() for k, v in pt.features(torch.from_numpy(batch)).items()}
+            diffs = " ".join(
+                f"max|d{k}|={np.abs(pt_out[k] - v).max():.2e}" for k, v in tf_out.items()
             )
+            print(f"{model_name:12s} {clip:13s} patches={len(batch)} {diffs}")
         tfm.sess.close()
     ref["clips"] = np.array(sorted(mels))
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
