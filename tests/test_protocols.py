@@ -83,3 +83,19 @@ def test_unknown_protocol():
 
     with pytest.raises(ConfigError, match="paper, track"):
         prepare(tiny_table(), COLS, "random")
+
+
+def test_models_without_early_stopping_train_on_every_training_track():
+    from moodscope.models import model_entry
+
+    table = tiny_table(n_tracks=40)
+    train_rows, test_rows = track_folds(table, n_splits=5, seed=0)[0]
+    split = track_split(table, COLS, train_rows, test_rows, seed=0, smote=False, val_fraction=0)
+    assert _tracks(split, "train") == set(table.track_id.iloc[train_rows])
+    assert len(split.X_val) == 0 and len(split.val_tracks) == 0
+    np.testing.assert_allclose(split.scaler.mean_, table[COLS].to_numpy()[train_rows].mean(axis=0))
+    # The registry says who needs validation tracks: the neural models only.
+    assert model_entry("paper_cnn_lstm").val_fraction > 0
+    assert model_entry("attention_gru").val_fraction > 0
+    assert model_entry("logistic_regression").val_fraction == 0
+    assert model_entry("ridge").val_fraction == 0

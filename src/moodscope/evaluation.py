@@ -180,6 +180,7 @@ def crossval(
             labels=labels,
             smote=smote,
             targets=targets,
+            val_fraction=entry.val_fraction,
         )
         result = train_and_test(
             table,

@@ -112,6 +112,7 @@ def train_and_test(
             labels=labels,
             smote=smote,
             targets=targets,
+            val_fraction=entry.val_fraction,
         )
     X_train, y_train, X_val, y_val, X_test, y_test = (
         split.X_train,

@@ -23,6 +23,8 @@ from .errors import ConfigError
 from .metrics import leak_fraction
 
 PROTOCOLS = ("paper", "track", "all")
+VAL_FRACTION = 0.15 / 0.85
+"""Share of the training tracks carved out for early stopping (the paper's 70/15/15)."""
 
 
 @dataclass
@@ -153,7 +155,7 @@ def track_split(
     *,
     seed: int = 0,
     labels: list[str] | None = None,
-    val_fraction: float = 0.15 / 0.85,
+    val_fraction: float = VAL_FRACTION,
     smote: bool = True,
     targets: np.ndarray | None = None,
 ) -> PreparedSplit:
@@ -162,6 +164,8 @@ def track_split(
     The validation tracks (early stopping) are carved out of the training tracks, grouped
     and stratified; the scaler is fitted on the remaining training rows, and SMOTE
     resamples them in scaled space. Validation and test rows are never resampled.
+    ``val_fraction=0`` carves out nothing (a model without early stopping trains on every
+    training track; the validation part is then empty).
     ``targets`` [n_rows, n_labels] (soft labels, e.g. listener shares) replace the class
     indices for training and validation; SMOTE, which needs classes, is then off.
     """
@@ -169,11 +173,18 @@ def track_split(
     y, labels = encode_labels(table, labels)
     tracks = table["track_id"].astype(str).to_numpy()
     n_train_tracks = len(np.unique(tracks[train_rows]))
-    if n_train_tracks < 2:
-        raise ConfigError("training needs at least 2 tracks (one is carved out for validation)")
-    n_val_splits = min(max(2, int(round(1 / val_fraction))), n_train_tracks)
-    fit_idx, val_idx = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])[0]
-    fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
+    if val_fraction <= 0:
+        if n_train_tracks < 1:
+            raise ConfigError("training needs at least 1 track")
+        fit_rows, val_rows = train_rows, train_rows[:0]
+    else:
+        if n_train_tracks < 2:
+            raise ConfigError("training needs at least 2 tracks (one is carved out for validation)")
+        n_val_splits = min(max(2, int(round(1 / val_fraction))), n_train_tracks)
+        fit_idx, val_idx = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])[
+            0
+        ]
+        fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
     scaler = StandardScaler().fit(X[fit_rows])
     X_fit = scaler.transform(X[fit_rows])
 
@@ -233,8 +244,10 @@ def track_holdout(
     labels: list[str] | None = None,
     smote: bool = True,
     targets: np.ndarray | None = None,
+    val_fraction: float = VAL_FRACTION,
 ) -> PreparedSplit:
-    """A 70/15/15 split by track: one of ~7 stratified grouped folds is the test part."""
+    """A 70/15/15 split by track: one of ~7 stratified grouped folds is the test part
+    (85/15 without a validation part)."""
     train_rows, test_rows = track_folds(table, n_splits=7, seed=seed, labels=labels)[0]
     return track_split(
         table,
@@ -245,6 +258,7 @@ def track_holdout(
         labels=labels,
         smote=smote,
         targets=targets,
+        val_fraction=val_fraction,
     )
 
 
@@ -257,12 +271,22 @@ def prepare(
     labels: list[str] | None = None,
     smote: bool = True,
     targets: np.ndarray | None = None,
+    val_fraction: float = VAL_FRACTION,
 ) -> PreparedSplit:
-    """Rows for one train/test run under ``protocol`` (paper mode always applies SMOTE)."""
+    """Rows for one train/test run under ``protocol`` (paper mode always applies SMOTE and
+    always keeps its 15 % validation part)."""
     if protocol == "paper":
         return paper_split(table, columns, seed=seed, labels=labels)
     if protocol == "track":
-        return track_holdout(table, columns, seed=seed, labels=labels, smote=smote, targets=targets)
+        return track_holdout(
+            table,
+            columns,
+            seed=seed,
+            labels=labels,
+            smote=smote,
+            targets=targets,
+            val_fraction=val_fraction,
+        )
     if protocol == "all":  # a final model: every track trains (validation tracks carved out)
         rows = np.arange(len(table))
         return track_split(
@@ -274,6 +298,7 @@ def prepare(
             labels=labels,
             smote=smote,
             targets=targets,
+            val_fraction=val_fraction,
         )
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 

@@ -23,6 +23,19 @@ class ModelEntry:
     description: str
     smote: bool = True  # balance training rows with SMOTE (False: train on the classes as seen)
 
+    @property
+    def early_stopping(self) -> bool:
+        """Whether training watches validation tracks (the neural models); the others
+        train on every training track."""
+        return self.kind == "torch"
+
+    @property
+    def val_fraction(self) -> float:
+        """Share of the training tracks to carve out as validation tracks for this model."""
+        from ..protocols import VAL_FRACTION
+
+        return VAL_FRACTION if self.early_stopping else 0.0
+
 
 _MODELS: dict[str, ModelEntry] = {}
 
