@@ -33,19 +33,49 @@ def test_musicnn_feature_set_contract(write_audio, name):
     assert np.all((tags >= 0) & (tags <= 1))
 
 
+@pytest.mark.parametrize("name", ["musicnn_msd_full", "musicnn_mtt_full"])
+def test_full_musicnn_feature_set_contract(write_audio, name):
+    import torch
+
+    from moodscope.audio import load_audio
+    from moodscope.musicnn import load_musicnn, log_mel, patches
+
+    y = chord_signal(12.0, 16000)
+    path = write_audio("x.wav", y, 16000)
+    fs = get_feature_set(name)
+    assert fs.sr == 16000 and len(fs.columns) == 200 + 50 + 753 + 753
+    assert fs.columns[250] == f"{name}_maxpool0" and fs.columns[-1] == f"{name}_meanpool752"
+    rows = track_features(path, FeatureConfig(name, segments=2), use_cache=False).features
+    assert rows.shape == (2, 1756) and np.all(np.isfinite(rows))
+    # Each 6-s segment holds two patches; its row is their mean, block by block.
+    net = load_musicnn("MSD_musicnn" if "msd" in name else "MTT_musicnn")
+    decoded = load_audio(path, sr=16000)  # the file holds 16-bit samples, not y itself
+    with torch.inference_mode():
+        out = net.features(torch.from_numpy(patches(log_mel(decoded[: 6 * 16000], 16000))))
+    assert len(out["taggram"]) == 2
+    expected = np.concatenate(
+        [out[k].numpy().mean(axis=0) for k in ("penultimate", "taggram", "max_pool", "mean_pool")]
+    )
+    np.testing.assert_allclose(rows[0], expected, rtol=1e-5, atol=1e-5)
+    # the same penultimate mean and taggram as the compact set
+    compact = track_features(path, FeatureConfig(name[:-5], segments=2), use_cache=False)
+    np.testing.assert_allclose(rows[:, :200], compact.features[:, :200], atol=1e-6)
+    np.testing.assert_allclose(rows[:, 200:250], compact.features[:, 400:], atol=1e-6)
+
+
 def test_musicnn_patches_are_batched(write_audio, monkeypatch):
     from moodscope.features import musicnn_sets
     from moodscope.musicnn import model as mm
 
     net = mm.load_musicnn("MSD_musicnn", "cpu")
     calls = []
-    original = type(net).forward
+    original = type(net).features
 
     def counting(self, x):
         calls.append(len(x))
         return original(self, x)
 
-    monkeypatch.setattr(type(net), "forward", counting)
+    monkeypatch.setattr(type(net), "features", counting)
     y = chord_signal(30.0, 16000)
     segments = FeatureConfig("musicnn_msd", segments=10).segment(y)
     musicnn_sets.musicnn_segment_features(y, segments, batch_size=8)

@@ -1,9 +1,15 @@
-"""Pretrained musicnn embeddings as feature sets: ``musicnn_msd`` and ``musicnn_mtt``.
+"""Pretrained musicnn embeddings as feature sets.
 
-Per 3-s patch the network gives its penultimate layer (200 numbers) and its taggram (50
-tag probabilities); per segment the rows hold the mean and standard deviation of the
-penultimate layer over the segment's patches and the mean taggram. All patches of a track
-go through the network in batches.
+``musicnn_msd`` / ``musicnn_mtt``: per 3-s patch the network's penultimate layer (200
+numbers) and its taggram (50 tag probabilities); per segment the rows hold the mean and
+standard deviation of the penultimate layer over the segment's patches and the mean taggram.
+
+``musicnn_msd_full`` / ``musicnn_mtt_full``: also the front- and mid-end feature maps pooled
+over each patch's time axis (musicnn's ``max_pool`` and ``mean_pool``, 753 numbers each), the
+layers below the tag-trained dense head; per segment the mean over its patches of all four
+(penultimate, taggram, max pool, mean pool: 1,756 numbers).
+
+All patches of a track go through the network in batches, on CUDA when available.
 """
 
 from __future__ import annotations
@@ -18,14 +24,45 @@ from ..segments import Segment
 from .sets import FeatureSet, register_feature_set
 
 PENULTIMATE = 200
+POOLED = 753  # 561 front-end + 3 x 64 mid-end channels
+
+
+def _tag_columns(prefix: str, model: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}_tag_{t.replace(' ', '_')}" for t in musicnn_tags(model))
 
 
 def _columns(prefix: str, model: str) -> tuple[str, ...]:
     return (
         *(f"{prefix}_emb{i}_mean" for i in range(PENULTIMATE)),
         *(f"{prefix}_emb{i}_std" for i in range(PENULTIMATE)),
-        *(f"{prefix}_tag_{t.replace(' ', '_')}" for t in musicnn_tags(model)),
+        *_tag_columns(prefix, model),
     )
+
+
+def _full_columns(prefix: str, model: str) -> tuple[str, ...]:
+    return (
+        *(f"{prefix}_emb{i}" for i in range(PENULTIMATE)),
+        *_tag_columns(prefix, model),
+        *(f"{prefix}_maxpool{i}" for i in range(POOLED)),
+        *(f"{prefix}_meanpool{i}" for i in range(POOLED)),
+    )
+
+
+def _patch_outputs(
+    y: np.ndarray, segments: Sequence[Segment], model: str, batch_size: int
+) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Every segment's patches through the network: patches per segment, outputs per patch."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = load_musicnn(model, device)
+    per_segment = [patches(log_mel(seg.slice(y), SAMPLE_RATE)) for seg in segments]
+    batch = np.concatenate(per_segment)
+    outputs: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for i in range(0, len(batch), batch_size):
+            out = net.features(torch.from_numpy(batch[i : i + batch_size]).to(device))
+            for key, value in out.items():
+                outputs.setdefault(key, []).append(value.float().cpu().numpy())
+    return [len(p) for p in per_segment], {k: np.concatenate(v) for k, v in outputs.items()}
 
 
 def musicnn_segment_features(
@@ -34,28 +71,26 @@ def musicnn_segment_features(
     *,
     model: str = "MSD_musicnn",
     batch_size: int = 32,
+    full: bool = False,
 ) -> np.ndarray:
-    """Rows [len(segments), 450]: penultimate mean (200), its std (200), mean taggram (50).
+    """One row per segment.
 
+    ``full=False``: [len(segments), 450] = penultimate mean (200), its std (200), mean
+    taggram (50). ``full=True``: [len(segments), 1756] = the means over the segment's
+    patches of the penultimate layer (200), taggram (50), max pool (753), mean pool (753).
     ``y`` is mono audio at 16 kHz; each segment is analysed on its own samples (a segment
     shorter than 3 s is repeat-padded to one patch, as musicnn was trained).
     """
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_musicnn(model, device)
-    per_segment = [patches(log_mel(seg.slice(y), SAMPLE_RATE)) for seg in segments]
-    counts = [len(p) for p in per_segment]
-    batch = np.concatenate(per_segment)
-    taggram, penultimate = [], []
-    with torch.inference_mode():
-        for i in range(0, len(batch), batch_size):
-            tg, pen = net(torch.from_numpy(batch[i : i + batch_size]).to(device))
-            taggram.append(tg.float().cpu().numpy())
-            penultimate.append(pen.float().cpu().numpy())
-    taggram, penultimate = np.concatenate(taggram), np.concatenate(penultimate)
+    counts, out = _patch_outputs(y, segments, model, batch_size)
     rows, start = [], 0
     for n in counts:
-        pen, tg = penultimate[start : start + n], taggram[start : start + n]
-        rows.append(np.concatenate([pen.mean(axis=0), pen.std(axis=0), tg.mean(axis=0)]))
+        part = {k: v[start : start + n] for k, v in out.items()}
+        pen, tg = part["penultimate"], part["taggram"]
+        if full:
+            blocks = [pen, tg, part["max_pool"], part["mean_pool"]]
+            rows.append(np.concatenate([b.mean(axis=0) for b in blocks]))
+        else:
+            rows.append(np.concatenate([pen.mean(axis=0), pen.std(axis=0), tg.mean(axis=0)]))
         start += n
     return np.asarray(rows, dtype=np.float64)
 
@@ -66,6 +101,16 @@ for _name, _model in (("musicnn_msd", "MSD_musicnn"), ("musicnn_mtt", "MTT_music
             _name,
             _columns(_name, _model),
             lambda y, segments, _model=_model: musicnn_segment_features(y, segments, model=_model),
+            sr=SAMPLE_RATE,
+        )
+    )
+    register_feature_set(
+        FeatureSet(
+            f"{_name}_full",
+            _full_columns(f"{_name}_full", _model),
+            lambda y, segments, _model=_model: musicnn_segment_features(
+                y, segments, model=_model, full=True
+            ),
             sr=SAMPLE_RATE,
         )
     )

@@ -35,7 +35,10 @@ class FeatureSet:
 
 _FEATURE_SETS: dict[str, FeatureSet] = {}
 # Registered on first use, so extracting the paper's features never imports the network.
-_LAZY = {"musicnn_msd": "musicnn_sets", "musicnn_mtt": "musicnn_sets"}
+_LAZY = {
+    name: "musicnn_sets"
+    for name in ("musicnn_msd", "musicnn_mtt", "musicnn_msd_full", "musicnn_mtt_full")
+}
 
 
 def register_feature_set(feature_set: FeatureSet) -> FeatureSet:
