@@ -35,8 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all --out docs/benchmarks.md
 
 # The shipped default model and its card, rebuilt from the Emotify data.
-DEFAULT_RECIPE ?= --model logistic_regression --model-kwargs '{"C": 0.05}' \
-	--features musicnn_msd --aggregate track --soft --segments 20
+DEFAULT_RECIPE ?= --model logistic_regression --model-kwargs '{"C": 0.01}' \
+	--features musicnn_msd_full --aggregate track --soft --segments 20
 model: $(STAMP)
 	$(BIN)/python tools/build_default_model.py --data "$(MOODSCOPE_EMOTIFY_DIR)" $(DEFAULT_RECIPE)
 

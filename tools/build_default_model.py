@@ -22,6 +22,7 @@ from moodscope.datasets import EmotifyDataset
 from moodscope.evaluation import crossval
 from moodscope.experiment import train_and_test
 from moodscope.features import FeatureConfig, extract_features
+from moodscope.models import model_entry
 from moodscope.report import write_json, write_text_atomic
 from moodscope.training import TrainConfig
 
@@ -52,6 +53,13 @@ def model_card(args, dataset, cv: dict, ckpt: Path, seconds: float, model_kwargs
         else "| n/a | n/a |"
     )
     command = " ".join(["python tools/build_default_model.py", *sys.argv[1:]])
+    fitted = "SMOTE and the scaler" if cv["smote"] else "the scaler"
+    fitting = (
+        f"{fitted} fitted on the training tracks only; validation tracks for early stopping "
+        "carved from the training folds"
+        if model_entry(args.model).early_stopping
+        else f"{fitted} fitted on the training tracks only, all of which train the model"
+    )
     track_level = args.aggregate == "track"
     embeddings = (
         "- Features: musicnn's pretrained network (Pons & Serra, \"musicnn: pre-trained "
@@ -102,9 +110,8 @@ The model `moodscope.predict()` and `moodscope predict` use when no `--model` is
   using the data. The weights are derived from that data: treat them as non-commercial.
 
 ## How it was evaluated
-5-fold stratified cross-validation **by track** (no track's segments on both sides; SMOTE
-and scaler fitted on training tracks only; validation tracks for early stopping carved
-from the training folds); a track's prediction is the mean of its segments'
+5-fold stratified cross-validation **by track** (no track's segments on both sides;
+{fitting}); a track's prediction is the mean of its segments'
 probabilities. Mean ± std over folds, measured {datetime.date.today().isoformat()}:
 
 | metric | value |
