@@ -40,11 +40,49 @@ DEFAULT_RECIPE ?= --model logistic_regression --model-kwargs '{"C": 0.01}' \
 model: $(STAMP)
 	$(BIN)/python tools/build_default_model.py --data "$(MOODSCOPE_EMOTIFY_DIR)" $(DEFAULT_RECIPE)
 
-# The paper reproduction and the model comparison quoted in docs/results.md.
+# The paper reproduction and the model comparisons quoted in docs/results.md (each run
+# writes runs/<name>/comparison.md; features are cached, so a rerun only trains).
 reproduce: $(STAMP)
 	$(BIN)/moodscope reproduce --data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/reproduce
+COMPARE = $(BIN)/moodscope compare --data "$(MOODSCOPE_EMOTIFY_DIR)" --segments 20
+TRACK = --aggregate track --config configs/track_level.yaml
+TRACK_FULL = --aggregate track --config configs/track_level_full.yaml
+GRU = --models attention_gru --config configs/attention_gru.yaml
 results: $(STAMP)
-	$(BIN)/moodscope compare --data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/compare-paper20
+	$(COMPARE) --features paper --out runs/compare-paper20 \
+		--models majority,logistic_regression,random_forest,gradient_boosting,ridge
+	$(COMPARE) --features paper $(GRU) --out runs/paper-more
+	$(COMPARE) --features paper $(TRACK) --soft --models logistic_regression,ridge \
+		--out runs/paper-track-soft
+	$(COMPARE) --features musicnn_msd $(TRACK) --out runs/msd-track-hard \
+		--models majority,logistic_regression,random_forest,ridge
+	$(COMPARE) --features musicnn_msd $(TRACK) --soft --out runs/msd-track-soft \
+		--models logistic_regression,random_forest,ridge
+	$(COMPARE) --features musicnn_msd $(GRU) --out runs/msd-seq-hard
+	$(COMPARE) --features musicnn_msd --soft $(GRU) --out runs/msd-seq-soft
+	$(COMPARE) --features musicnn_mtt $(TRACK) --out runs/mtt-track-hard \
+		--models logistic_regression,random_forest,ridge
+	$(COMPARE) --features musicnn_mtt $(TRACK) --soft --out runs/mtt-track-soft \
+		--models logistic_regression,random_forest,ridge
+	$(COMPARE) --features musicnn_msd+musicnn_mtt $(TRACK) --models logistic_regression \
+		--out runs/both-track-hard
+	$(COMPARE) --features musicnn_msd+musicnn_mtt $(TRACK) --soft \
+		--models logistic_regression,ridge --out runs/both-track-soft
+	$(COMPARE) --features musicnn_msd_full $(TRACK_FULL) --models logistic_regression,ridge \
+		--out runs/msdfull-track-hard
+	$(COMPARE) --features musicnn_msd_full $(TRACK_FULL) --soft \
+		--models logistic_regression,ridge --out runs/msdfull-track-soft
+	$(COMPARE) --features musicnn_msd_full --soft --config configs/segment_level_full.yaml \
+		--models logistic_regression --out runs/msdfull-segment-soft
+	$(COMPARE) --features musicnn_mtt_full $(TRACK_FULL) --out runs/mttfull-track-hard \
+		--models majority,logistic_regression,ridge
+	$(COMPARE) --features musicnn_mtt_full $(TRACK_FULL) --soft \
+		--models logistic_regression,ridge --out runs/mttfull-track-soft
+	$(COMPARE) --features musicnn_msd_full+musicnn_mtt_full $(TRACK_FULL) --soft \
+		--models logistic_regression,ridge --out runs/both-full-track-soft
+	$(BIN)/python tools/learning_curve.py --data "$(MOODSCOPE_EMOTIFY_DIR)" \
+		--features musicnn_msd_full --aggregate track --soft --model logistic_regression \
+		--model-kwargs '{"C": 0.01}' --out runs/learning_curve.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output
