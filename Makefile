@@ -82,7 +82,7 @@ results: $(STAMP)
 		--models logistic_regression,ridge --out runs/both-full-track-soft
 	$(BIN)/python tools/learning_curve.py --data "$(MOODSCOPE_EMOTIFY_DIR)" \
 		--features musicnn_msd_full --aggregate track --soft --model logistic_regression \
-		--model-kwargs '{"C": 0.01}' --out runs/learning_curve.md
+		--model-kwargs '{"C": 0.01}' --repeats 10 --out runs/learning_curve.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output

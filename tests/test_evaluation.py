@@ -81,3 +81,30 @@ def test_crossval_is_track_disjoint_and_summarised(model):
         # Classes differ in their feature means: a linear model finds that.
         assert result["summary"]["track_accuracy"]["mean"] > 0.8
         assert result["summary"]["emotion_correlation_mean"] is not None
+
+
+def test_crossval_train_fraction_subsamples_training_tracks_only():
+    from moodscope import ConfigError
+
+    table = tiny_table(n_tracks=45)
+    tracks = _tracks(table)
+    labels = ["calm", "power", "tension"]
+    run = lambda fraction, seed=0: crossval(  # noqa: E731
+        table,
+        tracks,
+        model="logistic_regression",
+        feature_config=FeatureConfig(segments=5),
+        labels=labels,
+        folds=3,
+        train_fraction=fraction,
+        subsample_seed=seed,
+    )
+    full, half, other = run(1.0), run(0.5), run(0.5, seed=1)
+    assert [f["n_train_tracks"] for f in full["folds"]] == [30, 30, 30]
+    assert [f["n_train_tracks"] for f in half["folds"]] == [15, 15, 15]
+    # The same test tracks in every fold, whatever the training share and draw.
+    for result in (half, other):
+        assert sorted(result["out_of_fold"].index) == sorted(full["out_of_fold"].index)
+        assert [f["n_tracks"] for f in result["folds"]] == [f["n_tracks"] for f in full["folds"]]
+    with pytest.raises(ConfigError, match="train_fraction"):
+        run(0.0)

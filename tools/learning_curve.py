@@ -4,11 +4,11 @@
         --aggregate track --soft --model logistic_regression --model-kwargs '{"C": 0.01}' \
         [--fractions 0.4,0.6,0.8,1.0] [--repeats 3] [--out docs/learning_curve.md]
 
-The folds are those of ``moodscope crossval`` (5-fold, stratified, grouped by track, seed
-0); each fold's test tracks stay the same while its training tracks are subsampled (a
-random ``fraction`` of them, ``repeats`` draws per fraction). Everything else is the
-recipe as ``crossval`` runs it. The result says whether the dev copy's size, rather than
-the model, limits the scores: a curve still rising at 1.0 gains from more tracks.
+It runs :func:`moodscope.evaluation.crossval` (5-fold, stratified, grouped by track, seed
+0) with ``train_fraction``: each fold's test tracks stay the same while its training
+tracks are subsampled (a random ``fraction`` of them, ``repeats`` draws per fraction).
+The result says whether the dev copy's size, rather than the model, limits the scores: a
+curve still rising at 1.0 gains from more tracks.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from moodscope.datasets import EmotifyDataset
-from moodscope.evaluation import track_level_metrics
-from moodscope.experiment import model_table, track_predictions, train_and_test
+from moodscope.evaluation import crossval
 from moodscope.features import FeatureConfig, extract_features
-from moodscope.models import model_entry
-from moodscope.protocols import encode_labels, share_targets, track_folds, track_split
 from moodscope.report import write_text_atomic
 from moodscope.training import TrainConfig
 
@@ -40,54 +37,33 @@ def learning_curve(args) -> list[dict]:
     if failures:
         print(f"{len(failures)} tracks failed: {failures[:3]}", file=sys.stderr)
     tracks, labels = dataset.by_track(), list(dataset.labels)
-    shares = tracks[labels]
-    entry = model_entry(args.model)
-    table, columns = model_table(table, config, args.aggregate)
-    _, classes = encode_labels(table, labels)
-    targets = share_targets(table, shares, classes) if args.soft else None
-    smote = False if args.soft else entry.smote
-    track_of_row = table["track_id"].astype(str).to_numpy()
-    rng = np.random.default_rng(args.seed)
-    folds = track_folds(table, n_splits=args.folds, seed=args.seed, labels=labels)
     rows = []
     for fraction in args.fractions:
-        scores = {m: [] for m in METRICS}
-        n_train = []
-        for _ in range(1 if fraction >= 1 else args.repeats):
-            for k, (train_rows, test_rows) in enumerate(folds):
-                ids = np.unique(track_of_row[train_rows])
-                keep = rng.choice(ids, int(round(fraction * len(ids))), replace=False)
-                sub = train_rows[np.isin(track_of_row[train_rows], keep)]
-                split = track_split(
-                    table,
-                    columns,
-                    sub,
-                    test_rows,
-                    seed=args.seed + k,
-                    labels=labels,
-                    smote=smote,
-                    targets=targets,
-                    val_fraction=entry.val_fraction,
-                )
-                result = train_and_test(
-                    table,
-                    model=args.model,
-                    protocol="track",
-                    feature_config=config,
-                    train_config=TrainConfig(seed=args.seed),
-                    model_kwargs=args.model_kwargs,
-                    labels=labels,
-                    split=split,
-                    aggregate=args.aggregate,
-                    columns=columns,
-                )
-                track_ids, proba = track_predictions(result.test_proba, result.test_tracks)
-                metrics = track_level_metrics(track_ids, proba, tracks, split.labels, shares)
-                for m in METRICS:
-                    scores[m].append(metrics[m])
-                n_train.append(len(keep))
-        row = {"fraction": fraction, "train_tracks": float(np.mean(n_train))}
-        row.update({m: (float(np.mean(v)), float(np.std(v))) for m, v in scores.items()})
+        folds = []
+        for draw in range(1 if fraction >= 1 else args.repeats):
+            cv = crossval(
+                table,
+                tracks,
+                model=args.model,
+                feature_config=config,
+                labels=labels,
+                folds=args.folds,
+                train_config=TrainConfig(seed=args.seed),
+                model_kwargs=args.model_kwargs,
+                shares=tracks[labels],
+                aggregate=args.aggregate,
+                soft=args.soft,
+                train_fraction=fraction,
+                subsample_seed=draw,
+            )
+            folds += cv["folds"]
+        row = {
+            "fraction": fraction,
+            "train_tracks": float(np.mean([f["n_train_tracks"] for f in folds])),
+        }
+        for m in METRICS:
+            values = [f[m] for f in folds]
+            row[m] = (float(np.mean(values)), float(np.std(values)))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

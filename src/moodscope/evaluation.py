@@ -146,6 +146,8 @@ def crossval(
     aggregate: str = "segment",
     soft: bool = False,
     on_fold: Callable[[int, int], Callable | None] | None = None,
+    train_fraction: float = 1.0,
+    subsample_seed: int = 0,
 ) -> dict:
     """Stratified, grouped K-fold by track: train on K-1 folds (validation tracks carved from
     them), test on the held-out tracks, aggregate per track.
@@ -153,8 +155,12 @@ def crossval(
     ``tracks`` is the dataset's track table indexed by track id (``label``, ``genre``);
     ``shares`` (optional) the per-track listener shares indexed the same way, used for the
     emotion correlation and, with ``soft=True``, as the training targets. ``aggregate``
-    "track" trains on one mean/std row per track.
+    "track" trains on one mean/std row per track. ``train_fraction`` < 1 trains each fold on
+    that share of its training tracks, drawn at random (``subsample_seed``); the test tracks
+    stay the same (a learning curve: ``tools/learning_curve.py``).
     """
+    if not 0 < train_fraction <= 1:
+        raise ConfigError(f"train_fraction must lie in (0, 1], got {train_fraction}")
     train_config = train_config or TrainConfig()
     entry = model_entry(model)
     table, columns = model_table(table, feature_config, aggregate)
@@ -168,9 +174,15 @@ def crossval(
         targets = share_targets(table, shares, classes)
     fold_metrics, oof = [], []
     started = time.perf_counter()
+    track_of_row = table["track_id"].astype(str).to_numpy()
     for k, (train_rows, test_rows) in enumerate(
         track_folds(table, n_splits=folds, seed=train_config.seed, labels=labels)
     ):
+        if train_fraction < 1:
+            ids = np.unique(track_of_row[train_rows])
+            rng = np.random.default_rng([subsample_seed, k])
+            keep = rng.choice(ids, max(1, round(train_fraction * len(ids))), replace=False)
+            train_rows = train_rows[np.isin(track_of_row[train_rows], keep)]
         split = track_split(
             table,
             columns,
@@ -202,6 +214,7 @@ def crossval(
         per_segment = aggregate == "segment" and entry.input == "segment"
         metrics.update(
             fold=k,
+            n_train_tracks=int(len(np.unique(track_of_row[train_rows]))),
             segment_accuracy=result.metrics["segment_accuracy"] if per_segment else None,
             epochs=result.metrics["epochs"],
             train_seconds=result.train_seconds,
