@@ -181,9 +181,8 @@ def track_split(
         if n_train_tracks < 2:
             raise ConfigError("training needs at least 2 tracks (one is carved out for validation)")
         n_val_splits = min(max(2, int(round(1 / val_fraction))), n_train_tracks)
-        fit_idx, val_idx = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])[
-            0
-        ]
+        inner = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])
+        fit_idx, val_idx = inner[0]
         fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
     scaler = StandardScaler().fit(X[fit_rows])
     X_fit = scaler.transform(X[fit_rows])

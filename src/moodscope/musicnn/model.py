@@ -254,7 +254,7 @@ def _pool_relu_bn(
 #
 # A timbral filter spans 7 frames x 38 (or 67) of the 96 mel bands and is "valid" along
 # frequency, so each output is a 266- (469-) term dot product and the two layers cost 2.3
-# GFLOP per patch: as direct convolutions they are ~95 % of the network's time on a CPU.
+# GFLOP per patch: as direct convolutions they take ~80 % of the network's time on a CPU.
 # Along frequency the filter is a correlation, which the real DFT of the 96 bands turns into
 # a product per DFT bin (no wrap-around: every valid output reads bands < 96). So per bin k,
 #     Y_k[t, c] = sum_{d < 7} X_k[t + d] * conj(W_k[c, d])       (a batched GEMM, K = 14)
