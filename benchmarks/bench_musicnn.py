@@ -84,20 +84,12 @@ def _worker_embed(args: tuple[np.ndarray, int]) -> int:
 def _straightforward(name: str):
     """The reference in the same run: the same weights computed the plain way -- every filter
     (dead ones included) through ``conv2d`` -- as the port first did it."""
-    import torch
-
     from moodscope.musicnn import Musicnn, load_musicnn
-    from moodscope.musicnn import model as musicnn_model
 
     net = Musicnn()
     net.load_state_dict(load_musicnn(name).state_dict())
     net.timbral_path = "conv"
-    saved, musicnn_model.DEAD_WEIGHT = musicnn_model.DEAD_WEIGHT, 0.0
-    try:
-        with torch.inference_mode():
-            net(torch.zeros(1, 187, 96))  # prepares (and caches) every filter
-    finally:
-        musicnn_model.DEAD_WEIGHT = saved
+    net.dead_weight = 0.0
     return net
 
 

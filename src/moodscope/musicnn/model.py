@@ -213,14 +213,17 @@ class _Layer:
         return out
 
 
-def _prepare(conv: nn.Module, bn: nn.BatchNorm1d, *, pooled: bool, spectral: bool) -> _Layer:
+def _prepare(
+    conv: nn.Module, bn: nn.BatchNorm1d, *, pooled: bool, spectral: bool, dead_weight: float
+) -> _Layer:
     """``conv`` + ``bn`` as a :class:`_Layer` (``pooled``: followed by a max over frequency,
-    so the batch norm's sign is folded in; ``spectral``: also the frequency-path matrices)."""
+    so the batch norm's sign is folded in; ``spectral``: also the frequency-path matrices;
+    filters whose weights all lie below ``dead_weight`` are left out)."""
     scale, shift = _affine(bn)
     sign = torch.where(scale < 0, -1.0, 1.0).to(scale.dtype) if pooled else torch.ones_like(scale)
     weight = conv.weight * sign.view(-1, *([1] * (conv.weight.ndim - 1)))
     bias = conv.bias * sign
-    live = torch.nonzero(conv.weight.flatten(1).abs().amax(1) >= DEAD_WEIGHT).flatten()
+    live = torch.nonzero(conv.weight.flatten(1).abs().amax(1) >= dead_weight).flatten()
     layer_weight = weight[live].contiguous()
     return _Layer(
         live,
@@ -385,6 +388,9 @@ class Musicnn(nn.Module):
         (through the DFT of the mel axis, 2.6x fewer operations; see :func:`_spectral_max`)
         or ``"auto"``: spectral on CPU, conv on an accelerator. Both agree to float32
         rounding."""
+        self.dead_weight = DEAD_WEIGHT
+        """Filters whose weights all lie below this are not computed (see
+        :data:`DEAD_WEIGHT`); 0 computes every filter."""
         self.eval()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -454,14 +460,19 @@ class Musicnn(nn.Module):
 
     def _layers(self, device: torch.device) -> tuple[list[_Layer], list[_Layer]]:
         """The front- and mid-end layers prepared for ``device`` (cached until a weight
-        changes or ``timbral_path`` does)."""
+        changes, or ``timbral_path`` or ``dead_weight`` does)."""
         path = self.timbral_path
         if path == "auto":
             path = "spectral" if device.type == "cpu" else "conv"
         if path not in ("conv", "spectral"):
             raise ValueError(f"timbral_path must be 'auto', 'conv' or 'spectral'; got {path!r}")
         tensors = [*self.parameters(), *self.buffers()]
-        key = (str(device), path, tuple((t.data_ptr(), t._version) for t in tensors))
+        key = (
+            str(device),
+            path,
+            self.dead_weight,
+            tuple((t.data_ptr(), t._version) for t in tensors),
+        )
         cached = getattr(self, "_prepared", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -473,6 +484,7 @@ class Musicnn(nn.Module):
                     getattr(self, "bn_" + name),
                     pooled=True,
                     spectral=path == "spectral" and name in timbral,
+                    dead_weight=self.dead_weight,
                 )
                 for name in self._front_names()
             ]
@@ -482,6 +494,7 @@ class Musicnn(nn.Module):
                     getattr(self, f"bn_midend_{i}"),
                     pooled=False,
                     spectral=False,
+                    dead_weight=self.dead_weight,
                 )
                 for i in (1, 2, 3)
             ]
