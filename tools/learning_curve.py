@@ -2,7 +2,7 @@
 
     python tools/learning_curve.py --data $MOODSCOPE_EMOTIFY_DIR --features musicnn_msd_full \
         --aggregate track --soft --model logistic_regression --model-kwargs '{"C": 0.01}' \
-        [--fractions 0.4,0.6,0.8,1.0] [--repeats 3] [--out docs/learning_curve.md]
+        [--fractions 0.4,0.6,0.8,1.0] [--repeats 3] [--out runs/learning_curve.md]
 
 It runs :func:`moodscope.evaluation.crossval` (5-fold, stratified, grouped by track, seed
 0) with ``train_fraction``: each fold's test tracks stay the same while its training

@@ -286,7 +286,7 @@ def prepare(
             targets=targets,
             val_fraction=val_fraction,
         )
-    if protocol == "all":  # a final model: every track trains (validation tracks carved out)
+    if protocol == "all":  # a final model: every track trains (less validation, if carved)
         rows = np.arange(len(table))
         return track_split(
             table,
