@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..musicnn.model import SAMPLE_RATE, load_musicnn, log_mel, musicnn_tags, patches
+from ..musicnn.model import SAMPLE_RATE, load_musicnn, log_mel_batch, musicnn_tags, patches
 from ..segments import Segment
 from .sets import FeatureSet, register_feature_set
 
@@ -54,7 +54,7 @@ def _patch_outputs(
     """Every segment's patches through the network: patches per segment, outputs per patch."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = load_musicnn(model, device)
-    per_segment = [patches(log_mel(seg.slice(y), SAMPLE_RATE)) for seg in segments]
+    per_segment = [patches(mel) for mel in _segment_mels(y, segments)]
     batch = np.concatenate(per_segment)
     outputs: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
@@ -63,6 +63,20 @@ def _patch_outputs(
             for key, value in out.items():
                 outputs.setdefault(key, []).append(value.float().cpu().numpy())
     return [len(p) for p in per_segment], {k: np.concatenate(v) for k, v in outputs.items()}
+
+
+def _segment_mels(y: np.ndarray, segments: Sequence[Segment]) -> list[np.ndarray]:
+    """Each segment's log-mel spectrogram, analysed on its own samples; segments of one
+    length (fixed windows; equal segments differ by a sample at most) share one batch."""
+    mels: list[np.ndarray | None] = [None] * len(segments)
+    by_length: dict[int, list[int]] = {}
+    for i, seg in enumerate(segments):
+        by_length.setdefault(seg.end_sample - seg.start_sample, []).append(i)
+    for indices in by_length.values():
+        clips = np.stack([segments[i].slice(y) for i in indices])
+        for i, mel in zip(indices, log_mel_batch(clips)):
+            mels[i] = mel
+    return mels
 
 
 def musicnn_segment_features(

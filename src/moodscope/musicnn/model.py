@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soxr
 import torch
@@ -44,6 +43,8 @@ __all__ = [
     "Musicnn",
     "load_musicnn",
     "log_mel",
+    "log_mel_batch",
+    "mel_filterbank",
     "musicnn_embed",
     "musicnn_tags",
     "patches",
@@ -71,6 +72,100 @@ _BN_EPS = 1e-3
 # --------------------------------------------------------------------------------------------
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    mels = hz / f_sp
+    above = hz >= min_log_hz
+    mels[above] = min_log_mel + np.log(hz[above] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    hz = f_sp * mels
+    above = mels >= min_log_mel
+    hz[above] = min_log_hz * np.exp(logstep * (mels[above] - min_log_mel))
+    return hz
+
+
+@functools.cache
+def mel_filterbank(
+    sr: int = SAMPLE_RATE, n_fft: int = FFT_SIZE, n_mels: int = N_MELS
+) -> np.ndarray:
+    """Slaney-scale, Slaney-normalised triangular mel filters from 0 Hz to ``sr / 2``.
+
+    What ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`` returns (tested equal),
+    built here once per process so that inference needs no librosa (and no numba).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
+    """
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sr / 2.0]))[0], n_mels + 2)
+    )
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    weights.setflags(write=False)
+    return weights
+
+
+@functools.cache
+def _stft_constants() -> tuple[torch.Tensor, torch.Tensor]:
+    window = torch.hann_window(FFT_SIZE, periodic=True, dtype=torch.float32)
+    return window, torch.from_numpy(mel_filterbank().copy())
+
+
+def log_mel_batch(y: np.ndarray) -> np.ndarray:
+    """musicnn's log-mel spectrogram of equal-length clips at 16 kHz, all in one pass.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_clips, n_samples)]
+        Mono audio at :data:`SAMPLE_RATE`.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_clips, 1 + n_samples // 256, 96), dtype=float32]
+        Each clip's :func:`log_mel`, framed and padded on its own (the same numbers as one
+        call per clip, to float32 rounding).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise ValueError(f"expected (n_clips, n_samples) audio; got {y.shape}")
+    window, basis = _stft_constants()
+    x = torch.from_numpy(np.ascontiguousarray(y))
+    center = y.shape[1] > FFT_SIZE // 2
+    if not center:  # torch reflects once at most; numpy (as librosa) keeps reflecting
+        x = torch.from_numpy(np.pad(y, ((0, 0), (FFT_SIZE // 2, FFT_SIZE // 2)), mode="reflect"))
+    with torch.inference_mode():
+        spec = torch.stft(
+            x,
+            FFT_SIZE,
+            hop_length=FFT_HOP,
+            window=window,
+            center=center,
+            pad_mode="reflect",
+            return_complex=True,
+        )  # [n_clips, 257, n_frames]
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(basis, power).transpose(1, 2)  # [n_clips, n_frames, 96]
+        out = torch.log10(mel * 10000.0 + 1.0)
+    return out.numpy()
+
+
 def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
     """musicnn's log-mel spectrogram, computed in float32 throughout.
 
@@ -91,7 +186,9 @@ def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
     musicnn 0.1.0 casts the mel power to float16 first, which overflows to ``inf`` on loud
     input; this function keeps float32. Frames are centred and the signal is reflect-padded,
     which is what librosa did when the models were trained (librosa >= 0.10 pads with zeros
-    by default; the difference only touches the first and last frame).
+    by default; the difference only touches the first and last frame). The STFT and the
+    filterbank are librosa's (|STFT|^2 of the periodic Hann window, Slaney mel filters),
+    computed without librosa; ``tests/test_musicnn.py`` compares the two.
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:
@@ -102,16 +199,7 @@ def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
         raise ValueError("audio is empty")
     if sr != SAMPLE_RATE:
         y = soxr.resample(y, sr, SAMPLE_RATE).astype(np.float32, copy=False)
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=SAMPLE_RATE,
-        n_fft=FFT_SIZE,
-        hop_length=FFT_HOP,
-        n_mels=N_MELS,
-        pad_mode="reflect",
-    )
-    mel = mel.T.astype(np.float32, copy=False)
-    return np.log10(np.float32(10000.0) * mel + np.float32(1.0))
+    return log_mel_batch(y[None])[0]
 
 
 def patches(
