@@ -44,6 +44,11 @@ class Classifier:
     def kind(self) -> str:
         return self.entry.kind
 
+    @property
+    def input(self) -> str:
+        """"segment" (one feature row at a time) or "sequence" (a track's rows in order)."""
+        return self.entry.input
+
     def fit(
         self,
         X: np.ndarray,

@@ -10,17 +10,19 @@ are decoded block by block, so memory stays bounded for hour-long recordings.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .audio import AUDIO_EXTENSIONS
-from .checkpoint import TrainedModel, load_checkpoint
-from .datasets import EMOTIONS
+from .backends import Backend, failure_message, stream, using_backend
+from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
+from .emotions import EMOTIONS
 from .errors import AudioError
-from .features import FeatureConfig
-from .features.extract import map_tracks
+from .features.extract import TrackFeatures, track_features
+from .features.sets import FeatureConfig
 
 SILENCE_PEAK = 1e-4
 """A file whose largest sample is below this (-80 dBFS) is reported as silent."""
@@ -35,7 +37,11 @@ class Segment:
 
 @dataclass
 class Prediction:
-    """The result for one file; ``error`` is set (and the rest empty) when it failed."""
+    """The result for one file; ``error`` is set (and the rest empty) when it failed.
+
+    Every output -- the CLI's JSON/JSONL/CSV, the service's JSON, file tags and the library
+    index -- is written from this one object.
+    """
 
     path: str
     emotions: dict[str, float] = field(default_factory=dict)
@@ -44,6 +50,7 @@ class Prediction:
     duration: float | None = None
     silent: bool = False
     error: str | None = None
+    model: str | None = None  # the model's ``name@version``
 
     @property
     def ok(self) -> bool:
@@ -58,6 +65,7 @@ class Prediction:
             "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
+            "model": self.model,
         }
         if timeline:
             out["timeline"] = [
@@ -69,6 +77,22 @@ class Prediction:
                 for s in self.timeline
             ]
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Prediction:
+        """The inverse of :meth:`to_dict` (to the 6 decimals it keeps)."""
+        return cls(
+            path=d["path"],
+            emotions=dict(d.get("emotions") or {}),
+            top_emotion=d.get("top_emotion"),
+            timeline=[
+                Segment(s["start"], s["end"], dict(s["emotions"])) for s in d.get("timeline", [])
+            ],
+            duration=d.get("duration"),
+            silent=bool(d.get("silent", False)),
+            error=d.get("error"),
+            model=d.get("model"),
+        )
 
 
 def default_model_path() -> Path:
@@ -123,13 +147,159 @@ def _ordered(labels: Sequence[str]) -> list[int]:
     return list(range(len(labels)))
 
 
+class ModelHandle:
+    """A trained model that can travel to worker processes: pickled as its checkpoint's
+    bytes (sent once per worker) and loaded there once per process."""
+
+    def __init__(self, model: TrainedModel):
+        self._model: TrainedModel | None = model
+        self._data = model.checkpoint
+        self.name, self.version = model.name, model.version
+
+    def __getstate__(self) -> dict:
+        if self._data is None:
+            self._data = checkpoint_bytes(self._model)
+        return {"name": self.name, "version": self.version, "data": self._data}
+
+    def __setstate__(self, state: dict) -> None:
+        self.name, self.version, self._data = state["name"], state["version"], state["data"]
+        self._model = None
+
+    def get(self) -> TrainedModel:
+        if self._model is None:
+            digest = hashlib.sha1(self._data).hexdigest()
+            if digest not in _LOADED:
+                model = load_checkpoint_bytes(self._data, name=self.name)
+                model.version = self.version  # an unsaved model keeps the id it had
+                _LOADED[digest] = model
+            self._model = _LOADED[digest]
+        return self._model
+
+
+_LOADED: dict[str, TrainedModel] = {}
+"""Models loaded in this (worker) process, by the SHA-1 of their checkpoint bytes."""
+
+
+@dataclass
+class PredictJob:
+    """What every worker needs to predict: sent to each worker once."""
+
+    model: ModelHandle
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+
+def predict_file(
+    path: str | Path,
+    model: TrainedModel,
+    *,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Prediction:
+    """One file's prediction in this process; a file that cannot be used gives a
+    :class:`Prediction` with ``error`` set, never an exception."""
+    path = str(path)
+    try:
+        features = track_features(
+            path, prediction_features(model), cache_dir=cache_dir, use_cache=use_cache
+        )
+        return _prediction(path, model, features)
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+        return Prediction(path, error=failure_message(path, exc), model=model.model_id)
+
+
+def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Prediction]:
+    """The unit of work a backend runs: ``(index, path)`` -> ``(index, Prediction)``."""
+    index, path = item
+    model = job.model.get()
+    return index, predict_file(path, model, use_cache=job.use_cache, cache_dir=job.cache_dir)
+
+
+def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
+    order = _ordered(model.labels)
+    names = [model.labels[i] for i in order]
+    mean, proba = model.predict_track(features.features)
+    mean, proba = mean[order] / mean.sum(), proba[:, order]
+    return Prediction(
+        path,
+        emotions=dict(zip(names, map(float, mean))),
+        top_emotion=names[int(mean.argmax())],
+        timeline=[
+            Segment(float(a), float(b), dict(zip(names, map(float, p))))
+            for a, b, p in zip(features.starts, features.ends, proba)
+        ],
+        duration=features.duration,
+        silent=features.peak < SILENCE_PEAK,
+        model=model.model_id,
+    )
+
+
+def _stream_predictions(
+    files: Sequence[str],
+    trained: TrainedModel,
+    *,
+    workers: int,
+    scheduler: str | None,
+    backend: Backend | None,
+    use_cache: bool,
+    cache_dir: str | Path | None,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[tuple[int, Prediction]]:
+    job = PredictJob(ModelHandle(trained), use_cache, None if cache_dir is None else str(cache_dir))
+    with using_backend(backend, workers=workers, scheduler=scheduler) as runner:
+        runner.start(job)
+        outcomes = stream(runner, predict_task, enumerate(files))
+        for done, ((index, path), out) in enumerate(outcomes, start=1):
+            if isinstance(out, BaseException):
+                out = (
+                    index,
+                    Prediction(path, error=failure_message(path, out), model=trained.model_id),
+                )
+            if progress is not None:
+                progress(done, len(files))
+            yield out
+
+
+def predict_iter(
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | TrainedModel | None = None,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Iterator[Prediction]:
+    """Like :func:`predict`, but yield each file's :class:`Prediction` as soon as it is
+    done (completion order), holding only the files in flight in memory."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = [str(p) for p in find_audio(paths)]
+    trained = load_model(model)
+    for _, prediction in _stream_predictions(
+        files,
+        trained,
+        workers=workers,
+        scheduler=scheduler,
+        backend=backend,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        progress=progress,
+    ):
+        yield prediction
+
+
 def predict(
     paths: str | Path | Iterable[str | Path],
     model: str | Path | TrainedModel | None = None,
     *,
     workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
     progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> list[Prediction]:
     """Predict each file's emotion distribution, top emotion and timeline.
 
@@ -140,7 +310,14 @@ def predict(
     model : None, path or TrainedModel
         ``None`` uses the model shipped with moodscope.
     workers : int
-        Processes for decoding and feature extraction.
+        Local processes for decoding, features and the model (1: this process).
+    scheduler : str, optional
+        Run on a Dask cluster instead: ``"tcp://HOST:PORT"`` or ``"local:N"`` (see
+        :func:`moodscope.backends.open_backend`); workers read the files from these paths.
+    backend : Backend, optional
+        An open backend to run on (it stays open); overrides ``workers`` and ``scheduler``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each file.
 
     Returns
     -------
@@ -152,43 +329,33 @@ def predict(
         paths = [paths]
     files = [str(p) for p in find_audio(paths)]
     trained = load_model(model)
-    config = prediction_features(trained)
-    results, failures = map_tracks(
-        files, config, workers=workers, progress=progress, use_cache=use_cache
-    )
-    errors = dict(failures)
-    order = _ordered(trained.labels)
-    names = [trained.labels[i] for i in order]
-    out = []
-    for path, features in zip(files, results):
-        if features is None:
-            out.append(Prediction(path, error=errors.get(path, f"{path}: failed")))
-            continue
-        mean, proba = trained.predict_track(features.features)
-        mean, proba = mean[order] / mean.sum(), proba[:, order]
-        out.append(
-            Prediction(
-                path,
-                emotions=dict(zip(names, map(float, mean))),
-                top_emotion=names[int(mean.argmax())],
-                timeline=[
-                    Segment(float(a), float(b), dict(zip(names, map(float, p))))
-                    for a, b, p in zip(features.starts, features.ends, proba)
-                ],
-                duration=features.duration,
-                silent=features.peak < SILENCE_PEAK,
-            )
-        )
+    out: list[Prediction | None] = [None] * len(files)
+    for index, prediction in _stream_predictions(
+        files,
+        trained,
+        workers=workers,
+        scheduler=scheduler,
+        backend=backend,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        progress=progress,
+    ):
+        out[index] = prediction
     return out
 
 
 __all__ = [
     "AudioError",
+    "ModelHandle",
     "Prediction",
+    "PredictJob",
     "Segment",
     "default_model_path",
     "find_audio",
     "load_model",
     "predict",
+    "predict_file",
+    "predict_iter",
+    "predict_task",
     "prediction_features",
 ]

@@ -22,21 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..emotions import EMOTIONS
 from ..errors import DatasetError
 from .base import Dataset, ValidationReport
-
-EMOTIONS: tuple[str, ...] = (
-    "amazement",
-    "solemnity",
-    "tenderness",
-    "nostalgia",
-    "calmness",
-    "power",
-    "joyful_activation",
-    "tension",
-    "sadness",
-)
-"""The nine GEMS categories, in data.csv's column order (the tie-break order)."""
 
 GENRES: tuple[str, ...] = ("classical", "rock", "electronic", "pop")
 """The release's genres, in id-block order."""

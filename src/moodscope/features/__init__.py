@@ -1,43 +1,41 @@
-"""Features per segment: the paper's 28 and other registered sets, cached and parallel."""
+"""Features per segment: the paper's 28 and other registered sets, cached and parallel.
 
-from .aggregate import AGGREGATES, aggregate_columns, aggregate_rows, aggregate_tracks
-from .extract import (
-    META_COLUMNS,
-    TrackFeatures,
-    default_cache_dir,
-    extract_features,
-    read_table,
-    track_features,
-    write_table,
-)
-from .paper import FEATURE_NAMES, PaperFeatureConfig, paper_features, paper_features_reference
-from .sets import (
-    FeatureConfig,
-    FeatureSet,
-    get_feature_set,
-    list_feature_sets,
-    register_feature_set,
-)
+Names load on first use, so that prediction (which needs the config and the cache, not
+librosa or pandas) starts fast.
+"""
 
-__all__ = [
-    "AGGREGATES",
-    "aggregate_columns",
-    "aggregate_rows",
-    "aggregate_tracks",
-    "FEATURE_NAMES",
-    "META_COLUMNS",
-    "FeatureConfig",
-    "FeatureSet",
-    "PaperFeatureConfig",
-    "TrackFeatures",
-    "default_cache_dir",
-    "extract_features",
-    "get_feature_set",
-    "list_feature_sets",
-    "paper_features",
-    "paper_features_reference",
-    "read_table",
-    "register_feature_set",
-    "track_features",
-    "write_table",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "AGGREGATES": "aggregate",
+    "aggregate_columns": "aggregate",
+    "aggregate_rows": "aggregate",
+    "aggregate_tracks": "aggregate",
+    "META_COLUMNS": "extract",
+    "TrackFeatures": "extract",
+    "default_cache_dir": "extract",
+    "extract_features": "extract",
+    "read_table": "extract",
+    "track_features": "extract",
+    "write_table": "extract",
+    "FEATURE_NAMES": "paper",
+    "PaperFeatureConfig": "paper",
+    "paper_features": "paper",
+    "paper_features_reference": "paper",
+    "FeatureConfig": "sets",
+    "FeatureSet": "sets",
+    "get_feature_set": "sets",
+    "list_feature_sets": "sets",
+    "register_feature_set": "sets",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)

@@ -7,21 +7,23 @@ a file keeps its entry and editing it does not; a second run over the same data 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..audio import load_audio, stream_audio
-from ..errors import AudioError, FeatureError, MoodscopeError
+from ..backends import Backend, ProcessBackend, failure_message, stream, using_backend
+from ..errors import AudioError, FeatureError
 from ..segments import Segment
 from .sets import FeatureConfig, get_feature_set
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 META_COLUMNS = ("track_id", "segment", "start", "end", "genre", "label")
 
@@ -171,40 +173,43 @@ _WARM: set[str] = set()
 
 
 def warm_up(config: FeatureConfig) -> None:
-    """Compute ``config``'s features once on a second of noise in this process.
+    """Compute ``config``'s features once on a second of noise in this process, for the
+    feature sets that compile numba kernels on first use (librosa's).
 
-    librosa's numba kernels are compiled on first use and cached on disk; workers that
-    compile them at the same moment on a fresh install race on that cache and can crash.
-    Compiling once here, before any worker starts, leaves them only cached code to load.
+    Those kernels are cached on disk; workers that compile them at the same moment on a
+    fresh install race on that cache and can crash. Compiling once here, before any worker
+    starts, leaves them only cached code to load.
     """
     for part in config.parts:
-        if part.feature_set in _WARM:
+        feature_set = get_feature_set(part.feature_set)
+        if part.feature_set in _WARM or not feature_set.compiles:
             continue
         rng = np.random.default_rng(0)
         y = (0.1 * rng.standard_normal(part.sr)).astype(np.float32)
-        get_feature_set(part.feature_set).compute(y, [Segment(0, 0, len(y), part.sr)])
+        feature_set.compute(y, [Segment(0, 0, len(y), part.sr)])
         _WARM.add(part.feature_set)
 
 
-def _worker_init() -> None:
-    # Each worker is one process on one core: stop BLAS/numba from spawning more threads.
-    from threadpoolctl import threadpool_limits
+@dataclass(frozen=True)
+class FeatureJob:
+    """What every worker needs to compute features: sent to each worker once."""
 
-    threadpool_limits(1)
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
+    config: FeatureConfig
+    cache_dir: str | None = None
+    use_cache: bool = True
 
 
-def _one(job: tuple[int, str, FeatureConfig, str | None, bool]):
-    index, path, config, cache_dir, use_cache = job
+def features_task(
+    item: tuple[int, str], job: FeatureJob
+) -> tuple[int, TrackFeatures | None, str | None]:
+    """One file's features on a worker: ``(index, features, None)`` or ``(index, None,
+    error)``; never raises for a bad file."""
+    index, path = item
     try:
-        return index, track_features(path, config, cache_dir=cache_dir, use_cache=use_cache), None
-    except MoodscopeError as exc:
-        return index, None, str(exc)
-    except Exception as exc:  # a decoder bug on one file must not stop the batch
-        return index, None, f"{path}: {type(exc).__name__}: {exc}"
+        result = track_features(path, job.config, cache_dir=job.cache_dir, use_cache=job.use_cache)
+        return index, result, None
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+        return index, None, failure_message(path, exc)
 
 
 def map_tracks(
@@ -212,39 +217,33 @@ def map_tracks(
     config: FeatureConfig,
     *,
     workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[TrackFeatures | None], list[tuple[str, str]]]:
-    """Features of every path (``None`` where it failed) and the failures ``(path, error)``."""
-    jobs = [
-        (i, p, config, None if cache_dir is None else str(cache_dir), use_cache)
-        for i, p in enumerate(paths)
-    ]
+    """Features of every path (``None`` where it failed) and the failures ``(path, error)``.
+
+    Runs on ``backend``, else on ``workers`` local processes or a Dask ``scheduler`` (see
+    :func:`moodscope.backends.open_backend`).
+    """
+    job = FeatureJob(config, None if cache_dir is None else str(cache_dir), use_cache)
     results: list[TrackFeatures | None] = [None] * len(paths)
     failures: list[tuple[str, str]] = []
-
-    def collect(outcomes: Iterable) -> None:
-        for done, (i, result, error) in enumerate(outcomes, start=1):
-            results[i] = result
+    with using_backend(backend, workers=workers, scheduler=scheduler) as runner:
+        if isinstance(runner, ProcessBackend):
+            warm_up(config)
+        runner.start(job)
+        items = enumerate(paths)
+        for done, ((i, path), out) in enumerate(stream(runner, features_task, items), start=1):
+            if isinstance(out, BaseException):
+                out = (i, None, failure_message(path, out))
+            _, results[i], error = out
             if error is not None:
-                failures.append((paths[i], error))
+                failures.append((path, error))
             if progress is not None:
                 progress(done, len(paths))
-
-    if workers <= 1 or len(paths) <= 1:
-        collect(_one(job) for job in jobs)
-    else:
-        warm_up(config)
-        # Never fork a process whose numba/OpenMP threads are running (a forked child can
-        # crash in librosa's numba kernels): workers start from a clean forkserver.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=_worker_init, mp_context=context
-        ) as pool:
-            futures = [pool.submit(_one, job) for job in jobs]
-            collect(f.result() for f in as_completed(futures))
     failures.sort()
     return results, failures
 
@@ -254,6 +253,8 @@ def extract_features(
     config: FeatureConfig | None = None,
     *,
     workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -266,12 +267,16 @@ def extract_features(
         Columns ``track_id, segment, start, end, genre, label`` then the feature set's columns.
     failures : list of (path, error message)
     """
+    import pandas as pd
+
     config = config or FeatureConfig()
     tracks = dataset.tracks
     results, failures = map_tracks(
         list(tracks["path"]),
         config,
         workers=workers,
+        scheduler=scheduler,
+        backend=backend,
         cache_dir=cache_dir,
         use_cache=use_cache,
         progress=progress,
@@ -322,6 +327,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FeatureError(f"{path}: no such feature table")
+    import pandas as pd
+
     try:
         table = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file

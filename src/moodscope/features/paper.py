@@ -18,6 +18,7 @@ import scipy.fft
 
 from ..errors import ConfigError
 from ..segments import Segment
+from .sets import FeatureSet, register_feature_set
 
 FEATURE_NAMES: tuple[str, ...] = (
     "chroma_stft",
@@ -185,3 +186,13 @@ def paper_features_reference(
             ]
         )
     return np.asarray(rows, dtype=np.float64)
+
+
+register_feature_set(
+    FeatureSet(
+        "paper",
+        FEATURE_NAMES,
+        lambda y, segments: paper_features(y, segments, config=PaperFeatureConfig()),
+        compiles=True,
+    )
+)

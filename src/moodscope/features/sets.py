@@ -17,7 +17,6 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..errors import ConfigError
 from ..segments import MIN_SEGMENT_SECONDS, Segment, segment_track
-from .paper import FEATURE_NAMES, PaperFeatureConfig, paper_features
 
 FEATURES_VERSION = 2
 """Bumped whenever a feature's computation changes, so old cache entries are not reused."""
@@ -31,13 +30,18 @@ class FeatureSet:
     columns: tuple[str, ...]
     compute: Callable[[np.ndarray, Sequence[Segment]], np.ndarray]
     sr: int = SAMPLE_RATE
+    compiles: bool = False  # compiles numba kernels on first use (see extract.warm_up)
 
 
 _FEATURE_SETS: dict[str, FeatureSet] = {}
-# Registered on first use, so extracting the paper's features never imports the network.
+# Registered on first use, so extracting the paper's features never imports the network
+# and predicting with musicnn never imports librosa.
 _LAZY = {
-    name: "musicnn_sets"
-    for name in ("musicnn_msd", "musicnn_mtt", "musicnn_msd_full", "musicnn_mtt_full")
+    "paper": "paper",
+    **{
+        name: "musicnn_sets"
+        for name in ("musicnn_msd", "musicnn_mtt", "musicnn_msd_full", "musicnn_mtt_full")
+    },
 }
 
 
@@ -63,15 +67,6 @@ def get_feature_set(name: str) -> FeatureSet:
 
 def list_feature_sets() -> list[str]:
     return sorted({*_FEATURE_SETS, *_LAZY})
-
-
-register_feature_set(
-    FeatureSet(
-        "paper",
-        FEATURE_NAMES,
-        lambda y, segments: paper_features(y, segments, config=PaperFeatureConfig()),
-    )
-)
 
 
 @dataclass(frozen=True)

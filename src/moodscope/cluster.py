@@ -1,0 +1,149 @@
+"""Batch runs on a Dask cluster: the :class:`~moodscope.backends.Backend` for dask.distributed.
+
+Workers read audio from the paths they are given, so every worker must see the files under
+the same paths as the client (a shared filesystem, or the same mount in every container); a
+worker that cannot gives that file an error entry. The run's context (the model) is
+scattered to every worker once and loaded there once, whatever the number of files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from .backends import Backend, BackendLost, limit_threads
+
+CONNECT_TIMEOUT = "10s"
+"""How long to try reaching a scheduler before giving up."""
+
+_LIMITED = threading.Lock()
+_limited = False
+
+
+def _run(fn, item, context):
+    # Each task runs on one of the worker's threads: give it one core's worth of threads.
+    global _limited
+    if not _limited:
+        with _LIMITED:
+            if not _limited:
+                limit_threads(1)
+                _limited = True
+    return fn(item, context)
+
+
+class DaskBackend(Backend):
+    """Items as tasks on a dask.distributed cluster, results as they finish.
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        ``tcp://HOST:PORT`` of a running scheduler, or a connected client.
+    cluster : distributed.LocalCluster, optional
+        A cluster this backend started and closes with it (see :meth:`local`).
+    """
+
+    def __init__(self, scheduler, *, cluster=None):
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise BackendLost(
+                "running on a Dask cluster needs dask.distributed: pip install 'moodscope[cluster]'"
+            ) from exc
+        self.cluster = cluster
+        self.address = getattr(scheduler, "scheduler", None) and scheduler.scheduler.address
+        if isinstance(scheduler, str):
+            self.address = scheduler
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise BackendLost(
+                    f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
+                    "`dask scheduler` or use --scheduler local:N"
+                ) from exc
+            self._own_client = True
+        else:
+            self.client = scheduler
+            self._own_client = False
+        self._context = None
+
+    @classmethod
+    def local(cls, n_workers: int) -> DaskBackend:
+        """Start a LocalCluster of ``n_workers`` single-threaded processes on 127.0.0.1."""
+        try:
+            from distributed import LocalCluster
+        except ImportError as exc:
+            raise BackendLost(
+                "--scheduler local:N needs dask.distributed: pip install 'moodscope[cluster]'"
+            ) from exc
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        return cls(cluster.scheduler_address, cluster=cluster)
+
+    @property
+    def workers(self) -> int:
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a lost scheduler shows up at the next submit
+            return 1
+
+    def start(self, context: Any) -> None:
+        super().start(context)
+        try:
+            self._context = self.client.scatter(context, broadcast=True, hash=False)
+        except Exception as exc:  # noqa: BLE001 - comm errors have many types
+            raise self._lost(exc) from exc
+
+    def submit(self, fn, item) -> Future:
+        result: Future = Future()
+        try:
+            task = self.client.submit(_run, fn, item, self._context, pure=False)
+        except Exception as exc:  # noqa: BLE001
+            result.set_exception(self._lost(exc))
+            return result
+
+        def done(task) -> None:
+            try:
+                if task.status == "finished":
+                    result.set_result(task.result())
+                elif task.status == "error":
+                    result.set_exception(task.exception())
+                else:  # cancelled or lost: the scheduler is gone
+                    result.set_exception(self._lost(f"task {task.status}"))
+            except Exception as exc:  # noqa: BLE001 - result() can fail if the comm dropped
+                result.set_exception(self._lost(exc))
+
+        task.add_done_callback(done)
+        return result
+
+    def check(self) -> None:
+        if self.client.status not in ("running", "connecting"):
+            raise self._lost(f"client {self.client.status}")
+
+    def _lost(self, why) -> BackendLost:
+        return BackendLost(
+            f"lost the Dask scheduler at {self.address} ({why}); what finished is kept, "
+            "run the same command again to resume"
+        )
+
+    def close(self) -> None:
+        try:
+            if self._own_client:
+                self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+                self.cluster = None
+
+    def describe(self) -> str:
+        return f"Dask cluster at {self.address} ({self.workers} worker threads)"
+
+
+__all__ = ["DaskBackend"]
