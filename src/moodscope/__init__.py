@@ -1,66 +1,56 @@
 """moodscope: recognise the emotion music induces, on the nine GEMS categories.
 
-The public Python API; the command line (``moodscope``) is a thin layer over it.
+The public Python API; the command line (``moodscope``) is a thin layer over it. Names load
+on first use, so ``moodscope predict`` imports only what inference needs.
 """
 
-from .audio import SAMPLE_RATE, audio_info, load_audio, stream_audio
-from .datasets import EMOTIONS, EmotifyDataset, FolderDataset, load_dataset
-from .errors import (
-    AudioError,
-    ConfigError,
-    DatasetError,
-    FeatureError,
-    ModelError,
-    MoodscopeError,
-)
-from .features import (
-    FEATURE_NAMES,
-    FeatureConfig,
-    extract_features,
-    paper_features,
-    track_features,
-)
-from .segments import Segment, equal_segments, fixed_windows, segment_track
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"predict": "predict", "load_model": "predict", "Prediction": "predict"}
+_WHERE = {
+    "SAMPLE_RATE": "audio",
+    "audio_info": "audio",
+    "load_audio": "audio",
+    "stream_audio": "audio",
+    "EMOTIONS": "emotions",
+    "EmotifyDataset": "datasets",
+    "FolderDataset": "datasets",
+    "load_dataset": "datasets",
+    "AudioError": "errors",
+    "ConfigError": "errors",
+    "DatasetError": "errors",
+    "FeatureError": "errors",
+    "ModelError": "errors",
+    "MoodscopeError": "errors",
+    "FEATURE_NAMES": "features",
+    "FeatureConfig": "features",
+    "extract_features": "features",
+    "paper_features": "features",
+    "track_features": "features",
+    "Segment": "segments",
+    "equal_segments": "segments",
+    "fixed_windows": "segments",
+    "segment_track": "segments",
+    "Prediction": "predict",
+    "load_model": "predict",
+    "predict": "predict",
+    "predict_iter": "predict",
+}
 
 
 def __getattr__(name: str):
-    # predict() needs torch; importing moodscope for its features should not pay for it.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _WHERE:
+        module = importlib.import_module(f".{_WHERE[name]}", __name__)
+        # "predict" is both a module and a function: the function is the API.
+        return getattr(module, name)
     raise AttributeError(f"module 'moodscope' has no attribute {name!r}")
 
 
-__all__ = [
-    "EMOTIONS",
-    "FEATURE_NAMES",
-    "SAMPLE_RATE",
-    "AudioError",
-    "ConfigError",
-    "DatasetError",
-    "EmotifyDataset",
-    "FeatureConfig",
-    "FeatureError",
-    "FolderDataset",
-    "ModelError",
-    "MoodscopeError",
-    "Segment",
-    "audio_info",
-    "equal_segments",
-    "extract_features",
-    "load_model",
-    "predict",
-    "Prediction",
-    "fixed_windows",
-    "load_audio",
-    "load_dataset",
-    "paper_features",
-    "segment_track",
-    "stream_audio",
-    "track_features",
-]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+__all__ = sorted(_WHERE)

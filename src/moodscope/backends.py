@@ -256,13 +256,19 @@ _END = object()
 
 @contextmanager
 def using_backend(
-    backend: Backend | None = None, *, workers: int = 1, scheduler: str | None = None
+    backend: Backend | None = None,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    items: int | None = None,
 ) -> Iterator[Backend]:
     """``backend`` as given (left open for its owner), else one opened for ``workers`` or
-    ``scheduler`` and closed at the end."""
+    ``scheduler`` and closed at the end; never more local workers than ``items``."""
     if backend is not None:
         yield backend
         return
+    if items is not None and not scheduler:
+        workers = max(1, min(workers, items))
     with open_backend(workers=workers, scheduler=scheduler) as opened:
         yield opened
 

@@ -50,9 +50,25 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+WorkersOpt = typer.Option(
+    default_workers(), "--workers", help="Local worker processes (1: in this process)."
+)
+SchedulerOpt = typer.Option(
+    None,
+    "--scheduler",
+    envvar="MOODSCOPE_SCHEDULER",
+    help="Run on a Dask cluster: tcp://HOST:8786, or local:N to start N local workers. "
+    "Workers read the files from the same paths.",
+)
+
+
 @contextmanager
-def progress_bar(description: str, total: int):
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
+def progress_bar(description: str, total: int, *, show: bool = True):
+    """A rich progress bar on stderr; yields ``update(done, total)`` (a no-op when not
+    ``show``)."""
+    if not show:
+        yield lambda done, _total=None: None
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -78,7 +94,8 @@ def features(
     segments: int = typer.Option(20, "--segments", help="Equal segments per track (paper: 10/20)."),
     feature_set: str = typer.Option("paper", "--features", help="Feature set name."),
     labels: Optional[Path] = LabelsOpt,
-    workers: int = typer.Option(default_workers(), "--workers", help="Worker processes."),
+    workers: int = WorkersOpt,
+    scheduler: Optional[str] = SchedulerOpt,
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute, ignoring the cache."),
 ) -> None:
     """Extract per-segment features of a dataset into a Parquet table."""
@@ -89,7 +106,12 @@ def features(
     config = FeatureConfig(feature_set=feature_set, segments=segments)
     with progress_bar("features", len(dataset)) as update:
         table, failures = extract_features(
-            dataset, config, workers=workers, use_cache=not no_cache, progress=update
+            dataset,
+            config,
+            workers=workers,
+            scheduler=scheduler,
+            use_cache=not no_cache,
+            progress=update,
         )
     write_table(table, out_path)
     n_tracks = table["track_id"].nunique() if len(table) else 0
@@ -565,51 +587,6 @@ def evaluate(
         raise typer.Exit(1)
 
 
-PREDICT_FORMATS = ("table", "json", "jsonl", "csv")
-
-
-def _render_predictions(results, fmt: str, timeline: bool) -> str:
-    import csv
-    import io
-    import json
-
-    if fmt == "json":
-        return json.dumps([r.to_dict(timeline=timeline) for r in results], indent=2) + "\n"
-    if fmt == "jsonl":
-        return "".join(json.dumps(r.to_dict(timeline=timeline)) + "\n" for r in results)
-    names = next((list(r.emotions) for r in results if r.ok), [])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    if timeline:
-        writer.writerow(["path", "start", "end", *names, "error"])
-        for r in results:
-            if not r.ok:
-                writer.writerow([r.path, "", "", *[""] * len(names), r.error])
-            for seg in r.timeline:
-                writer.writerow(
-                    [
-                        r.path,
-                        f"{seg.start:.3f}",
-                        f"{seg.end:.3f}",
-                        *[f"{seg.emotions[n]:.6f}" for n in names],
-                        "",
-                    ]
-                )
-    else:
-        writer.writerow(["path", "top_emotion", *names, "silent", "error"])
-        for r in results:
-            writer.writerow(
-                [
-                    r.path,
-                    r.top_emotion or "",
-                    *[f"{r.emotions[n]:.6f}" if r.ok else "" for n in names],
-                    r.silent if r.ok else "",
-                    r.error or "",
-                ]
-            )
-    return buffer.getvalue()
-
-
 def _short(path: str) -> str:
     """The path relative to the working folder when under it, else its last two parts."""
     p = Path(path)
@@ -642,38 +619,71 @@ def predict(
     fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
     timeline: bool = typer.Option(False, "--timeline", help="Include per-segment emotions."),
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep what an unfinished run left in OUTPUT.partial."
+    ),
 ) -> None:
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
-    from .errors import ConfigError
-    from .predict import find_audio, load_model
-    from .predict import predict as run_predict
-    from .report import write_text_atomic
+    import json
 
-    if fmt not in PREDICT_FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(PREDICT_FORMATS)}")
-    files = find_audio(paths)
+    from .backends import BackendLost
+    from .errors import ConfigError
+    from .output import PredictionFile, check_format, render
+    from .predict import find_audio, load_model, predict_iter
+
+    check_format(fmt)
+    if resume and output is None:
+        raise ConfigError("--resume needs --output (the file an earlier run was writing)")
+    files = [str(f) for f in find_audio(paths)]
     if not files:
         raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
     trained = load_model(model)
-    if len(files) > 1:
-        with progress_bar("predict", len(files)) as update:
-            results = run_predict(files, trained, workers=workers, progress=update)
-    else:
-        results = run_predict(files, trained, workers=1)
-    if fmt == "table" and output is None:
-        out.print(_prediction_table(results))
-    else:
-        text = _render_predictions(results, "json" if fmt == "table" else fmt, timeline)
-        if output is not None:
-            write_text_atomic(output, text)
+    sink = PredictionFile(output, fmt, timeline=timeline, resume=resume) if output else None
+    todo = files if sink is None else [f for f in files if f not in sink.done]
+    if sink is not None and sink.resumed:
+        console.print(f"resuming: {sink.resumed} file(s) already done in {sink.partial}")
+    results, failed = [], []
+    try:
+        with progress_bar("predict", len(todo), show=len(todo) > 1) as update:
+            for r in predict_iter(
+                todo, trained, workers=workers, scheduler=scheduler, progress=update
+            ):
+                if not r.ok:
+                    failed.append(r)
+                if sink is not None:
+                    sink.add(r)
+                elif fmt == "jsonl":  # as each finishes: a pipe sees results at once
+                    sys.stdout.write(json.dumps(r.to_dict(timeline=timeline)) + "\n")
+                    sys.stdout.flush()
+                else:
+                    results.append(r)
+    except BackendLost as exc:
+        if sink is None:
+            raise
+        raise BackendLost(
+            f"{exc}; {len(sink.done)} of {len(files)} file(s) are saved in {sink.partial}: "
+            "run the same command with --resume to finish"
+        ) from exc
+    finally:
+        if sink is not None:
+            sink.close()
+    if sink is not None:
+        sink.finish(order=files)
+        out.print(f"wrote {output}", highlight=False)
+    elif fmt != "jsonl":
+        rank = {path: i for i, path in enumerate(files)}
+        results.sort(key=lambda r: rank[r.path])
+        if fmt == "table":
+            out.print(_prediction_table(results))
         else:
-            sys.stdout.write(text)
-    failed = [r for r in results if not r.ok]
+            sys.stdout.write(render(results, fmt, timeline=timeline))
     for r in failed:
         console.print(f"[red]failed[/red] {r.error}", highlight=False, soft_wrap=True)
     console.print(
-        f"{len(results)} file(s), {len(results) - len(failed)} predicted, {len(failed)} failed",
+        f"{len(todo)} file(s), {len(todo) - len(failed)} predicted, {len(failed)} failed"
+        + (f"; {sink.resumed} done before" if sink is not None and sink.resumed else ""),
         highlight=False,
     )
     if failed:
@@ -692,6 +702,12 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning moodscope's errors into one line and exit code 1."""
+    import logging
+
+    from . import cluster
+
+    # dask.distributed logs a lost connection as a traceback; the CLI says it in one line.
+    cluster.LOG_LEVEL = logging.CRITICAL
     try:
         code = app(args=argv, prog_name="moodscope", standalone_mode=False)
     except MoodscopeError as exc:

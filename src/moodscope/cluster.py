@@ -18,6 +18,10 @@ from .backends import Backend, BackendLost, limit_threads
 CONNECT_TIMEOUT = "10s"
 """How long to try reaching a scheduler before giving up."""
 
+LOG_LEVEL: int | None = None
+"""If set, the least level dask.distributed's own stderr handler shows. The CLI sets
+CRITICAL: it reports a lost scheduler in one line, not in distributed's tracebacks."""
+
 _LIMITED = threading.Lock()
 _limited = False
 
@@ -51,6 +55,9 @@ class DaskBackend(Backend):
             raise BackendLost(
                 "running on a Dask cluster needs dask.distributed: pip install 'moodscope[cluster]'"
             ) from exc
+        if LOG_LEVEL is not None:
+            for handler in logging.getLogger("distributed").handlers:
+                handler.setLevel(LOG_LEVEL)
         self.cluster = cluster
         self.address = getattr(scheduler, "scheduler", None) and scheduler.scheduler.address
         if isinstance(scheduler, str):
@@ -128,10 +135,9 @@ class DaskBackend(Backend):
             raise self._lost(f"client {self.client.status}")
 
     def _lost(self, why) -> BackendLost:
-        return BackendLost(
-            f"lost the Dask scheduler at {self.address} ({why}); what finished is kept, "
-            "run the same command again to resume"
-        )
+        # A comm error's text is a page of connection details: its type says enough.
+        reason = type(why).__name__ if isinstance(why, BaseException) else str(why)
+        return BackendLost(f"lost the Dask scheduler at {self.address} ({reason})")
 
     def close(self) -> None:
         try:

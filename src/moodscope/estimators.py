@@ -46,7 +46,7 @@ class Classifier:
 
     @property
     def input(self) -> str:
-        """"segment" (one feature row at a time) or "sequence" (a track's rows in order)."""
+        """ "segment" (one feature row at a time) or "sequence" (a track's rows in order)."""
         return self.entry.input
 
     def fit(

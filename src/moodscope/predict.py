@@ -97,7 +97,9 @@ class Prediction:
 
 def default_model_path() -> Path:
     """The checkpoint shipped inside the package."""
-    return Path(str(resources.files("moodscope.models").joinpath("default", "default.ckpt")))
+    # Through the top package: importing moodscope.models would load every registered
+    # model's library (scikit-learn) just to find a file.
+    return Path(str(resources.files("moodscope").joinpath("models", "default", "default.ckpt")))
 
 
 @functools.lru_cache(maxsize=4)
@@ -169,6 +171,8 @@ class ModelHandle:
         if self._model is None:
             digest = hashlib.sha1(self._data).hexdigest()
             if digest not in _LOADED:
+                global _LOADS
+                _LOADS += 1
                 model = load_checkpoint_bytes(self._data, name=self.name)
                 model.version = self.version  # an unsaved model keeps the id it had
                 _LOADED[digest] = model
@@ -178,6 +182,7 @@ class ModelHandle:
 
 _LOADED: dict[str, TrainedModel] = {}
 """Models loaded in this (worker) process, by the SHA-1 of their checkpoint bytes."""
+_LOADS = 0  # how many times this process loaded a model from bytes (tests read it)
 
 
 @dataclass
@@ -246,7 +251,7 @@ def _stream_predictions(
     progress: Callable[[int, int], None] | None,
 ) -> Iterator[tuple[int, Prediction]]:
     job = PredictJob(ModelHandle(trained), use_cache, None if cache_dir is None else str(cache_dir))
-    with using_backend(backend, workers=workers, scheduler=scheduler) as runner:
+    with using_backend(backend, workers=workers, scheduler=scheduler, items=len(files)) as runner:
         runner.start(job)
         outcomes = stream(runner, predict_task, enumerate(files))
         for done, ((index, path), out) in enumerate(outcomes, start=1):

@@ -8,11 +8,14 @@ windows around each one).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AGGREGATES = ("segment", "track")
 TIMELINE_CONTEXT = 2
@@ -46,6 +49,8 @@ def local_aggregates(features: np.ndarray, context: int = TIMELINE_CONTEXT) -> n
 def aggregate_tracks(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """One row per track: meta columns of its first segment (start 0, end = last end) and
     the mean and std of ``columns`` over its segments."""
+    import pandas as pd
+
     grouped = table.groupby("track_id", sort=False)
     values = grouped[list(columns)]
     mean, std = values.mean(), values.std(ddof=0)

@@ -231,7 +231,7 @@ def map_tracks(
     job = FeatureJob(config, None if cache_dir is None else str(cache_dir), use_cache)
     results: list[TrackFeatures | None] = [None] * len(paths)
     failures: list[tuple[str, str]] = []
-    with using_backend(backend, workers=workers, scheduler=scheduler) as runner:
+    with using_backend(backend, workers=workers, scheduler=scheduler, items=len(paths)) as runner:
         if isinstance(runner, ProcessBackend):
             warm_up(config)
         runner.start(job)

@@ -1,0 +1,215 @@
+"""Batch runs on a real Dask cluster: a LocalCluster of process workers, a worker killed
+mid-run, and a `dask scheduler` + `dask worker` started as a user starts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import chord_signal
+from moodscope.predict import load_model, predict, predict_iter
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def music(emotify_dir, tmp_path_factory) -> Path:
+    """Two real dev tracks, three synthesized pieces (one 44.1 kHz stereo), one bad file."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("music")
+    for genre, n in (("classical", 2), ("rock", 3)):
+        shutil.copy(emotify_dir / "emotifymusic" / genre / f"{n}.mp3", folder / f"{genre}.mp3")
+    for i, (sr, channels) in enumerate([(22050, 1), (44100, 2), (16000, 1)]):
+        y = chord_signal(20.0 + 5 * i, sr, seed=i)
+        sf.write(folder / f"synth{i}.flac", np.stack([y] * channels, axis=1), sr)
+    (folder / "notes.mp3").write_text("not audio\n" * 50)
+    return folder
+
+
+def _same(a, b) -> None:
+    assert [r.path for r in a] == [r.path for r in b]
+    for x, y in zip(a, b):
+        assert x.error == y.error
+        if x.ok:
+            assert x.top_emotion == y.top_emotion
+            np.testing.assert_allclose(
+                list(x.emotions.values()), list(y.emotions.values()), atol=1e-6
+            )
+            for s, t in zip(x.timeline, y.timeline):
+                assert (s.start, s.end) == (t.start, t.end)
+                np.testing.assert_allclose(
+                    list(s.emotions.values()), list(t.emotions.values()), atol=1e-6
+                )
+
+
+@pytest.fixture(scope="module")
+def local_results(music):
+    return predict(music, use_cache=False)
+
+
+def test_local_cluster_gives_the_local_results(music, local_results):
+    bad = [r for r in local_results if not r.ok]
+    assert len(local_results) == 6 and [Path(r.path).name for r in bad] == ["notes.mp3"]
+    on_cluster = predict(music, scheduler="local:2", use_cache=False)
+    _same(local_results, on_cluster)
+    assert "notes.mp3: is not an audio file" in "".join(r.error or "" for r in on_cluster)
+
+
+def test_workers_load_the_model_once_and_a_killed_worker_loses_nothing(music, local_results):
+    from distributed import Client, LocalCluster
+
+    from moodscope.cluster import DaskBackend
+
+    files = sorted(str(p) for p in music.iterdir()) * 3  # 18 tasks, each file thrice
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        backend = DaskBackend(client)
+        seen, killed = [], None
+        for prediction in predict_iter(files, backend=backend, use_cache=False):
+            seen.append(prediction)
+            if killed is None:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    pids = client.run(os.getpid)
+                    killed = pids[busy[0]]
+                    os.kill(killed, signal.SIGKILL)
+        assert killed is not None, "no worker was busy to kill"
+        loads = client.run(lambda: __import__("moodscope.predict").predict._LOADS)
+    assert sorted(r.path for r in seen) == sorted(files)  # each task exactly once
+    by_path = {r.path: r for r in local_results}
+    for r in seen:
+        _same([by_path[r.path]], [r])
+    # The surviving worker and the restarted one each loaded the model once.
+    assert all(n <= 1 for n in loads.values()), loads
+
+
+def _moodscope(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "moodscope"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """`dask scheduler` and `dask worker --nworkers 2` as separate processes on 127.0.0.1."""
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", scheduler_file],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        address = None
+        while address is None and time.monotonic() < deadline:
+            try:  # the scheduler writes the file in more than one step
+                address = json.loads(scheduler_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
+        procs.append(
+            subprocess.Popen(
+                [BIN / "dask", "worker", "--scheduler-file", scheduler_file, "--nworkers", "2",
+                 "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, procs
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def test_cli_on_dask_scheduler_and_workers_equals_the_local_run(music, dask_cluster, tmp_path):
+    address, _ = dask_cluster
+    local = _moodscope("predict", music, "--format", "json", "--workers", "1")
+    remote = _moodscope("predict", music, "--format", "json", "--scheduler", address)
+    assert local.returncode == remote.returncode == 1  # the text file fails in both
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    assert "notes.mp3: is not an audio file" in remote.stderr
+    assert "Traceback" not in remote.stderr
+
+
+def test_scheduler_lost_mid_run_then_resumed(music, dask_cluster, tmp_path):
+    address, procs = dask_cluster
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(12):  # a batch long enough to lose the scheduler in the middle
+        for src in music.glob("*.mp3"):
+            if src.name != "notes.mp3":
+                os.symlink(src, many / f"{i:02d}-{src.name}")
+    out = tmp_path / "moods.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    run = subprocess.Popen(
+        [BIN / "moodscope", "predict", many, "--format", "jsonl", "--output", out,
+         "--scheduler", address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and run.poll() is None:
+        if partial.is_file() and len(partial.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    procs[0].send_signal(signal.SIGKILL)  # the scheduler
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: lost the Dask scheduler at " + address)
+    assert "--resume" in lines[-1] and "Traceback" not in err
+    assert not out.exists() and partial.is_file()
+    done_before = {json.loads(line)["path"] for line in partial.read_text().splitlines()}
+    assert 3 <= len(done_before) < 24
+    resumed = _moodscope("predict", many, "--format", "jsonl", "--output", out, "--resume",
+                         "--workers", "1")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {len(done_before)} file(s) already done" in resumed.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in many.iterdir())
+    assert not partial.exists()
+
+
+def test_unreachable_scheduler_is_one_clear_line(music):
+    result = _moodscope("predict", music, "--scheduler", "tcp://127.0.0.1:9")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_model_is_the_one_asked_for(music):
+    model = load_model()
+    (one,) = predict(sorted(music.glob("synth*.flac"))[:1], model, scheduler="local:1")
+    assert one.ok and one.model == model.model_id
