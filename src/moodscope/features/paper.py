@@ -80,23 +80,56 @@ def _chroma_mean(power: np.ndarray, sr: int, n_fft: int) -> float:
     return float(chroma.mean())
 
 
-def _harmonic_mean(stft: np.ndarray, config: PaperFeatureConfig, length: int) -> float:
-    """Mean of librosa.effects.harmonic over a segment, from the low band only (see config)."""
-    n_bins = min(int(np.ceil(config.harmonic_max_hz * config.n_fft / config.sr)) + 1, len(stft))
+def _median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter`` along one axis (the other axes untouched),
+    reflecting at the edges as librosa's HPSS does: the same numbers, ~10x faster for its
+    31-tap windows (one vectorised partition instead of a selection per output)."""
+    half = size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (half, half)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, pad, mode="symmetric"), size, axis=axis
+    )
+    return np.partition(windows, half, axis=-1)[..., half]
+
+
+def _harmonic(stft: np.ndarray, kernel: int = 31) -> np.ndarray:
+    """The harmonic part of ``librosa.decompose.hpss(stft)`` (kernel 31, power 2, margin
+    1) for ``stft [shape=(..., freq, time)]``, its median filters by :func:`_median`."""
+    magnitude, phase = librosa.magphase(stft)
+    harm = _median(magnitude, kernel, axis=-1)  # across time: sustained partials
+    perc = _median(magnitude, kernel, axis=-2)  # across frequency: onsets
+    mask = librosa.util.softmask(harm, perc, power=2.0, split_zeros=True)
+    return (magnitude * mask) * phase
+
+
+def _harmonic_means(stft: np.ndarray, config: PaperFeatureConfig, length: int) -> np.ndarray:
+    """Mean of librosa.effects.harmonic over each clip, from the low band only (see
+    config): ``stft [shape=(n, freq, time)]`` -> [n]."""
+    n_freq = stft.shape[-2]
+    n_bins = min(int(np.ceil(config.harmonic_max_hz * config.n_fft / config.sr)) + 1, n_freq)
     # The vertical median filter (31 bins) of HPSS needs 15 bins of context above the band.
-    harmonic_low, _ = librosa.decompose.hpss(stft[: min(len(stft), n_bins + 16)])
+    harmonic_low = _harmonic(stft[..., : min(n_freq, n_bins + 16), :])
     harmonic = np.zeros_like(stft)
-    harmonic[:n_bins] = harmonic_low[:n_bins]
+    harmonic[..., :n_bins, :] = harmonic_low[..., :n_bins, :]
     y_harmonic = librosa.istft(
         harmonic, hop_length=config.hop_length, n_fft=config.n_fft, length=length
     )
-    return float(y_harmonic.mean())
+    return y_harmonic.mean(axis=-1)
 
 
-def _segment_features(y: np.ndarray, config: PaperFeatureConfig) -> np.ndarray:
-    """The 28 features of one segment's samples, every spectral one from a single STFT."""
+def _power_to_db(power: np.ndarray, amin: float = 1e-10, top_db: float = 80.0) -> np.ndarray:
+    """``librosa.power_to_db`` (ref 1) of each clip of ``power [shape=(n, bands, time)]``
+    on its own: the top_db floor follows each clip's maximum, not the batch's."""
+    log_spec = 10.0 * np.log10(np.maximum(amin, power))
+    return np.maximum(log_spec, log_spec.max(axis=(-2, -1), keepdims=True) - top_db)
+
+
+def _clip_features(clips: np.ndarray, config: PaperFeatureConfig) -> np.ndarray:
+    """The 28 features of equal-length clips [shape=(n, samples)] -> [n, 28], each clip
+    framed and analysed on its own samples (librosa's leading axes are channels)."""
     sr, n_fft, hop = config.sr, config.n_fft, config.hop_length
-    stft = librosa.stft(y, n_fft=n_fft, hop_length=hop)
+    stft = librosa.stft(clips, n_fft=n_fft, hop_length=hop)  # [n, freq, time]
     magnitude = np.abs(stft)
     power = magnitude**2
     centroid = librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=n_fft)
@@ -106,22 +139,25 @@ def _segment_features(y: np.ndarray, config: PaperFeatureConfig) -> np.ndarray:
     rolloff = librosa.feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=n_fft)
     # One log-mel spectrogram serves the MFCCs and the onset envelope behind tempo, as
     # librosa computes both from the same melspectrogram(power=2, n_mels=128).
-    mel_db = librosa.power_to_db(_mel_filters(sr, n_fft, config.n_mels) @ power)
+    mel_db = _power_to_db(np.matmul(_mel_filters(sr, n_fft, config.n_mels), power))
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
-    tempo = librosa.feature.tempo(onset_envelope=onset, sr=sr, hop_length=hop)[0]
+    tempo = librosa.feature.tempo(onset_envelope=onset, sr=sr, hop_length=hop)
     # The DCT is linear, so the mean of the MFCCs is the DCT of the mean log-mel frame.
-    mfcc = scipy.fft.dct(mel_db.mean(axis=1), type=2, norm="ortho")[: config.n_mfcc]
-    row = [
-        _chroma_mean(power, sr, n_fft),
-        librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop).mean(),
-        centroid.mean(),
-        bandwidth.mean(),
-        rolloff.mean(),
-        librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop).mean(),
-        _harmonic_mean(stft, config, len(y)),
-        tempo,
+    mfcc = scipy.fft.dct(mel_db.mean(axis=-1), type=2, norm="ortho", axis=-1)[:, : config.n_mfcc]
+    rms = librosa.feature.rms(y=clips, frame_length=n_fft, hop_length=hop)
+    zcr = librosa.feature.zero_crossing_rate(clips, frame_length=n_fft, hop_length=hop)
+    columns = [
+        # chroma's tuning is estimated on each clip's own spectrogram, as chroma_stft does
+        np.array([_chroma_mean(p, sr, n_fft) for p in power]),
+        rms.mean(axis=(-2, -1)),
+        centroid.mean(axis=(-2, -1)),
+        bandwidth.mean(axis=(-2, -1)),
+        rolloff.mean(axis=(-2, -1)),
+        zcr.mean(axis=(-2, -1)),
+        _harmonic_means(stft, config, clips.shape[-1]),
+        np.asarray(tempo).reshape(len(clips)),
     ]
-    return np.concatenate([row, mfcc])
+    return np.column_stack([*columns, mfcc])
 
 
 def paper_features(
@@ -132,8 +168,9 @@ def paper_features(
     Each segment is analysed on its own samples, as the paper's recipe does (track-level
     framing was tried: edge frames cost the higher MFCCs their r >= 0.99 agreement), but
     its STFT is computed once and shared by every spectral feature, one log-mel
-    spectrogram serves both the MFCCs and tempo, and the harmonic/percussive separation
-    runs on the low band only. ~6x faster than :func:`paper_features_reference`.
+    spectrogram serves both the MFCCs and tempo, the harmonic/percussive separation runs
+    on the low band only with vectorised median filters. ~10x faster than
+    :func:`paper_features_reference` (``make bench``).
 
     Parameters
     ----------
@@ -152,8 +189,10 @@ def paper_features(
     config = config or PaperFeatureConfig()
     y = np.asarray(y, dtype=np.float32)
     out = np.empty((len(segments), len(FEATURE_NAMES)), dtype=np.float64)
+    # One segment per call: batching the 20 segments of a track through each librosa call
+    # was measured 1.4x slower on one core (the batch's spectrograms fall out of cache).
     for row, seg in enumerate(segments):
-        out[row] = _segment_features(seg.slice(y), config)
+        out[row] = _clip_features(seg.slice(y)[None], config)[0]
     return out
 
 
