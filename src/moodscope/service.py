@@ -346,6 +346,24 @@ class Predictor:
         warm_up(prediction_features(self.model))  # numba kernels compiled once, here
         self.backend.start(self.job)
 
+    async def warm_workers(self) -> None:
+        """Start every worker and run one short prediction in each (imports, model,
+        weights), so neither the first requests nor the event loop pay for it."""
+        import numpy as np
+        import soundfile as sf
+
+        fd, path = tempfile.mkstemp(dir=self.upload_dir, prefix="warm-", suffix=".wav")
+        os.close(fd)
+        try:
+            noise = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
+            sf.write(path, 0.1 * noise, 22050)
+            futures = [
+                self.backend.submit(predict_task, (i, path)) for i in range(self.config.workers)
+            ]
+            await asyncio.gather(*map(asyncio.wrap_future, futures))
+        finally:
+            _remove(Path(path))
+
     def close(self) -> None:
         self.backend.close()
         if self._own_upload_dir:
@@ -517,6 +535,7 @@ def create_app(
     async def lifespan(app):
         predictor.start()
         try:
+            await predictor.warm_workers()
             yield
         finally:
             predictor.close()
