@@ -174,7 +174,7 @@
     const card = el("article", { class: "card", "data-file": file.name, "data-state": "waiting" });
     card.appendChild(el("h2", { class: "file" }, file.name));
     card.appendChild(el("p", { class: "status", role: "status" }, "waiting…"));
-    results.prepend(card);
+    results.appendChild(card);
     return card;
   }
 
