@@ -82,7 +82,7 @@ def _wait(driver, css: str, timeout: float = 120.0):
     )
 
 
-def test_page_shows_the_api_answer(server, browser, tmp_path):
+def test_page_shows_the_api_answer(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
