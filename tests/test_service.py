@@ -216,14 +216,28 @@ def test_full_queue_is_503_with_retry_after(client, long_track, track):
     assert _post(client, track).status_code == 200  # a slot again
 
 
-def test_dead_worker_is_500_and_the_pool_restarts(client, app_client, long_track, track):
-    backend = app_client.app.state.predictor.backend
-    thread, result = _in_background(lambda: _post(client, long_track))
+def _kill_workers_while_running(client, backend, *, pool=None):
+    """Wait until a request runs on a pool other than ``pool``; kill its workers."""
     _wait_until(lambda: client.get("/v1/health").json()["running"] == 1)
-    _wait_until(lambda: bool(backend._pool._processes))
-    for pid in list(backend._pool._processes):
+    _wait_until(lambda: backend._pool is not pool and bool(backend._pool._processes))
+    killed = backend._pool
+    for pid in list(killed._processes):
         os.kill(pid, signal.SIGKILL)
-    thread.join(timeout=60)
+    return killed
+
+
+def test_dead_worker_is_retried_once_then_500(client, app_client, long_track, track):
+    backend = app_client.app.state.predictor.backend
+    # Killed once: the request runs again on a fresh pool and is answered.
+    thread, result = _in_background(lambda: _post(client, long_track))
+    _kill_workers_while_running(client, backend)
+    thread.join(timeout=120)
+    assert result["response"].status_code == 200
+    # Killed on the retry too: 500 naming the file, and the server goes on.
+    thread, result = _in_background(lambda: _post(client, long_track))
+    first = _kill_workers_while_running(client, backend)
+    _kill_workers_while_running(client, backend, pool=first)
+    thread.join(timeout=120)
     response = result["response"]
     assert response.status_code == 500
     assert response.json()["detail"] == (

@@ -221,8 +221,8 @@ class _FormWriter:
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._writing = params.get(b"name") == FORM_FIELD.encode() and self._file is None
-        if self._writing and self.path is None:
+        self._writing = params.get(b"name") == FORM_FIELD.encode() and self.path is None
+        if self._writing:
             self.name = _client_name(params.get(b"filename"))
             suffix = Path(self.name).suffix.lower()
             # Content decides the format; a known audio suffix only helps the decoders guess.
@@ -377,21 +377,10 @@ class Predictor:
             raise RequestRejected(
                 415, str(AudioError(upload.name, "is not an audio file (it holds text)"))
             )
-        generation = self.generation
         started = time.perf_counter()
         self.admission.running += 1
         try:
-            future = self.backend.submit(predict_task, (0, str(upload.path)))
-            _, prediction = await asyncio.wrap_future(future)
-        except BrokenProcessPool:
-            if generation == self.generation:
-                self.generation += 1
-                self.backend.restart()
-            raise RequestRejected(
-                500,
-                f"{upload.name}: the worker process died while reading it "
-                "(the server restarted its workers)",
-            ) from None
+            prediction = await self._run(upload)
         finally:
             self.admission.running -= 1
         self.admission.record(time.perf_counter() - started)
@@ -401,6 +390,28 @@ class Predictor:
             prediction.error = prediction.error.replace(str(upload.path), upload.name)
             raise _rejected_prediction(prediction, upload.name)
         return prediction
+
+    async def _run(self, upload: Upload) -> Prediction:
+        """``predict_task`` on the pool. When a worker dies, the whole local pool breaks and
+        every request in it sees it: each is tried once more on a fresh pool, so only a
+        file that kills its worker twice (or a request caught twice beside one) fails."""
+        for attempt in (1, 2):
+            generation = self.generation
+            try:
+                future = self.backend.submit(predict_task, (0, str(upload.path)))
+                _, prediction = await asyncio.wrap_future(future)
+                return prediction
+            except BrokenProcessPool:
+                if generation == self.generation:  # the first to see this pool broken
+                    self.generation += 1
+                    self.backend.restart()
+                if attempt == 2:
+                    raise RequestRejected(
+                        500,
+                        f"{upload.name}: the worker process died while reading it "
+                        "(the server restarted its workers)",
+                    ) from None
+        raise AssertionError("unreachable")
 
     def describe(self) -> dict:
         """``GET /v1/model``: what the model is and how well it was measured to do."""
