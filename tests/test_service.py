@@ -162,6 +162,7 @@ def test_oversize_is_413_by_header_and_while_streaming(client):
 def test_health_and_model(client):
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["model_loaded"] is True
+    assert health["max_upload_mb"] == 8 and health["capacity"] == 1
     model = load_model()
     assert health["model"] == model.model_id
     info = client.get("/v1/model").json()

@@ -135,6 +135,15 @@ def test_page_shows_the_api_answer(browser, server, tmp_path):
     assert browser.save_screenshot(str(SCREENSHOT))
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
+    # Over the server's limit: refused with the API's words, without being sent.
+    huge = tmp_path / "huge.wav"
+    with huge.open("wb") as f:
+        f.truncate(101 * 2**20)  # sparse: costs no disk
+    browser.find_element(By.ID, "files").send_keys(str(huge))
+    error = _wait(browser, 'article[data-file="huge.wav"] .error')
+    assert error.get_attribute("data-status") == "413"
+    assert "larger than the server's limit of 100 MB" in error.text
+
     # Phone width: nothing wider than the screen, charts scaled to fit.
     browser.set_window_size(390, 844)
     overflow = browser.execute_script(

@@ -641,6 +641,7 @@ def create_app(
             "running": a.running,
             "queued": max(0, a.admitted - a.running),
             "capacity": a.capacity,
+            "max_upload_mb": config.max_upload_mb,
         }
 
     @api.get("/model", summary="The model: labels, feature set, cross-validated metrics")

@@ -30,6 +30,7 @@
 
   const waiting = [];
   let active = 0;
+  let maxUploadMb = null; // from /v1/health: larger files are refused here, not uploaded
 
   function label(name) {
     return String(name).replace(/_/g, " ");
@@ -223,6 +224,11 @@
   }
 
   async function analyse(file, card) {
+    if (maxUploadMb !== null && file.size > maxUploadMb * 1048576) {
+      // The server would stop reading it and answer 413; say so without sending it.
+      showError(card, 413, `upload is larger than the server's limit of ${maxUploadMb} MB (--max-upload-mb)`);
+      return;
+    }
     setStatus(card, "running", "analysing…");
     for (let attempt = 0; ; attempt++) {
       const body = new FormData();
@@ -297,12 +303,16 @@
 
   async function loadModel() {
     try {
-      const response = await fetch("v1/model", { headers: headers() });
+      const [response, health] = await Promise.all([
+        fetch("v1/model", { headers: headers() }),
+        fetch("v1/health", { headers: headers() }),
+      ]);
       if (response.status === 401) {
         tokenBox.open = true;
         modelInfo.textContent = "This server needs an access token.";
         return;
       }
+      if (health.ok) maxUploadMb = (await health.json()).max_upload_mb;
       const m = await response.json();
       const acc = m.crossval && m.crossval.track_accuracy;
       modelInfo.textContent = `Model ${m.id}` + (acc
