@@ -178,7 +178,6 @@ class _FormWriter:
         self.name = ""
         self.size = 0
         self.file_done = False
-        self.ended = False
         self._file = None
         self._writing = False
         self._other = 0
@@ -194,7 +193,6 @@ class _FormWriter:
                 "on_headers_finished": self._headers_finished,
                 "on_part_data": self._part_data,
                 "on_part_end": self._part_end,
-                "on_end": self._end,
             },
         )
 
@@ -251,9 +249,6 @@ class _FormWriter:
             self._writing = False
             self.file_done = True
             self.close()
-
-    def _end(self) -> None:
-        self.ended = True
 
 
 async def receive_upload(request: Request, config: ServiceConfig, upload_dir: str) -> Upload:
