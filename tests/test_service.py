@@ -414,7 +414,7 @@ def _multipart(name: str, data: bytes, boundary: str = "dr1bble") -> bytes:
 
 
 @pytest.mark.slow
-def test_live_slow_client_does_not_block_others(live, tmp_path):
+def test_live_slow_or_vanishing_client_does_not_block_others(live, tmp_path):
     import httpx
 
     slow_audio = tmp_path / "slow.wav"
@@ -448,3 +448,11 @@ def test_live_slow_client_does_not_block_others(live, tmp_path):
     assert status_line.endswith(b"200 OK"), answer[:300]
     assert b'"path":"slow.wav"' in answer
     print(f"others answered in {others_done:.2f} s while one client held its upload open")
+
+    # A client that gives up halfway: its partial upload is removed, its slot freed.
+    with socket.create_connection(("127.0.0.1", live.port), timeout=60) as gone:
+        gone.sendall(head + body[:200_000])
+        _wait_until(lambda: len(live.uploads_left()) == 1)
+    _wait_until(lambda: live.uploads_left() == [])
+    health = httpx.get(live.url + "/v1/health").json()
+    assert health["queued"] == 0 and health["running"] == 0
