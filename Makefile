@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce results clean
+.PHONY: venv demo test lint bench model reproduce results clean browser
 
 venv: $(STAMP)
 
@@ -27,6 +27,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
+
+# Debian's Chromium and its driver, for the browser test (tests/test_web.py); .ci/run calls
+# this, since CI may run on a fresh machine (as root). Nothing happens when both are there.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .common import machine
 
-BENCHMARKS = ["bench_features", "bench_musicnn", "bench_predict"]
+BENCHMARKS = ["bench_features", "bench_musicnn", "bench_predict", "bench_serve"]
 
 
 def main(argv: list[str] | None = None) -> int:

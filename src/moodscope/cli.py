@@ -691,6 +691,37 @@ def predict(
 
 
 @app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: local only)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: shipped)."),
+    workers: int = typer.Option(default_workers(), "--workers", help="Prediction processes."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload, MiB."),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="MOODSCOPE_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
+    ),
+    queue: int = typer.Option(32, "--queue", help="Requests waiting for a worker (more: 503)."),
+) -> None:
+    """Serve the HTTP API (/v1, docs at /docs) and the web page (/) with uvicorn."""
+    try:
+        from .service import serve as run_service
+    except ImportError as exc:
+        raise MoodscopeError(
+            f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"
+        ) from None
+
+    run_service(
+        host=host,
+        port=port,
+        model=model,
+        workers=workers,
+        max_upload_mb=max_upload_mb,
+        token=token,
+        queue=queue,
+    )
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's files."),
 ) -> None:

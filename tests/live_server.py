@@ -1,0 +1,89 @@
+"""A real `moodscope serve` process on 127.0.0.1 and a free port, for the service and page
+tests: started with the venv's `moodscope` script, stopped (and its workers with it) at the
+end, its uploads kept in a folder of its own so the tests can see them removed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    process: subprocess.Popen
+    tmpdir: Path  # the server's TMPDIR: its upload folder lives here
+    log: Path
+
+    def memory_kb(self, field: str = "VmRSS") -> int:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, in kB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def uploads_left(self) -> list[Path]:
+        return [p for p in self.tmpdir.rglob("*") if p.is_file()]
+
+
+def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
+    """Start ``moodscope serve --port P *args``; return once ``/v1/health`` answers."""
+    port = free_port()
+    tmpdir = tmp / "server-tmp"
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    log = tmp / "server.log"
+    moodscope = str(Path(sys.executable).with_name("moodscope"))
+    env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
+    env.pop("MOODSCOPE_TOKEN", None)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [moodscope, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: the workers stop with it
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", port, process, tmpdir, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moodscope serve exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(server.url + "/v1/health", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"moodscope serve did not answer in {timeout:.0f} s:\n{log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    """Ask the server to shut down (SIGINT, as Ctrl-C); kill its group if it hangs."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # any worker left behind
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
