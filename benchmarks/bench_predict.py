@@ -1,32 +1,89 @@
-"""Prediction: warm throughput on the dev copy (1 and 2 workers), the cold start of
-`moodscope predict one.mp3`, and peak memory on a 1-hour file against loading it whole."""
+"""Prediction on the files people have (60-s 44.1 kHz stereo MP3s): seconds of audio per
+second on one core beside the decode floor and beside the code before the batched path (a
+pinned commit, run in the same bench); the cold start of `moodscope predict one.mp3` beside
+`python -c "import torch"`; peak memory on an hour-long file."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from moodscope.datasets import EmotifyDataset
-from moodscope.predict import load_model, predict
-
-from .common import emotify_dir
+from .common import stereo_mp3s
 
 NAME = "Prediction (`moodscope predict`, shipped default model)"
 
+OLD_COMMIT = "1cebb14"
+"""The last commit before the batched per-track path (issue 14): per-window log-mel with
+librosa's filterbank rebuilt each time, features in a pool and the model in the parent."""
 
-def _moodscope() -> str:
-    return str(Path(sys.executable).with_name("moodscope"))
+REPO = Path(__file__).resolve().parent.parent
+
+# Run in a fresh process, on one core, with whichever moodscope PYTHONPATH points at.
+_CHILD = r"""
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+from threadpoolctl import threadpool_limits
+threadpool_limits(1)
+mode, files = sys.argv[1], sys.argv[2:]
+if mode == "decode":
+    from moodscope.audio import stream_audio
+    for block in stream_audio(files[0], sr=16000):
+        pass
+    start = time.perf_counter()
+    for f in files:
+        for block in stream_audio(f, sr=16000):  # decode + downmix + resample, nothing else
+            pass
+    print(json.dumps({"wall": time.perf_counter() - start}))
+else:
+    from moodscope.predict import load_model, predict
+    model = load_model()
+    predict(files[:1], model, use_cache=False)  # warm: weights loaded, kernels compiled
+    start = time.perf_counter()
+    results = predict(files, model, use_cache=False)
+    wall = time.perf_counter() - start
+    print(json.dumps({"wall": wall, "emotions": [r.emotions for r in results],
+                      "errors": [r.error for r in results]}))
+"""
 
 
-def _child_peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
+def _child(src: Path, mode: str, files: list[Path]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _old_source(tmp: Path) -> Path | None:
+    """The pinned commit's ``src/`` unpacked under ``tmp``, or None without git history."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", OLD_COMMIT, "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp / "src"
+
+
+def _child_peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run ``cmd`` in a fresh process; return (wall seconds, its peak RSS in MB)."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
@@ -36,9 +93,13 @@ def _child_peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True, env=env
     ).stdout.split()
     return float(out[0]), float(out[1])
+
+
+def _moodscope() -> str:
+    return str(Path(sys.executable).with_name("moodscope"))
 
 
 def _hour_file(path: Path, minutes: int) -> Path:
@@ -53,87 +114,109 @@ def _hour_file(path: Path, minutes: int) -> Path:
     return path
 
 
+def _throughput(tmp: Path, files: list[Path], what: str, repeats: int) -> list[str]:
+    audio = sum(sf.info(str(f)).duration for f in files)
+    new_src = REPO / "src"
+    old_src = _old_source(tmp / "old")
+    walls: dict[str, list[float]] = {"decode": [], "new": [], "old": []}
+    new = old = None
+    for _ in range(repeats):  # interleaved, so a busy moment hits every column alike
+        walls["decode"].append(_child(new_src, "decode", files)["wall"])
+        new = _child(new_src, "predict", files)
+        walls["new"].append(new["wall"])
+        if old_src is not None:
+            old = _child(old_src, "predict", files)
+            walls["old"].append(old["wall"])
+    decode, fast = statistics.median(walls["decode"]), statistics.median(walls["new"])
+    lines = [
+        f"Throughput on one core (`torch.set_num_threads(1)`, `threadpool_limits(1)`), "
+        f"{what} ({audio / 60:.0f} min of audio), no feature cache, model loaded and warm, "
+        f"median of {repeats} interleaved runs, each in a fresh process:",
+        "",
+        "| path | wall s | seconds of audio per second | per 60-s track |",
+        "|---|---|---|---|",
+        f"| decode floor: decode + downmix + resample to 16 kHz, nothing else | {decode:.2f} | "
+        f"{audio / decode:.0f} | {decode / len(files):.3f} s |",
+        f"| `predict(files, workers=1, use_cache=False)` (this tree) | {fast:.2f} | "
+        f"{audio / fast:.0f} | {fast / len(files):.3f} s |",
+    ]
+    if old is not None:
+        slow = statistics.median(walls["old"])
+        same = max(abs(a[k] - b[k]) for a, b in zip(new["emotions"], old["emotions"]) for k in a)
+        lines += [
+            f"| the same at commit `{OLD_COMMIT}` (before the batched path) | {slow:.2f} | "
+            f"{audio / slow:.0f} | {slow / len(files):.3f} s |",
+            "",
+            f"**predict / decode floor: {fast / decode:.2f}x** the decode time (target <= 3x). "
+            f"**New / old throughput: {slow / fast:.2f}x** (target >= 3x). Largest difference "
+            f"between the two paths' shares: {same:.1e} (float32 rounding).",
+        ]
+    else:
+        lines += ["", f"predict / decode floor: {fast / decode:.2f}x (no git history: the "
+                  f"commit `{OLD_COMMIT}` was not measured)."]  # fmt: skip
+    return lines + [""]
+
+
+def _cold_start(tmp: Path, one: Path, repeats: int) -> list[str]:
+    colds, torch_only = [], []
+    for i in range(repeats):  # each predict gets a new, empty feature cache
+        env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / f"cache{i}")}
+        colds.append(
+            _child_peak_rss_mb([_moodscope(), "predict", str(one), "--workers", "1"], env)[0]
+        )
+        torch_only.append(_child_peak_rss_mb([sys.executable, "-c", "import torch"])[0])
+        shutil.rmtree(tmp / f"cache{i}", ignore_errors=True)
+    cold, floor = statistics.median(colds), statistics.median(torch_only)
+    return [
+        f"Cold start of `moodscope predict one.mp3` (a 60-s 44.1 kHz stereo MP3; a new "
+        f'process and an empty feature cache every run), beside `python -c "import torch"`, '
+        f"interleaved, median of {repeats}:",
+        "",
+        "| command | wall s |",
+        "|---|---|",
+        f"| `moodscope predict one.mp3` | {cold:.2f} |",
+        f'| `python -c "import torch"` | {floor:.2f} |',
+        "",
+        f"**Cold start / import torch: {cold / floor:.2f}x** (target <= 1.5x). The inference "
+        "path imports numpy, soundfile, soxr, torch, typer and rich: no scikit-learn, skops, "
+        "librosa, pandas or matplotlib (`tests/test_predict.py` checks it).",
+        "",
+    ]
+
+
+def _memory(tmp: Path, minutes: int) -> list[str]:
+    long = _hour_file(tmp / "long.flac", minutes)
+    env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / "cache-long")}
+    wall, rss = _child_peak_rss_mb(
+        [_moodscope(), "predict", str(long), "--workers", "1", "--format", "json"], env
+    )
+    ref_code = (
+        "import librosa, sys; y, sr = librosa.load(sys.argv[1], sr=22050, mono=True); print(len(y))"
+    )
+    ref_wall, ref_rss = _child_peak_rss_mb([sys.executable, "-c", ref_code, str(long)])
+    return [
+        f"A {minutes}-minute 44.1 kHz stereo FLAC:",
+        "",
+        "| run | wall s | peak RSS |",
+        "|---|---|---|",
+        f"| `moodscope predict` (block-wise decoding) | {wall:.1f} | {rss:.0f} MB "
+        "(target < 1024 MB) |",
+        f"| reference: `librosa.load` of the whole file, nothing else | {ref_wall:.1f} | "
+        f"{ref_rss:.0f} MB |",
+        "",
+        f"Peak memory ratio, predict / whole-file load: {rss / ref_rss:.2f}.",
+        "",
+    ]
+
+
 def run(quick: bool = False) -> str:
     lines = [f"## {NAME}", ""]
-    root = emotify_dir()
-    if root is not None:
-        dataset = EmotifyDataset(root)
-        n = 16 if quick else 96
-        paths = dataset.tracks.groupby("genre").head(n // 4)["path"].tolist()
-        audio_seconds = sum(sf.info(p).duration for p in paths)
-        load_model()
-        predict(paths[:1], use_cache=False)  # warm: model loaded, numba compiled
-        rows = []
-        for workers in (1, 2):
-            start = time.perf_counter()
-            results = predict(paths, workers=workers, use_cache=False)
-            seconds = time.perf_counter() - start
-            assert all(r.ok for r in results)
-            rows.append((workers, seconds))
-        lines += [
-            f"Warm throughput on {len(paths)} dev tracks ({audio_seconds / 60:.0f} min of audio, "
-            "decoding + features + model, no cache):",
-            "",
-            "| workers | wall s | seconds of audio per second | per track |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {w} | {s:.1f} | {audio_seconds / s:.0f} | {s / len(paths):.2f} s |" for w, s in rows
-        ]
-        lines += [
-            "",
-            f"Two workers vs one: {rows[0][1] / rows[1][1]:.2f}x.",
-            "",
-        ]
-        one = paths[0]
-    else:
-        one = None
-        lines += ["Throughput skipped: set MOODSCOPE_EMOTIFY_DIR.", ""]
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if one is None:
-            one = str(tmp / "one.wav")
-            sf.write(one, np.zeros(22050 * 60, np.float32), 22050)
-        env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / "cache")}
-        os.environ.update(env)
-        colds = [
-            _child_peak_rss_mb([_moodscope(), "predict", one, "--workers", "1"])[0]
-            for _ in range(3)
-        ]
-        imports = [
-            _child_peak_rss_mb([sys.executable, "-c", "import moodscope.predict"])[0]
-            for _ in range(3)
-        ]
-        lines += [
-            f"Cold start of `moodscope predict one.mp3` (new process, imports included, cache "
-            f"empty), median of 3: **{statistics.median(colds):.2f} s** (target < 5 s); of "
-            f"which importing moodscope.predict: {statistics.median(imports):.2f} s.",
-            "",
-        ]
-        minutes = 10 if quick else 60
-        long = _hour_file(tmp / "long.flac", minutes)
-        wall, rss = _child_peak_rss_mb(
-            [_moodscope(), "predict", str(long), "--workers", "1", "--format", "json"]
-        )
-        ref_code = (
-            "import librosa, sys; y, sr = librosa.load(sys.argv[1], sr=22050, mono=True); "
-            "print(len(y))"
-        )
-        ref_wall, ref_rss = _child_peak_rss_mb([sys.executable, "-c", ref_code, str(long)])
-        lines += [
-            f"A {minutes}-minute 44.1 kHz stereo FLAC:",
-            "",
-            "| run | wall s | peak RSS |",
-            "|---|---|---|",
-            f"| `moodscope predict` (block-wise decoding) | {wall:.1f} | {rss:.0f} MB "
-            "(target < 1024 MB) |",
-            f"| reference: `librosa.load` of the whole file, nothing else | {ref_wall:.1f} | "
-            f"{ref_rss:.0f} MB |",
-            "",
-            f"Peak memory ratio, predict / whole-file load: {rss / ref_rss:.2f}.",
-            "",
-        ]
+        files, what = stereo_mp3s(tmp / "mp3", 6 if quick else 20)
+        lines += _throughput(tmp, files, what, 1 if quick else 3)
+        lines += _cold_start(tmp, files[0], 3 if quick else 7)
+        lines += _memory(tmp, 10 if quick else 60)
     return "\n".join(lines)
 
 

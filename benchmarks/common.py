@@ -35,3 +35,39 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+def stereo_mp3s(folder: Path, n: int) -> tuple[list[Path], str]:
+    """``n`` 60-s 44.1 kHz stereo MP3s, what people's libraries hold: Emotify dev tracks
+    re-encoded (the release's own format) when the data is there, else synthesized pieces.
+    Encoded with libsndfile's LAME, so no ffmpeg is needed."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    root = emotify_dir()
+    sources = []
+    if root is not None:
+        from moodscope.audio import load_audio
+        from moodscope.datasets import EmotifyDataset
+
+        table = EmotifyDataset(root).tracks
+        for path in table.groupby("genre").head((n + 3) // 4)["path"].tolist()[:n]:
+            sources.append((Path(path).stem, load_audio(path, sr=22050)))
+        what = f"{len(sources)} Emotify dev tracks re-encoded as 44.1 kHz stereo MP3"
+    else:
+        from moodscope.synth import DEMO_PIECES, synthesize_piece
+
+        for i in range(n):
+            name = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
+            sources.append((f"{name}-{i}", synthesize_piece(name, duration=60.0, seed=i)))
+        what = f"{n} synthesized 60-s pieces encoded as 44.1 kHz stereo MP3"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (stem, y) in enumerate(sources):
+        y44 = soxr.resample(y, 22050, 44100)
+        stereo = np.stack([y44, np.roll(y44, 7) * 0.9], axis=1)  # two different channels
+        path = folder / f"{i:03d}-{stem}.mp3"
+        sf.write(path, stereo, 44100, format="MP3", subtype="MPEG_LAYER_III")
+        paths.append(path)
+    return paths, what

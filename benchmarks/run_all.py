@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .common import machine
 
-BENCHMARKS = ["bench_features", "bench_musicnn", "bench_predict", "bench_serve"]
+BENCHMARKS = ["bench_features", "bench_musicnn", "bench_predict", "bench_cluster", "bench_serve"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,3 +240,63 @@ def test_spectral_and_conv_timbral_paths_agree_and_bad_path_is_refused(ref):
     net.timbral_path = "fft"
     with pytest.raises(ValueError, match="timbral_path"):
         net(torch.zeros(1, PATCH_FRAMES, 96))
+
+
+def test_filterbank_is_librosas_bit_for_bit():
+    import librosa
+
+    from moodscope.musicnn.model import mel_filterbank
+
+    assert np.array_equal(mel_filterbank(), librosa.filters.mel(sr=16000, n_fft=512, n_mels=96))
+
+
+def _librosa_log_mel(y: np.ndarray) -> np.ndarray:
+    """musicnn's input as the per-window path computed it: librosa, one call per window."""
+    import librosa
+
+    power = librosa.feature.melspectrogram(
+        y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96, pad_mode="reflect"
+    )
+    return np.log10(np.float32(10000.0) * power.T.astype(np.float32) + np.float32(1.0))
+
+
+@pytest.mark.parametrize("n_samples", [200, 8000, 48000, 48001])
+def test_batched_log_mel_equals_librosa_per_window(n_samples):
+    from moodscope.musicnn.model import log_mel_batch
+
+    rng = np.random.default_rng(n_samples)
+    clips = (0.3 * rng.standard_normal((5, n_samples))).astype(np.float32)
+    clips[1] *= 1e-3  # quiet
+    clips[2] = 0.9 * np.sign(clips[2])  # loud and clipped
+    batched = log_mel_batch(clips)
+    for clip, mel in zip(clips, batched):
+        np.testing.assert_allclose(mel, _librosa_log_mel(clip), rtol=1e-5, atol=1e-5)
+
+
+def test_batched_segment_features_equal_the_per_window_path():
+    """What predict computes now (all windows of a block through one log-mel pass and the
+    network in batches) against the old path: librosa's log-mel per window, one network
+    call per window. Float32 rounding apart, the same numbers."""
+    import torch
+
+    from moodscope.features.musicnn_sets import musicnn_segment_features
+    from moodscope.musicnn.model import load_musicnn
+    from moodscope.segments import fixed_windows
+
+    rng = np.random.default_rng(3)
+    t = np.arange(16000 * 13) / 16000
+    y = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    windows = fixed_windows(len(y), 16000, length=3.0)
+    batched = musicnn_segment_features(y, windows, full=True)
+    net = load_musicnn("MSD_musicnn")
+    rows = []
+    with torch.inference_mode():
+        for w in windows:
+            out = net.features(torch.from_numpy(patches(_librosa_log_mel(w.slice(y)))))
+            rows.append(
+                np.concatenate(
+                    [out[k].numpy().mean(axis=0) for k in
+                     ("penultimate", "taggram", "max_pool", "mean_pool")]
+                )
+            )  # fmt: skip
+    np.testing.assert_allclose(batched, np.asarray(rows), rtol=1e-4, atol=2e-5)

@@ -177,3 +177,26 @@ def test_predict_with_a_checkpoint_path(tmp_path, write_audio):
     (a,) = predict(write_audio("a.wav", chord_signal(4.0)), model=ckpt)
     (b,) = predict(write_audio("b.wav", chord_signal(4.0)))
     assert a.emotions == pytest.approx(b.emotions)
+
+
+def test_predicting_imports_only_what_inference_uses(write_audio):
+    """The cold start of `moodscope predict` is mostly imports: the shipped model's head is
+    plain arrays, so scikit-learn, skops, librosa (numba), pandas and matplotlib stay out."""
+    import subprocess
+    import sys
+
+    path = write_audio("one.wav", chord_signal(4.0))
+    code = (
+        "import sys\n"
+        "from moodscope.cli import main\n"
+        "try:\n"
+        f"    main(['predict', {str(path)!r}, '--format', 'json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = ('sklearn', 'skops', 'librosa', 'numba', 'pandas', 'matplotlib', 'scipy')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
