@@ -240,8 +240,8 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
 
 
 def _stream_predictions(
-    files: Sequence[str],
-    trained: TrainedModel,
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | TrainedModel | None,
     *,
     workers: int,
     scheduler: str | None,
@@ -249,20 +249,31 @@ def _stream_predictions(
     use_cache: bool,
     cache_dir: str | Path | None,
     progress: Callable[[int, int], None] | None,
-) -> Iterator[tuple[int, Prediction]]:
-    job = PredictJob(ModelHandle(trained), use_cache, None if cache_dir is None else str(cache_dir))
-    with using_backend(backend, workers=workers, scheduler=scheduler, items=len(files)) as runner:
-        runner.start(job)
-        outcomes = stream(runner, predict_task, enumerate(files))
-        for done, ((index, path), out) in enumerate(outcomes, start=1):
-            if isinstance(out, BaseException):
-                out = (
-                    index,
-                    Prediction(path, error=failure_message(path, out), model=trained.model_id),
-                )
-            if progress is not None:
-                progress(done, len(files))
-            yield out
+) -> tuple[int, Iterator[tuple[int, Prediction]]]:
+    """The number of files, and ``(input index, Prediction)`` pairs as they finish."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = [str(p) for p in find_audio(paths)]
+    trained = load_model(model)
+    cache = None if cache_dir is None else str(cache_dir)
+
+    def outcomes() -> Iterator[tuple[int, Prediction]]:
+        job = PredictJob(ModelHandle(trained), use_cache, cache)
+        with using_backend(
+            backend, workers=workers, scheduler=scheduler, items=len(files)
+        ) as runner:
+            runner.start(job)
+            for done, ((index, path), out) in enumerate(
+                stream(runner, predict_task, enumerate(files)), start=1
+            ):
+                if isinstance(out, BaseException):
+                    error = failure_message(path, out)
+                    out = index, Prediction(path, error=error, model=trained.model_id)
+                if progress is not None:
+                    progress(done, len(files))
+                yield out
+
+    return len(files), outcomes()
 
 
 def predict_iter(
@@ -278,20 +289,8 @@ def predict_iter(
 ) -> Iterator[Prediction]:
     """Like :func:`predict`, but yield each file's :class:`Prediction` as soon as it is
     done (completion order), holding only the files in flight in memory."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files = [str(p) for p in find_audio(paths)]
-    trained = load_model(model)
-    for _, prediction in _stream_predictions(
-        files,
-        trained,
-        workers=workers,
-        scheduler=scheduler,
-        backend=backend,
-        use_cache=use_cache,
-        cache_dir=cache_dir,
-        progress=progress,
-    ):
+    _, outcomes = _stream_predictions(**locals())  # every argument, passed on
+    for _, prediction in outcomes:
         yield prediction
 
 
@@ -330,21 +329,9 @@ def predict(
         One per file, in input order; a file that failed has ``error`` set instead of
         raising, so one bad file never stops a batch.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files = [str(p) for p in find_audio(paths)]
-    trained = load_model(model)
-    out: list[Prediction | None] = [None] * len(files)
-    for index, prediction in _stream_predictions(
-        files,
-        trained,
-        workers=workers,
-        scheduler=scheduler,
-        backend=backend,
-        use_cache=use_cache,
-        cache_dir=cache_dir,
-        progress=progress,
-    ):
+    n_files, outcomes = _stream_predictions(**locals())  # every argument, passed on
+    out: list[Prediction | None] = [None] * n_files
+    for index, prediction in outcomes:
         out[index] = prediction
     return out
 
