@@ -213,3 +213,20 @@ def test_model_is_the_one_asked_for(music):
     model = load_model()
     (one,) = predict(sorted(music.glob("synth*.flac"))[:1], model, scheduler="local:1")
     assert one.ok and one.model == model.model_id
+
+
+def test_features_on_a_local_cluster_equal_the_local_ones(music):
+    from moodscope.features import FeatureConfig
+    from moodscope.features.extract import map_tracks
+
+    paths = sorted(str(p) for p in music.iterdir())
+    config = FeatureConfig(feature_set="paper", segments=None, window=3.0)
+    local, local_failures = map_tracks(paths, config, use_cache=False)
+    remote, remote_failures = map_tracks(paths, config, scheduler="local:2", use_cache=False)
+    assert remote_failures == local_failures and len(local_failures) == 1
+    for a, b in zip(local, remote):
+        assert (a is None) == (b is None)
+        if a is not None:
+            # float32 rounding: BLAS threads here, one thread per worker there
+            np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
+            np.testing.assert_array_equal(a.starts, b.starts)
