@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -66,7 +67,26 @@ class Backend:
 
 
 class InlineBackend(Backend):
-    """Everything in this process, one item at a time (no start-up cost)."""
+    """Everything in this process, one item at a time (no start-up cost).
+
+    While it is open, torch runs on one thread, as in every worker: a second OpenMP thread
+    saves little on one file and, when the other core is busy, spins -- a cold
+    `moodscope predict one.mp3` took 10 s instead of 2 on a loaded 2-core machine.
+    """
+
+    _threads: int | None = None
+
+    def start(self, context: Any) -> None:
+        super().start(context)
+        torch = sys.modules.get("torch")  # never imported just for this
+        if torch is not None and self._threads is None:
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def close(self) -> None:
+        if self._threads is not None:
+            sys.modules["torch"].set_num_threads(self._threads)
+            self._threads = None
 
     def submit(self, fn, item) -> Future:
         future: Future = Future()
