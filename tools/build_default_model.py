@@ -89,6 +89,8 @@ def model_card(args, dataset, cv: dict, ckpt: Path, seconds: float, model_kwargs
 
 The model `moodscope.predict()` and `moodscope predict` use when no `--model` is given
 (`src/moodscope/models/default/default.ckpt`, {ckpt.stat().st_size / 2**20:.1f} MB).
+A linear head is stored twice: as plain arrays, which prediction reads with numpy alone,
+and as the fitted scikit-learn estimator (skops), for anything that needs the estimator.
 
 ## What it is
 - Model: `{args.model}`{" " + json.dumps(model_kwargs) if model_kwargs else ""} from
