@@ -36,3 +36,17 @@ class FeatureError(MoodscopeError):
 
 class ModelError(MoodscopeError):
     """A model name is unknown, or a checkpoint is missing, corrupt or foreign."""
+
+
+class TagError(MoodscopeError):
+    """Mood tags cannot be read from or written into a file (a container mutagen cannot tag,
+    a read-only, vanished or changed file, a full disk); the file is left as it was."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class LibraryError(MoodscopeError):
+    """The library index cannot be opened or queried (not an index, a bad query)."""

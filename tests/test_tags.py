@@ -1,0 +1,258 @@
+"""Mood tags in files: the fields per container, the audio and the other tags untouched,
+the atomic rewrite (permissions, read-only, changed, full disk, a crash before the rename),
+and untag restoring exactly what the user had."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import SR, chord_signal
+from library_audio import FORMATS, decode_exact, encode, read_metadata, set_metadata
+from moodscope import EMOTIONS
+from moodscope.errors import TagError
+from moodscope.predict import Prediction
+from moodscope.tags import (
+    FileState,
+    read_tags,
+    remove_stale_copies,
+    remove_tags,
+    share_field,
+    tag_values,
+    write_tags,
+)
+
+
+def prediction(seed: int = 0, model: str = "default@0123456789ab") -> Prediction:
+    shares = np.random.default_rng(seed).dirichlet(np.ones(len(EMOTIONS)))
+    emotions = dict(zip(EMOTIONS, map(float, shares)))
+    return Prediction(
+        "x", emotions=emotions, top_emotion=max(emotions, key=emotions.get), model=model
+    )
+
+
+@pytest.fixture
+def song(tmp_path):
+    """song(ext, mood=None, id3_version=4) -> a tagged file with title, artist and cover."""
+
+    def make(ext: str, mood: str | None = None, id3_version: int = 4, name: str = "song"):
+        path = encode(tmp_path / f"{name}.{ext}", chord_signal(4.0), SR)
+        set_metadata(path, title="Title é", artist="Artist", mood=mood, id3_version=id3_version)
+        return path
+
+    return make
+
+
+def _raw_fields(path) -> dict[str, list[str]]:
+    """Every text field as mutagen sees it, by the name the container uses."""
+    import mutagen
+
+    tags = mutagen.File(path).tags
+    out = {}
+    for key in tags.keys():
+        value = tags[key]
+        if hasattr(value, "text"):
+            out[key] = [str(t) for t in value.text]
+        elif key != "covr" and isinstance(value, list) and value:
+            out[key] = [v if isinstance(v, str) else bytes(v).decode() for v in value]
+    return out
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_write_read_remove_every_container(song, ext):
+    path = song(ext, mood="Melancholic")
+    audio_before = decode_exact(path)
+    p = prediction()
+    state = write_tags(path, p)
+
+    tags = read_tags(path)
+    assert tags.mood == p.top_emotion and tags.model == p.model
+    assert tags.emotions == {k: round(v, 3) for k, v in p.emotions.items()}
+    assert tags.previous_mood == ["Melancholic"]
+    assert read_metadata(path) == ("Title é", "Artist", read_metadata(path)[2])
+    assert read_metadata(path)[2].startswith(b"\x89PNG") and len(read_metadata(path)[2]) == 1032
+    assert np.array_equal(decode_exact(path), audio_before)
+    assert state.size == path.stat().st_size and state.mtime_ns == path.stat().st_mtime_ns
+    from moodscope.features.extract import file_digest
+
+    assert state.sha1 == file_digest(path)
+
+    assert remove_tags(path) is not None
+    tags = read_tags(path)
+    assert tags.mood == "Melancholic" and not tags.emotions and tags.model is None
+    assert not tags.previous_mood
+    assert read_metadata(path)[:2] == ("Title é", "Artist")
+    assert np.array_equal(decode_exact(path), audio_before)
+    assert remove_tags(path) is None  # nothing of ours left: not rewritten
+
+
+def test_field_names_per_container(song):
+    p = prediction(1)
+    mp3, flac, m4a = song("mp3"), song("flac"), song("m4a")
+    for path in (mp3, flac, m4a):
+        write_tags(path, p)
+    id3 = _raw_fields(mp3)
+    assert id3["TMOO"] == [p.top_emotion]
+    assert id3["TXXX:MOODSCOPE_CALMNESS"] == [f"{p.emotions['calmness']:.3f}"]
+    assert id3["TXXX:MOODSCOPE_MODEL"] == ["default@0123456789ab"]
+    assert "TXXX:MOOD" not in id3 and "TXXX:MOODSCOPE_PREVIOUS_MOOD" not in id3
+    vorbis = {k.upper(): v for k, v in _raw_fields(flac).items()}
+    assert vorbis["MOOD"] == [p.top_emotion]
+    assert vorbis["MOODSCOPE_JOYFUL_ACTIVATION"] == [f"{p.emotions['joyful_activation']:.3f}"]
+    mp4 = _raw_fields(m4a)
+    assert mp4["----:com.apple.iTunes:MOOD"] == [p.top_emotion]
+    assert mp4["----:com.apple.iTunes:MOODSCOPE_SADNESS"] == [f"{p.emotions['sadness']:.3f}"]
+    assert set(tag_values(p)) == {"MOOD", "MOODSCOPE_MODEL"} | {share_field(e) for e in EMOTIONS}
+
+
+def test_id3v23_file_stays_v23_with_txxx_mood(song):
+    from mutagen.id3 import ID3
+
+    path = song("mp3", mood="Dreamy", id3_version=3)
+    p = prediction(2)
+    write_tags(path, p)
+    tags = ID3(path)
+    assert tags.version[:2] == (2, 3)
+    assert not tags.getall("TMOO")
+    assert [str(t) for t in tags.getall("TXXX:MOOD")[0].text] == [p.top_emotion]
+    assert read_tags(path).previous_mood == ["Dreamy"]
+    remove_tags(path)
+    assert [str(t) for t in ID3(path).getall("TXXX:MOOD")[0].text] == ["Dreamy"]
+    assert ID3(path).version[:2] == (2, 3)
+
+
+def test_retagging_is_idempotent_and_keeps_the_users_mood(song):
+    path = song("flac", mood="Happy")
+    write_tags(path, prediction(3))
+    before = FileState.of(path)
+    write_tags(path, prediction(3))  # the same values: the file is not rewritten
+    assert FileState.of(path) == before
+    second = prediction(4, model="other@ffffffffffff")
+    write_tags(path, second)  # a new model: our own MOOD is not taken for the user's
+    tags = read_tags(path)
+    assert tags.mood == second.top_emotion and tags.previous_mood == ["Happy"]
+    assert tags.model == "other@ffffffffffff"
+    remove_tags(path)
+    assert read_tags(path).mood == "Happy"
+
+
+def test_untag_leaves_a_mood_the_user_set_after_tagging(song):
+    path = song("ogg")
+    write_tags(path, prediction(5))
+    import mutagen
+
+    audio = mutagen.File(path)
+    audio.tags["MOOD"] = ["Chill"]
+    audio.save()
+    remove_tags(path)
+    tags = read_tags(path)
+    assert tags.mood == "Chill" and tags.model is None and not tags.emotions
+
+
+def test_untaggable_container_is_a_clear_error(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "big.wav"  # RF64: libsndfile reads it, mutagen cannot tag it
+    sf.write(path, chord_signal(4.0), SR, format="RF64")
+    data = path.read_bytes()
+    with pytest.raises(TagError) as info:
+        write_tags(path, prediction())
+    message = str(info.value)
+    assert str(path) in message and "cannot be tagged" in message and "\n" not in message
+    assert path.read_bytes() == data
+
+
+def test_read_only_file_is_left_alone(song):
+    path = song("mp3")
+    os.chmod(path, 0o444)
+    data = path.read_bytes()
+    with pytest.raises(TagError, match="read-only"):
+        write_tags(path, prediction())  # even as root, whom the mode does not stop
+    assert path.read_bytes() == data and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_mode_kept_and_symlink_target_rewritten(song, tmp_path):
+    path = song("flac")
+    os.chmod(path, 0o640)
+    link = tmp_path / "link.flac"
+    link.symlink_to(path)
+    write_tags(link, prediction())
+    assert link.is_symlink() and read_tags(path).tagged
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_changed_file_is_not_written(song):
+    path = song("ogg")
+    state = FileState.of(path)
+    os.utime(path, ns=(state.mtime_ns + 10**9, state.mtime_ns + 10**9))  # touched meanwhile
+    with pytest.raises(TagError, match="changed since moodscope read it"):
+        write_tags(path, prediction(), expect=state)
+    assert not read_tags(path).tagged
+
+
+def test_vanished_file(tmp_path):
+    with pytest.raises(TagError, match="vanished"):
+        write_tags(tmp_path / "gone.mp3", prediction(), expect=FileState(1, 1, 1))
+
+
+def test_full_disk_leaves_the_file_and_no_copy(song, monkeypatch):
+    import shutil
+
+    path = song("mp3")
+    data = path.read_bytes()
+
+    def copy_until_full(src, dst, length=0):
+        dst.write(src.read(1000))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy_until_full)
+    with pytest.raises(TagError) as info:
+        write_tags(path, prediction())
+    assert "disk is full" in str(info.value) and str(path) in str(info.value)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in path.parent.iterdir()) == ["song.mp3"]
+
+
+def test_a_crash_before_the_rename_leaves_the_original(song, monkeypatch):
+    path = song("m4a")
+    data = path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(TagError, match="Input/output error"):
+        write_tags(path, prediction())
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in path.parent.iterdir()) == ["song.m4a"]
+
+
+def test_stale_copies_of_a_killed_writer_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".song.mp3.moodscope-{dead}-abc123.tmp"
+    mine = tmp_path / f".song.mp3.moodscope-{os.getpid()}-def456.tmp"
+    other = tmp_path / ".notes.tmp"
+    for p in (stale, mine, other):
+        p.write_bytes(b"x")
+    assert remove_stale_copies(tmp_path) == 1
+    assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_failed_prediction_is_not_written(song):
+    path = song("mp3")
+    with pytest.raises(TagError, match="no prediction"):
+        write_tags(path, Prediction(str(path), error="bad"))
+
+
+def test_labels_that_cannot_name_a_field():
+    with pytest.raises(TagError):
+        share_field("model")
+    with pytest.raises(TagError):
+        share_field("a b")
