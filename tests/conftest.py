@@ -133,5 +133,6 @@ def write_audio(tmp_path: Path):
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets a fresh feature cache, never the user's."""
+    """Every test gets a fresh feature cache and library index, never the user's."""
     monkeypatch.setenv("MOODSCOPE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("MOODSCOPE_DATA_DIR", str(tmp_path_factory.mktemp("data")))

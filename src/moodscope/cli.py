@@ -64,10 +64,10 @@ SchedulerOpt = typer.Option(
 
 @contextmanager
 def progress_bar(description: str, total: int, *, show: bool = True):
-    """A rich progress bar on stderr; yields ``update(done, total)`` (a no-op when not
-    ``show``)."""
+    """A rich progress bar on stderr; yields ``update(done, total, text=None)`` (``text``
+    replaces the description; a no-op when not ``show``)."""
     if not show:
-        yield lambda done, _total=None: None
+        yield lambda done, _total=None, *, text=None: None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -77,7 +77,11 @@ def progress_bar(description: str, total: int, *, show: bool = True):
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda done, _total=None: bar.update(task, completed=done)
+
+        def update(done, _total=None, *, text: str | None = None):
+            bar.update(task, completed=done, **({"description": text} if text else {}))
+
+        yield update
 
 
 def report_failures(failures: list[tuple[str, str]], total: int) -> None:
@@ -688,6 +692,164 @@ def predict(
     )
     if failed:
         raise typer.Exit(1)
+
+
+# -- your music library: tag, untag, find -------------------------------------------------
+
+DbOpt = typer.Option(
+    None,
+    "--db",
+    help="Library index (SQLite); default $MOODSCOPE_DATA_DIR/library.sqlite, else "
+    "$XDG_DATA_HOME/moodscope/library.sqlite or ~/.local/share/moodscope/library.sqlite.",
+)
+ModelOpt = typer.Option(None, "--model", help="Checkpoint (default: the shipped model).")
+AudioPathsArg = typer.Argument(..., help="Audio files or folders (searched recursively).")
+
+
+def _library_files(paths: list[Path]) -> list[str]:
+    from .errors import ConfigError
+    from .library import library_files
+
+    files = library_files(paths)
+    if not files:
+        raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
+    return files
+
+
+@app.command()
+def tag(
+    paths: list[Path] = AudioPathsArg,
+    model: Optional[Path] = ModelOpt,
+    db: Optional[Path] = DbOpt,
+    workers: int = WorkersOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Predict and show the moods; write neither tags nor index."
+    ),
+    force: bool = typer.Option(False, "--force", help="Redo files already done and unchanged."),
+) -> None:
+    """Write mood tags into audio files and record them in the library index (resumable)."""
+    from collections import Counter
+
+    from .library import FAILED, SKIPPED, TAGGED, WOULD_TAG, default_db_path, tag_files
+
+    files = _library_files(paths)
+    done = WOULD_TAG if dry_run else TAGGED
+    counts: Counter = Counter()
+    failed_before, planned = 0, []
+
+    def text() -> str:
+        return f"tag: {counts[done]} {done}, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
+
+    outcomes = tag_files(
+        files, model, db=db, workers=workers, scheduler=scheduler, dry_run=dry_run, force=force
+    )
+    with progress_bar(text(), len(files)) as update:
+        for n, outcome in enumerate(outcomes, start=1):
+            counts[outcome.status] += 1
+            if outcome.status == FAILED:
+                console.print(f"[red]failed[/red] {outcome.error}", highlight=False, soft_wrap=True)
+            elif outcome.status == SKIPPED and outcome.error:
+                failed_before += 1
+            elif outcome.status == WOULD_TAG:
+                planned.append(outcome.prediction)
+            update(n, text=text())
+    if dry_run:
+        out.print(_prediction_table(planned))
+    skipped = f"{counts[SKIPPED]} skipped (unchanged)"
+    if failed_before:
+        skipped += f", {failed_before} of them failed before (--force retries them)"
+    console.print(
+        f"{len(files)} file(s): {counts[done]} {'would be tagged' if dry_run else 'tagged'}, "
+        f"{skipped}, {counts[FAILED]} failed; "
+        + ("nothing written (dry run)" if dry_run else f"index {db or default_db_path()}"),
+        highlight=False,
+    )
+    if counts[FAILED]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def untag(paths: list[Path] = AudioPathsArg, db: Optional[Path] = DbOpt) -> None:
+    """Remove exactly the tags moodscope wrote (a mood the file had before comes back)."""
+    from collections import Counter
+
+    from .library import FAILED, SKIPPED, UNTAGGED, untag_files
+
+    files = _library_files(paths)
+    counts: Counter = Counter()
+    for outcome in untag_files(files, db=db):
+        counts[outcome.status] += 1
+        if outcome.status == FAILED:
+            console.print(f"[red]failed[/red] {outcome.error}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(files)} file(s): {counts[UNTAGGED]} untagged, {counts[SKIPPED]} had no moodscope "
+        f"tags, {counts[FAILED]} failed",
+        highlight=False,
+    )
+    if counts[FAILED]:
+        raise typer.Exit(1)
+
+
+FIND_FORMATS = ("table", "json", "m3u8")
+
+
+@app.command()
+def find(
+    mood: Optional[str] = typer.Option(None, "--mood", help="Tracks with most of this emotion."),
+    min_share: Optional[float] = typer.Option(
+        None, "--min", help="With --mood: every track whose share is at least this (0-1)."
+    ),
+    like: Optional[Path] = typer.Option(
+        None, "--like", help="Tracks whose mood is nearest this file's ('more like this')."
+    ),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", help="At most N tracks (default 20; all with --min)."
+    ),
+    fmt: str = typer.Option("table", "--format", help="table | json | m3u8 (a playlist)"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
+    db: Optional[Path] = DbOpt,
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="With --like of a file not in the index: the model to predict it."
+    ),
+) -> None:
+    """Find tracks in the library index by mood, or like a given track, as a table, JSON or
+    an M3U8 playlist."""
+    import json
+
+    from .errors import ConfigError
+    from .library import default_db_path, find_by_mood, find_like, playlist_m3u8
+    from .report import write_text_atomic
+
+    if fmt not in FIND_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FIND_FORMATS)}")
+    if (mood is None) == (like is None):
+        raise ConfigError("give one of --mood EMOTION or --like FILE")
+    if min_share is not None and mood is None:
+        raise ConfigError("--min goes with --mood")
+    path = db or default_db_path()
+    if not path.exists():
+        raise ConfigError(f"no library index at {path}: run `moodscope tag FOLDER` first")
+    if mood is not None:
+        matches = find_by_mood(mood, min_share=min_share, limit=limit, db=path)
+    else:
+        matches = find_like(like, limit=limit, db=path, model=model)
+    if fmt == "table" and output is None:
+        table = Table("#", mood or "distance", "top emotion", "file")
+        for i, m in enumerate(matches, start=1):
+            score = m.share if m.share is not None else m.distance
+            table.add_row(str(i), f"{score:.3f}", m.top_emotion, _short(m.path))
+        out.print(table)
+    else:
+        if fmt == "m3u8":
+            text = playlist_m3u8(matches)
+        else:
+            text = json.dumps([m.to_dict() for m in matches], indent=2) + "\n"
+        if output is not None:
+            write_text_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    console.print(f"{len(matches)} track(s) found in {path}", highlight=False)
 
 
 @app.command()

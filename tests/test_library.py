@@ -1,0 +1,400 @@
+"""The library index and tagging runs: every file recorded, bad input recorded and never
+written, reruns that skip what is done, files that change or vanish mid-run, find by mood,
+untag; and the ``tag``/``untag``/``find`` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, chord_signal
+from library_audio import encode
+from moodscope import EMOTIONS
+from moodscope import predict as predict_module
+from moodscope.errors import ConfigError, LibraryError
+from moodscope.features.extract import file_digest
+from moodscope.library import (
+    FAILED,
+    SKIPPED,
+    TAGGED,
+    UNTAGGED,
+    WOULD_TAG,
+    LibraryIndex,
+    default_db_path,
+    find_by_mood,
+    find_like,
+    library_files,
+    model_id,
+    mood_distance,
+    playlist_m3u8,
+    tag_files,
+    untag_files,
+)
+from moodscope.predict import find_audio, load_model, predict
+from moodscope.tags import read_tags
+from test_cli import run
+
+GOOD = ("a.mp3", "b.flac", "sub/c.ogg", "d.m4a")
+BAD = ("empty.mp3", "notes.mp3", "short.wav", "truncated.mp3", "nan.wav")
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    t = np.arange(int(4.0 * SR)) / SR
+    clicks = np.zeros_like(t)
+    clicks[:: SR // 8] = 0.9
+    return {
+        "a.mp3": chord_signal(4.0),
+        "b.flac": (0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32),
+        "sub/c.ogg": (0.2 * rng.standard_normal(len(t))).astype(np.float32),
+        "d.m4a": (clicks + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
+    }
+
+
+@pytest.fixture
+def music(tmp_path):
+    """A folder of four good files (MP3, FLAC, Ogg, M4A) and five that predict rejects."""
+    folder = tmp_path / "music"
+    (folder / "sub").mkdir(parents=True)
+    for name, y in _signals().items():
+        encode(folder / name, y, SR)
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "notes.mp3").write_text("this is a text file\n" * 50)
+    sf.write(folder / "short.wav", chord_signal(0.5), SR)
+    (folder / "truncated.mp3").write_bytes((folder / "a.mp3").read_bytes()[:600])
+    nan = chord_signal(4.0)
+    nan[1000:1010] = np.nan
+    sf.write(folder / "nan.wav", nan, SR, subtype="FLOAT")
+    return folder
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "index" / "library.sqlite"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_model():
+    """save_checkpoint(model, path) renames the model object it saves, and load_model()
+    caches one object per process: a test elsewhere that saved the shipped model would
+    leave it named after its copy here. Start from the shipped model as loaded."""
+    predict_module._load_cached.cache_clear()
+
+
+def _saved_copy(path):
+    """A checkpoint of the shipped model under another name (the cached one keeps its id)."""
+    import copy
+
+    from moodscope.checkpoint import save_checkpoint
+
+    return save_checkpoint(copy.copy(load_model()), path)
+
+
+def _by_name(outcomes, folder) -> dict[str, object]:
+    return {os.path.relpath(o.path, os.path.realpath(folder)): o for o in outcomes}
+
+
+def _bytes(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+class PredictSpy:
+    """Counts the files that go to predict_iter (tag_files imports it when it predicts)."""
+
+    def __init__(self, monkeypatch, meddle=None):
+        self.paths: list[str] = []
+        real = predict_module.predict_iter
+
+        def spy(paths, *args, **kwargs):
+            self.paths += [str(p) for p in paths]
+            for prediction in real(paths, *args, **kwargs):
+                if meddle is not None:
+                    meddle(prediction.path)
+                yield prediction
+
+        monkeypatch.setattr(predict_module, "predict_iter", spy)
+
+    def names(self) -> set[str]:
+        return {os.path.basename(p) for p in self.paths}
+
+
+def test_tag_records_every_file_and_tags_only_the_good_ones(music, db):
+    before = _bytes(music)
+    outcomes = _by_name(tag_files(music, db=db), music)
+    assert set(outcomes) == set(GOOD) | set(BAD)
+    assert {k for k, o in outcomes.items() if o.status == TAGGED} == set(GOOD)
+    for name in BAD:
+        o = outcomes[name]
+        assert o.status == FAILED and os.path.basename(name) in o.error and "\n" not in o.error
+        assert (music / name).read_bytes() == before[name]  # no tag write into bad input
+    assert "empty" in outcomes["empty.mp3"].error
+    assert "NaN" in outcomes["nan.wav"].error
+
+    expected = {os.path.relpath(p.path, music): p for p in predict([music / g for g in GOOD])}
+    trained = load_model()
+    with LibraryIndex(db) as index:
+        assert len(index) == len(GOOD) + len(BAD)
+        for name in GOOD:
+            path = music / name
+            row, want, tags = index.get(os.path.realpath(path)), expected[name], read_tags(path)
+            assert tags.mood == want.top_emotion == row.top_emotion
+            assert tags.model == trained.model_id == row.model
+            assert row.emotions == pytest.approx(want.emotions, abs=1e-6)
+            assert list(row.emotions) == list(EMOTIONS)
+            st = path.stat()
+            assert (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)  # after the write
+            assert row.sha1 == file_digest(path) and row.tagged_at and row.error is None
+        for name in BAD:
+            row = index.get(os.path.realpath(music / name))
+            assert row.error == outcomes[name].error and row.emotions is None
+            assert row.tagged_at is None and row.model == trained.model_id
+        assert index.get(os.path.realpath(music / "empty.mp3")).sha1 == file_digest(
+            music / "empty.mp3"
+        )
+
+
+def test_rerun_skips_what_is_done_and_redoes_what_changed(music, db, monkeypatch, tmp_path):
+    list(tag_files(music, db=db))
+    mtimes = {n: (music / n).stat().st_mtime_ns for n in GOOD}
+    spy = PredictSpy(monkeypatch)
+    again = _by_name(tag_files(music, db=db), music)
+    assert {o.status for o in again.values()} == {SKIPPED} and not spy.paths
+    assert {n for n, o in again.items() if o.error} == set(BAD)  # skipped with their error
+    assert {n: (music / n).stat().st_mtime_ns for n in GOOD} == mtimes
+
+    encode(music / "a.mp3", chord_signal(5.0, seed=3), SR)  # edited: done again
+    again = _by_name(tag_files(music, db=db), music)
+    assert {n for n, o in again.items() if o.status == TAGGED} == {"a.mp3"}
+    assert spy.names() == {"a.mp3"}
+
+    spy.paths.clear()
+    forced = _by_name(tag_files(music, db=db, force=True), music)
+    assert {n for n, o in forced.items() if o.status == TAGGED} == set(GOOD)
+    assert spy.names() == {os.path.basename(n) for n in GOOD + BAD}
+
+    other = _saved_copy(tmp_path / "other.ckpt")
+    spy.paths.clear()
+    redone = _by_name(tag_files(music, model=other, db=db), music)
+    assert {n for n, o in redone.items() if o.status == TAGGED} == set(GOOD)
+    assert read_tags(music / "b.flac").model == load_model(other).model_id
+    with LibraryIndex(db) as index:
+        assert len(index) == len(GOOD) + len(BAD)
+        assert {r.model for r in index.rows()} == {load_model(other).model_id}
+
+
+def test_dry_run_writes_nothing(music, db):
+    before = _bytes(music)
+    outcomes = _by_name(tag_files(music, db=db, dry_run=True), music)
+    assert {n for n, o in outcomes.items() if o.status == WOULD_TAG} == set(GOOD)
+    assert outcomes["a.mp3"].prediction.top_emotion in EMOTIONS
+    assert _bytes(music) == before and not db.exists()
+
+
+def test_files_that_change_or_vanish_during_the_run(music, db, monkeypatch):
+    def meddle(path):
+        if path.endswith("a.mp3"):
+            with open(path, "ab") as f:
+                f.write(b"\0" * 100)  # another program writes to it meanwhile
+        elif path.endswith("b.flac"):
+            os.unlink(path)
+
+    PredictSpy(monkeypatch, meddle)
+    outcomes = _by_name(tag_files(music, db=db), music)
+    assert outcomes["a.mp3"].status == FAILED and "changed" in outcomes["a.mp3"].error
+    assert outcomes["b.flac"].status == FAILED and "vanished" in outcomes["b.flac"].error
+    assert "a.mp3" in outcomes["a.mp3"].error and "b.flac" in outcomes["b.flac"].error
+    assert outcomes["sub/c.ogg"].status == TAGGED and outcomes["d.m4a"].status == TAGGED
+    assert not read_tags(music / "a.mp3").tagged
+    with LibraryIndex(db) as index:
+        assert index.get(os.path.realpath(music / "a.mp3")).emotions is None  # stale
+    monkeypatch.undo()
+    rerun = _by_name(tag_files(music, db=db), music)
+    assert rerun["a.mp3"].status == TAGGED and read_tags(music / "a.mp3").tagged
+
+
+def test_a_failed_write_is_retried_from_the_index(music, db, monkeypatch):
+    os.chmod(music / "b.flac", 0o444)
+    first = _by_name(tag_files(music, db=db), music)
+    assert first["b.flac"].status == FAILED and "read-only" in first["b.flac"].error
+    with LibraryIndex(db) as index:
+        row = index.get(os.path.realpath(music / "b.flac"))
+    assert row.emotions is not None and row.tagged_at is None and "read-only" in row.error
+    os.chmod(music / "b.flac", 0o644)  # the user fixes it; size and mtime are unchanged
+    spy = PredictSpy(monkeypatch)
+    second = _by_name(tag_files(music, db=db), music)
+    assert second["b.flac"].status == TAGGED and not spy.paths  # written, not predicted
+    assert read_tags(music / "b.flac").mood == row.top_emotion
+
+
+def test_an_interrupted_run_resumes(music, db, monkeypatch):
+    done = []
+    for outcome in tag_files(music, db=db):
+        done.append(outcome.path)
+        if len(done) == 3:
+            break  # stopped mid-run
+    spy = PredictSpy(monkeypatch)
+    rest = list(tag_files(music, db=db))
+    assert {o.path for o in rest if o.status == SKIPPED} == set(done)
+    assert set(spy.paths).isdisjoint(done)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT path, COUNT(*) FROM tracks GROUP BY path").fetchall()
+    assert len(rows) == len(GOOD) + len(BAD) and {n for _, n in rows} == {1}
+
+
+def test_find_by_mood_and_like(music, db):
+    list(tag_files(music, db=db))
+    with LibraryIndex(db) as index:
+        rows = {r.path: r for r in index.rows() if r.emotions}
+    ranked = sorted(rows, key=lambda p: (-rows[p].emotions["calmness"], p))
+    found = find_by_mood("calmness", db=db)
+    assert [m.path for m in found] == ranked
+    assert [m.share for m in found] == [rows[p].emotions["calmness"] for p in ranked]
+    assert [m.path for m in find_by_mood("calmness", limit=2, db=db)] == ranked[:2]
+    threshold = rows[ranked[1]].emotions["calmness"]
+    assert [m.path for m in find_by_mood("calmness", min_share=threshold, db=db)] == ranked[:2]
+    with pytest.raises(ConfigError, match="joy.*choose one of"):
+        find_by_mood("joy", db=db)
+    with pytest.raises(ConfigError):
+        find_by_mood("calmness", min_share=1.5, db=db)
+
+    from scipy.spatial.distance import jensenshannon
+
+    query = os.path.realpath(music / "a.mp3")
+    like = find_like(music / "a.mp3", db=db)
+    assert query not in [m.path for m in like] and len(like) == len(rows) - 1
+    p = list(rows[query].emotions.values())
+    want = sorted(
+        (jensenshannon(p, list(rows[o].emotions.values()), base=2), o) for o in rows if o != query
+    )
+    assert [m.path for m in like] == [o for _, o in want]
+    assert [m.distance for m in like] == pytest.approx([d for d, _ in want], abs=1e-9)
+    assert mood_distance(np.array(p), np.array([p]))[0] == pytest.approx(0.0, abs=1e-7)
+
+    playlist = playlist_m3u8(found[:2]).splitlines()
+    assert playlist[0] == "#EXTM3U"
+    assert playlist[1].startswith("#EXTINF:4,") and playlist[2] == found[0].path
+    assert playlist[4] == found[1].path and len(playlist) == 5
+
+
+def test_like_a_track_outside_the_index_is_predicted(music, db, tmp_path):
+    list(tag_files(music / "sub", db=db))
+    list(tag_files(music / "a.mp3", db=db))
+    outside = encode(tmp_path / "new.flac", chord_signal(4.0), SR)
+    like = find_like(outside, db=db, limit=1)
+    assert len(like) == 1 and like[0].path == os.path.realpath(music / "a.mp3")
+
+
+def test_untag_then_tag_again_from_the_index(music, db, monkeypatch):
+    list(tag_files(music, db=db))
+    moods = {n: read_tags(music / n).mood for n in GOOD}
+    good = [music / n for n in GOOD]
+    outcomes = list(untag_files(good, db=db))
+    assert [o.status for o in outcomes] == [UNTAGGED] * len(GOOD)
+    assert not any(read_tags(p).tagged for p in good)
+    with LibraryIndex(db) as index:
+        assert all(index.get(os.path.realpath(p)).tagged_at is None for p in good)
+    assert [o.status for o in untag_files(good, db=db)] == [SKIPPED] * len(GOOD)
+    spy = PredictSpy(monkeypatch)
+    again = _by_name(tag_files(music, db=db), music)
+    assert {n for n, o in again.items() if o.status == TAGGED} == set(GOOD) and not spy.paths
+    assert {n: read_tags(music / n).mood for n in GOOD} == moods
+
+
+def test_model_id_and_files_without_loading_anything(music, tmp_path):
+    assert model_id() == load_model().model_id
+    other = _saved_copy(tmp_path / "mine.ckpt")
+    assert model_id(other) == load_model(other).model_id
+    assert library_files(music) == [os.path.realpath(p) for p in find_audio([music])]
+    (music / "link.mp3").symlink_to(music / "a.mp3")
+    assert library_files([music, music / "a.mp3"]).count(os.path.realpath(music / "a.mp3")) == 1
+
+
+def test_index_location_and_bad_index_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOODSCOPE_DATA_DIR", str(tmp_path / "d"))
+    assert default_db_path() == tmp_path / "d" / "library.sqlite"
+    monkeypatch.delenv("MOODSCOPE_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "x"))
+    assert default_db_path() == tmp_path / "x" / "moodscope" / "library.sqlite"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert default_db_path() == tmp_path / "h" / ".local" / "share" / "moodscope" / "library.sqlite"
+
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database " * 100)
+    with pytest.raises(LibraryError, match="junk.sqlite"):
+        LibraryIndex(junk)
+    newer = tmp_path / "newer.sqlite"
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(LibraryError, match="newer"):
+        LibraryIndex(newer)
+    with LibraryIndex(tmp_path / "none.sqlite", readonly=True) as empty:
+        assert len(empty) == 0 and empty.rows() == []
+    assert not (tmp_path / "none.sqlite").exists()
+    with LibraryIndex(tmp_path / "wal.sqlite") as index:
+        assert index._query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_cli_tag_find_untag(music, db, capsys):
+    code, out, err = run(["tag", music, "--db", db, "--workers", "1"], capsys)
+    assert code == 1
+    assert "9 file(s): 4 tagged, 0 skipped (unchanged), 5 failed" in err
+    assert err.count("failed /") == 5 and "notes.mp3: is not an audio file" in err
+    code, _, err = run(["tag", music, "--db", db], capsys)
+    assert code == 0 and "0 tagged, 9 skipped (unchanged), 5 of them failed before" in err
+
+    code, out, err = run(["find", "--mood", "calmness", "--format", "json", "--db", db], capsys)
+    items = json.loads(out)
+    assert code == 0 and len(items) == 4 and "4 track(s) found" in err
+    assert [i["share"] for i in items] == sorted((i["share"] for i in items), reverse=True)
+    assert set(items[0]) == {"path", "share", "top_emotion", "emotions", "duration", "model"}
+    code, out, _ = run(["find", "--mood", "calmness", "--format", "m3u8", "--db", db], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "#EXTM3U" and lines[2::2] == [i["path"] for i in items]
+    playlist = db.parent / "calm.m3u8"
+    code, _, _ = run(["find", "--mood", "calmness", "--min", "0", "--format", "m3u8",
+                      "--output", playlist, "--db", db], capsys)  # fmt: skip
+    assert code == 0 and playlist.read_text() == out
+    code, out, _ = run(["find", "--like", music / "a.mp3", "--limit", "2", "--db", db], capsys)
+    assert code == 0 and "distance" in out
+
+    for args, message in [
+        (["find", "--db", db], "--mood EMOTION or --like FILE"),
+        (["find", "--mood", "calmness", "--like", music / "a.mp3", "--db", db], "one of"),
+        (["find", "--like", music / "a.mp3", "--min", "0.2", "--db", db], "--min goes with"),
+        (["find", "--mood", "calmness", "--format", "xml", "--db", db], "xml"),
+        (["find", "--mood", "calm", "--db", db], "choose one of"),
+        (["find", "--mood", "calmness", "--db", db.parent / "nope.sqlite"], "moodscope tag"),
+    ]:
+        code, _, err = run(args, capsys)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+    code, _, err = run(["untag", *[music / n for n in GOOD], "--db", db], capsys)
+    assert code == 0 and "4 file(s): 4 untagged, 0 had no moodscope tags, 0 failed" in err
+
+
+def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
+    code, out, err = run(["tag", music / "a.mp3", "--dry-run", "--db", db], capsys)
+    assert code == 0 and "a.mp3" in out and "1 would be tagged" in err and not db.exists()
+    assert not read_tags(music / "a.mp3").tagged
+
+    seen = {}
+
+    def fake(files, model, **kwargs):
+        seen.update(kwargs, files=files, model=model)
+        return iter(())
+
+    import moodscope.library
+
+    monkeypatch.setattr(moodscope.library, "tag_files", fake)
+    ckpt = db.parent / "m.ckpt"
+    code, _, _ = run(["tag", music, "--workers", "3", "--scheduler", "tcp://10.0.0.1:8786",
+                      "--force", "--model", ckpt, "--db", db], capsys)  # fmt: skip
+    assert seen["workers"] == 3 and seen["scheduler"] == "tcp://10.0.0.1:8786"
+    assert seen["force"] is True and seen["dry_run"] is False and seen["model"] == ckpt
+    assert seen["db"] == db and len(seen["files"]) == len(GOOD) + len(BAD)
