@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import library_audio
 from conftest import SR, chord_signal
 from library_audio import encode
 from moodscope import EMOTIONS
@@ -398,3 +399,181 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
     assert seen["workers"] == 3 and seen["scheduler"] == "tcp://10.0.0.1:8786"
     assert seen["force"] is True and seen["dry_run"] is False and seen["model"] == ckpt
     assert seen["db"] == db and len(seen["files"]) == len(GOOD) + len(BAD)
+
+
+# -- real Emotify tracks, end to end (the issue's "done when") -----------------------------
+
+FORMAT_EXTS = ("mp3", "flac", "ogg", "m4a")
+REAL_BAD = ("empty.mp3", "notes.mp3", "truncated.flac", "short.ogg", "nan.wav")
+
+
+@pytest.fixture(scope="module")
+def emotify_clips(emotify_dir):
+    """15 s of one track per genre, decoded once: (track id, genre, samples)."""
+    from moodscope.datasets import EmotifyDataset
+
+    tracks = EmotifyDataset(emotify_dir).tracks.groupby("genre").head(1)
+    clips = []
+    for row in tracks.itertuples():
+        with sf.SoundFile(row.path) as f:
+            f.seek(10 * f.samplerate)
+            y = f.read(15 * f.samplerate, dtype="float32", always_2d=True).mean(axis=1)
+            clips.append((int(row.track_id), row.genre, y, f.samplerate))
+    return clips
+
+
+def _real_library(folder, clips):
+    """Each clip as MP3, FLAC, Ogg Vorbis and M4A with title, artist and cover art (and a
+    mood of the user's own on the FLACs), plus files that predict rejects."""
+    from library_audio import set_metadata
+
+    folder.mkdir(parents=True)
+    meta = {}
+    for tid, genre, y, sr in clips:
+        for ext in FORMAT_EXTS:
+            path = encode(folder / f"{genre}-{tid}.{ext}", y, sr)
+            meta[path.name] = (f"Track {tid}", f"Artist of {genre}")
+            set_metadata(path, title=meta[path.name][0], artist=meta[path.name][1],
+                         mood="Wistful" if ext == "flac" else None)  # fmt: skip
+    first = folder / f"{clips[0][1]}-{clips[0][0]}"
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "notes.mp3").write_text("definitely not audio\n" * 40)
+    (folder / "truncated.flac").write_bytes(first.with_suffix(".flac").read_bytes()[:3000])
+    encode(folder / "short.ogg", clips[0][2][: clips[0][3] // 2], clips[0][3])
+    nan = clips[0][2].copy()
+    nan[500] = np.nan
+    sf.write(folder / "nan.wav", nan, clips[0][3], subtype="FLOAT")
+    return meta
+
+
+def _moodscope() -> str:
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).with_name("moodscope"))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_real_tracks_tagged_like_predict_says_audio_and_tags_intact(
+    emotify_clips, tmp_path, capsys
+):
+    import mutagen
+
+    from library_audio import decode_exact, read_metadata
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    meta = _real_library(folder, emotify_clips)
+    audio = {name: decode_exact(folder / name) for name in meta}
+    bad_bytes = {name: (folder / name).read_bytes() for name in REAL_BAD}
+
+    code, out, _ = run(["predict", folder, "--format", "json", "--workers", "2"], capsys)
+    predicted = {os.path.basename(p["path"]): p for p in json.loads(out)}
+    assert code == 1 and len(predicted) == len(meta) + len(REAL_BAD)
+
+    code, _, err = run(["tag", folder, "--db", db, "--workers", "2"], capsys)
+    assert code == 1
+    assert f"{len(meta) + 5} file(s): {len(meta)} tagged, 0 skipped (unchanged), 5 failed" in err
+    for name in REAL_BAD:
+        assert f"{name}:" in err and (folder / name).read_bytes() == bad_bytes[name]
+
+    for name, (title, artist) in meta.items():
+        path, want = folder / name, predicted[name]
+        tags = mutagen.File(path).tags
+        if name.endswith(".mp3"):
+            mood = str(tags["TMOO"])
+            assert str(tags["TXXX:MOODSCOPE_MODEL"]) == want["model"]
+        elif name.endswith(".m4a"):
+            mood = bytes(tags["----:com.apple.iTunes:MOOD"][0]).decode()
+            assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 10
+        else:
+            mood = tags["MOOD"][0]
+            assert tags["MOODSCOPE_CALMNESS"] == [f"{want['emotions']['calmness']:.3f}"]
+            if name.endswith(".flac"):
+                assert tags["MOODSCOPE_PREVIOUS_MOOD"] == ["Wistful"]
+        assert mood == want["top_emotion"], name
+        assert np.array_equal(decode_exact(path), audio[name]), f"{name}: audio changed"
+        got_title, got_artist, cover = read_metadata(path)
+        assert (got_title, got_artist) == (title, artist) and cover == library_audio.COVER
+
+    with LibraryIndex(db) as index:
+        rows = {os.path.basename(r.path): r for r in index.rows()}
+    assert set(rows) == set(meta) | set(REAL_BAD)
+    assert all(rows[n].error and rows[n].emotions is None for n in REAL_BAD)
+
+    calm = {n: predicted[n]["emotions"]["calmness"] for n in meta}
+    ranked = sorted(calm, key=lambda n: -calm[n])
+    code, out, _ = run(["find", "--mood", "calmness", "--format", "m3u8", "--db", db], capsys)
+    listed = [os.path.basename(line) for line in out.splitlines() if not line.startswith("#")]
+    assert code == 0 and out.startswith("#EXTM3U\n") and listed == ranked
+    middle = (calm[ranked[len(ranked) // 2 - 1]] + calm[ranked[len(ranked) // 2]]) / 2
+    code, out, _ = run(["find", "--mood", "calmness", "--min", str(middle), "--format", "m3u8",
+                        "--db", db], capsys)  # fmt: skip
+    listed = [os.path.basename(line) for line in out.splitlines() if not line.startswith("#")]
+    assert listed == [n for n in ranked if calm[n] >= middle] and len(listed) == len(meta) // 2
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_finishes_once(emotify_clips, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from library_audio import decode_exact
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    meta = _real_library(folder, emotify_clips)
+    total = len(meta) + len(REAL_BAD)
+    audio = {name: decode_exact(folder / name) for name in meta}
+    command = [_moodscope(), "tag", str(folder), "--db", str(db), "--workers", "1"]
+
+    def count_rows() -> int:
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while count_rows() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "moodscope tag finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+    at_kill = count_rows()
+    assert 3 <= at_kill < total
+    for name in meta:  # every file is the old one or the new one, never a broken one
+        assert np.array_equal(decode_exact(folder / name), audio[name]), name
+        tags = read_tags(folder / name)
+        assert (tags.model is None and not tags.emotions) or (
+            tags.model and len(tags.emotions) == 9 and tags.mood in EMOTIONS
+        )
+    with sqlite3.connect(db) as conn:
+        finished = dict(conn.execute("SELECT path, updated_at FROM tracks").fetchall())
+    mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1, rerun.stderr  # the bad files still fail
+    assert f"{at_kill} skipped" in " ".join(rerun.stderr.split())
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counts = conn.execute("SELECT path, COUNT(*) FROM tracks GROUP BY path").fetchall()
+        rows = dict(conn.execute("SELECT path, updated_at FROM tracks").fetchall())
+        tagged = dict(conn.execute("SELECT path, top_emotion FROM tracks "
+                                   "WHERE tagged_at IS NOT NULL").fetchall())  # fmt: skip
+    assert len(counts) == total and {n for _, n in counts} == {1}
+    assert {os.path.basename(p) for p in tagged} == set(meta)
+    for path, top in tagged.items():
+        assert read_tags(path).mood == top
+    for path, updated in finished.items():  # finished before the kill: not redone
+        assert rows[path] == updated and os.stat(path).st_mtime_ns == mtimes[path]
+    assert not [p for p in folder.iterdir() if ".moodscope-" in p.name]  # no stale copies
+    for name in meta:
+        assert np.array_equal(decode_exact(folder / name), audio[name]), name
