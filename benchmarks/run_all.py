@@ -15,7 +15,9 @@ from pathlib import Path
 
 from .common import machine
 
-BENCHMARKS = ["bench_features", "bench_musicnn", "bench_predict", "bench_cluster", "bench_serve"]
+BENCHMARKS = [
+    "bench_features", "bench_musicnn", "bench_predict", "bench_cluster", "bench_serve", "bench_tag",
+]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
