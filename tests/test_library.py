@@ -247,6 +247,13 @@ def test_an_interrupted_run_resumes(music, db, monkeypatch):
     assert len(rows) == len(GOOD) + len(BAD) and {n for _, n in rows} == {1}
 
 
+def test_a_missing_file_is_reported_not_recorded(tmp_path, db):
+    (outcome,) = tag_files([tmp_path / "missing.mp3"], db=db)
+    assert outcome.status == FAILED and outcome.error.endswith("missing.mp3: no such file")
+    with LibraryIndex(db) as index:
+        assert len(index) == 0
+
+
 def test_find_by_mood_and_like(music, db):
     list(tag_files(music, db=db))
     with LibraryIndex(db) as index:

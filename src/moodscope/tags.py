@@ -425,8 +425,11 @@ def _rewrite(
         sha1 = _sha1(tmp)
         if not _state(real, path).unchanged(before):
             raise TagError(path, "changed while moodscope was tagging it; not tagged (run again)")
+        # The copy's data is on disk before the rename, so after a crash or a power cut the
+        # name holds the old file or the new one, whole. The folder is not fsynced: were
+        # the rename lost, the old file is back, and the index (size, mtime) sees it as not
+        # done.
         os.replace(tmp, real)
-        _fsync_folder(folder)
     except FileNotFoundError:
         raise TagError(path, "vanished while moodscope was tagging it") from None
     except OSError as exc:
@@ -465,19 +468,6 @@ def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a folder; the rename itself is atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
