@@ -240,8 +240,11 @@ def test_an_interrupted_run_resumes(music, db, monkeypatch):
             break  # stopped mid-run
     spy = PredictSpy(monkeypatch)
     rest = list(tag_files(music, db=db))
-    assert {o.path for o in rest if o.status == SKIPPED} == set(done)
-    assert set(spy.paths).isdisjoint(done)
+    skipped = {o.path for o in rest if o.status == SKIPPED}
+    # Writes already handed to the writer thread finish when the run stops: at least the
+    # files seen are done, and nothing done is predicted again.
+    assert skipped >= set(done) and len(skipped) < len(rest)
+    assert set(spy.paths).isdisjoint(skipped) and set(spy.paths) | skipped == {o.path for o in rest}
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT path, COUNT(*) FROM tracks GROUP BY path").fetchall()
     assert len(rows) == len(GOOD) + len(BAD) and {n for _, n in rows} == {1}

@@ -14,7 +14,9 @@ import datetime
 import json
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,9 @@ from .errors import ConfigError, LibraryError, TagError
 from .tags import FileState, remove_tags, write_tags
 
 SCHEMA_VERSION = 1
+
+MAX_PENDING_WRITES = 8
+"""Predictions waiting for the writer thread before the run waits for it."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracks (
@@ -142,7 +147,10 @@ class LibraryIndex:
                 self._conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                # Used by tag_files' writer thread, never by two threads at once.
+                self._conn = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
             self._setup()
         except (sqlite3.Error, OSError) as exc:
             self.close()
@@ -397,8 +405,9 @@ def tag_files(
     (``force`` redoes them); a file whose prediction is in the index but whose tag write
     failed is written from the index without predicting again. Predictions go through
     :func:`moodscope.predict.predict_iter` (``workers``, ``scheduler``, ``backend`` as
-    there); tags are written by :func:`moodscope.tags.write_tags` in this process, and each
-    result is committed to the index before the next file's.
+    there); tags are written by :func:`moodscope.tags.write_tags` on one thread of this
+    process while the next files are predicted, in the order the predictions finish, each
+    result committed to the index before the next file's.
 
     Parameters
     ----------
@@ -434,21 +443,31 @@ def tag_files(
                 to_write.append((row, state))
             else:
                 to_predict[path] = state
-        writer = None if dry_run else index
+        target = None if dry_run else index
         for row, state in to_write:
-            yield _finish(writer, row.prediction(), state)
+            yield _finish(target, row.prediction(), state)
         if to_predict:
             from .predict import load_model, predict_iter  # torch: only when predicting
 
-            for prediction in predict_iter(
+            predictions = predict_iter(
                 list(to_predict),
                 load_model(model),
                 workers=workers,
                 scheduler=scheduler,
                 backend=backend,
                 use_cache=use_cache,
-            ):
-                yield _finish(writer, prediction, to_predict[prediction.path])
+            )
+            # Writes run on one thread of their own, in order, while the next files are
+            # predicted: a write waits on the disk (fsync, rename) far more than it computes.
+            with ThreadPoolExecutor(1, thread_name_prefix="moodscope-tag") as writer:
+                pending: deque[Future] = deque()
+                for prediction in predictions:
+                    before = to_predict[prediction.path]
+                    pending.append(writer.submit(_finish, target, prediction, before))
+                    while pending and (pending[0].done() or len(pending) > MAX_PENDING_WRITES):
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
     finally:
         index.close()
 
