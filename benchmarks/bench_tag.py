@@ -101,13 +101,14 @@ def _throughput(files: list[Path], tmp: Path, repeats: int) -> list[str]:
         f"| `predict` alone | {p:.1f} | {n / p:.2f} | {p_cpu:.1f} |",
         f"| `tag` (predict + tag write + index) | {t:.1f} | {n / t:.2f} | {t_cpu:.1f} |",
         "",
-        f"tag / predict: wall {t / p:.3f} ({100 * (t / p - 1):+.1f} %), CPU {t_cpu / p_cpu:.3f} "
-        f"({100 * (t_cpu / p_cpu - 1):+.1f} %); on a shared machine the wall clock of two "
-        "runs differs by other people's load as much as by the write. Timed alone, the tag "
-        f"write and the index row take **{write_ms:.1f} ms** per file (median; max "
-        f"{1000 * max(writes):.1f} ms; copy beside the file, mutagen, fsync, rename, SHA-1, "
-        f"one committed SQLite transaction) against {per_predict_ms:.0f} ms to predict it: "
-        f"**{100 * write_ms / per_predict_ms:.2f} %** added (target < 5 %).",
+        f"tag / predict: **wall {100 * (t / p - 1):+.1f} %** (target < 5 %), CPU "
+        f"{100 * (t_cpu / p_cpu - 1):+.1f} %. The write itself (copy beside the file, "
+        f"mutagen, fsync, rename, SHA-1, one committed SQLite transaction), timed alone: "
+        f"{write_ms:.1f} ms per file (median; max {1000 * max(writes):.1f} ms) against "
+        f"{per_predict_ms:.0f} ms to predict it ({100 * write_ms / per_predict_ms:.1f} % if "
+        "it ran between predictions; `tag` runs it on a thread of its own, overlapping its "
+        "waits on the disk with the next prediction). On a 2-core machine shared with "
+        "others, two runs' wall clocks also differ by their load.",
         "",
     ]
 
