@@ -314,6 +314,7 @@ def fold_metrics(
         segment_accuracy=segment_accuracy,
         epochs=run.result.metrics["epochs"],
         train_seconds=run.result.train_seconds,
+        train_cpu_seconds=run.result.metrics["train_cpu_seconds"],
         leak_fraction=run.result.metrics["leak_fraction"],
         out_of_fold=pd.DataFrame(track_proba, index=track_ids, columns=run.split.labels),
     )
@@ -511,14 +512,17 @@ def _variant_notes(model: str, results: dict[str, dict], folds: int, chosen: str
         f"\n`{model}`: one training per fold and balance serves four rows (best epoch by "
         "validation loss and by validation macro-F1, each with BatchNorm statistics as "
         "trained and re-estimated); a row's seconds are its balance's training over all "
-        f"folds plus, for re-estimated rows, the re-estimation ({folds} folds).\n",
-        "| balance | epochs per fold | training s per fold | training s, all folds "
-        "| BN re-estimation s per fold |\n|---|---|---|---|---|",
+        f"folds plus, for re-estimated rows, the re-estimation ({folds} folds). CPU "
+        "seconds are the process's, unaffected by other jobs on shared cores.\n",
+        "| balance | epochs per fold | training s per fold (wall) | CPU s per fold "
+        "| training s, all folds (wall) | BN re-estimation s per fold |\n"
+        "|---|---|---|---|---|---|",
     ]
     for balance, t in times.items():
         lines.append(
             f"| {balance} | {t['epochs_per_fold']:.1f} | {t['train_seconds_per_fold']:.0f} | "
-            f"{t['train_seconds_total']:.0f} | {t['bn_seconds_per_fold']:.1f} |"
+            f"{t['train_cpu_seconds_per_fold']:.0f} | {t['train_seconds_total']:.0f} | "
+            f"{t['bn_seconds_per_fold']:.1f} |"
         )
     lines += [
         "\nOn the validation tracks carved from the training folds (never the test folds), "

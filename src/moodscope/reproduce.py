@@ -160,6 +160,7 @@ FOLD_KEYS = (
     "epochs",
     "best_epoch",
     "train_seconds",
+    "train_cpu_seconds",
 )
 
 

@@ -171,8 +171,9 @@ def choose_variant(results: dict[str, dict], by: str = "track_accuracy") -> str:
 
 
 def training_seconds(results: dict[str, dict]) -> dict[str, dict]:
-    """Per balance: mean training seconds and epochs per fold, total over folds, and the
-    BatchNorm re-estimation's mean seconds per fold (one training serves four variants)."""
+    """Per balance: mean training seconds (wall and CPU) and epochs per fold, the wall total
+    over folds, and the BatchNorm re-estimation's mean seconds per fold (one training serves
+    four variants)."""
     out: dict[str, dict] = {}
     for result in results.values():
         balance = result["variant"]["balance"]
@@ -182,6 +183,9 @@ def training_seconds(results: dict[str, dict]) -> dict[str, dict]:
             {
                 "train_seconds_per_fold": float(np.mean([f["train_seconds"] for f in folds])),
                 "train_seconds_total": float(np.sum([f["train_seconds"] for f in folds])),
+                "train_cpu_seconds_per_fold": float(
+                    np.mean([f["train_cpu_seconds"] for f in folds])
+                ),
                 "epochs_per_fold": float(np.mean([f["epochs"] for f in folds])),
                 "bn_seconds_per_fold": 0.0,
             },
