@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce results clean browser
+.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser
 
 venv: $(STAMP)
 
@@ -49,13 +49,25 @@ model: $(STAMP)
 
 # The paper reproduction and the model comparisons quoted in docs/results.md (each run
 # writes runs/<name>/comparison.md; features are cached, so a rerun only trains).
+# Torch on one thread: the measured wall times are per core, and the 2 cores stay shared.
+TORCH_THREADS ?= 1
 reproduce: $(STAMP)
-	$(BIN)/moodscope reproduce --data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/reproduce
+	OMP_NUM_THREADS=$(TORCH_THREADS) $(BIN)/moodscope reproduce \
+		--data "$(MOODSCOPE_EMOTIFY_DIR)" --out runs/reproduce
 COMPARE = $(BIN)/moodscope compare --data "$(MOODSCOPE_EMOTIFY_DIR)" --segments 20
+# The paper's CNN-LSTM trained without the leak: every balance (one training per fold each),
+# checkpoint rule and BatchNorm option, beside the majority class and the best models on the
+# paper's 28 features; docs/results.md section 2.
+VARIANTS = OMP_NUM_THREADS=$(TORCH_THREADS) $(BIN)/moodscope compare \
+	--data "$(MOODSCOPE_EMOTIFY_DIR)" --features paper --variants smote,class_weight,none \
+	--models majority,random_forest,gradient_boosting,paper_cnn_lstm
+cnn-lstm-variants: $(STAMP)
+	$(VARIANTS) --segments 20 --out runs/cnn-lstm-variants-20seg
+	$(VARIANTS) --segments 10 --out runs/cnn-lstm-variants-10seg
 TRACK = --aggregate track --config configs/track_level.yaml
 TRACK_FULL = --aggregate track --config configs/track_level_full.yaml
 GRU = --models attention_gru --config configs/attention_gru.yaml
-results: $(STAMP)
+results: $(STAMP) cnn-lstm-variants
 	$(COMPARE) --features paper --out runs/compare-paper20 \
 		--models majority,logistic_regression,random_forest,gradient_boosting,ridge
 	$(COMPARE) --features paper $(GRU) --out runs/paper-more

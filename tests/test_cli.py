@@ -126,3 +126,102 @@ def test_demo_runs_offline(tmp_path, capsys):
 def test_usage_error_is_not_a_traceback(capsys):
     code, _, err = run(["features", "--segments", "many", "--out", "x.parquet"], capsys)
     assert code == 2 and "Traceback" not in err and "--segments" in err
+
+
+class _Captured(Exception):
+    pass
+
+
+class _StubDataset:
+    labels = ("calm", "power")
+    root = Path("stub")
+
+    def by_track(self):
+        return pd.DataFrame()
+
+    def share_table(self):
+        return None
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Run train/crossval/compare up to the Python API call and keep what reached it."""
+    import moodscope.cli
+    import moodscope.evaluation
+    import moodscope.experiment
+    from moodscope.errors import MoodscopeError
+    from moodscope.features import FeatureConfig
+
+    seen: dict = {}
+
+    def stop(**kwargs):
+        seen.update(kwargs)
+        raise MoodscopeError("captured")
+
+    monkeypatch.setattr(
+        moodscope.cli,
+        "_dataset_table",
+        lambda *a: (_StubDataset(), FeatureConfig(segments=a[3]), pd.DataFrame()),
+    )
+    monkeypatch.setattr(moodscope.experiment, "train_and_test", lambda table, **kw: stop(**kw))
+    monkeypatch.setattr(moodscope.evaluation, "crossval", lambda table, tracks, **kw: stop(**kw))
+    monkeypatch.setattr(
+        moodscope.evaluation, "compare_models", lambda ds, table, models, **kw: stop(**kw)
+    )
+    return seen
+
+
+TRAINING_FLAGS = [
+    (["--class-weight"], {"balance": "class_weight"}),
+    (["--no-smote"], {"balance": "none"}),
+    (["--smote"], {"balance": "smote"}),
+    ([], {"balance": None, "select": "val_loss", "bn_reestimate": False, "stop_on": "select"}),
+    (
+        ["--select", "val_macro_f1", "--bn-reestimate", "--stop-on", "both"],
+        {"select": "val_macro_f1", "bn_reestimate": True, "stop_on": "both"},
+    ),
+]
+
+
+@pytest.mark.parametrize("command", ["train", "crossval", "compare"])
+@pytest.mark.parametrize("flags, expected", TRAINING_FLAGS)
+def test_training_options_reach_train_config(command, flags, expected, captured, tmp_path, capsys):
+    code, _, err = run([command, "--data", tmp_path, "--out", tmp_path / "o", *flags], capsys)
+    assert code == 1 and "captured" in err, err
+    config = captured["train_config"]
+    for key, value in expected.items():
+        assert getattr(config, key) == value, key
+
+
+def test_flags_override_the_yaml_train_section(captured, tmp_path, capsys):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("train:\n  balance: class_weight\n  select: val_macro_f1\n")
+    run(["crossval", "--data", tmp_path, "--out", tmp_path / "o", "--config", yaml_file], capsys)
+    assert captured["train_config"].balance == "class_weight"
+    assert captured["train_config"].select == "val_macro_f1"
+    captured.clear()
+    run(
+        ["crossval", "--data", tmp_path, "--out", tmp_path, "--config", yaml_file, "--smote"],
+        capsys,
+    )
+    assert captured["train_config"].balance == "smote"
+
+
+def test_compare_variants_reach_the_api(captured, tmp_path, capsys):
+    run(["compare", "--data", tmp_path, "--out", tmp_path, "--variants", "smote,none"], capsys)
+    assert captured["variants"] == ["smote", "none"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--smote", "--class-weight"], "pick one"),
+        (["--select", "val_accuracy"], "select must be one of val_loss, val_macro_f1"),
+        (["--stop-on", "never"], "stop_on must be one of"),
+        (["--variants", "smote,oversample"], "unknown balance 'oversample'"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(flags, message, captured, tmp_path, capsys):
+    code, _, err = run(["compare", "--data", tmp_path, "--out", tmp_path, *flags], capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not captured  # refused before any training

@@ -85,3 +85,21 @@ def test_unknown_model():
 def test_list_models_pattern():
     assert "paper_cnn_lstm" in list_models("paper_*")
     assert list_models("no_such_*") == []
+
+
+def test_class_weight_reaches_scikit_learn_models_as_balanced_weights():
+    from sklearn.linear_model import LogisticRegression
+
+    from moodscope.estimators import Classifier
+    from moodscope.training import TrainConfig
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 30 + [1] * 10 + [2] * 5)
+    X = rng.normal(size=(len(y), 4)) + y[:, None]
+    weighted = Classifier("logistic_regression", 4, 3, {}, TrainConfig(balance="class_weight"))
+    weighted.fit(X, y, X[:0], y[:0])
+    balanced = LogisticRegression(class_weight="balanced", random_state=0).fit(X, y)
+    np.testing.assert_allclose(weighted.model.coef_, balanced.coef_, rtol=1e-4, atol=1e-6)
+    plain = Classifier("logistic_regression", 4, 3, {}, TrainConfig(balance="none"))
+    plain.fit(X, y, X[:0], y[:0])
+    assert not np.allclose(plain.model.coef_, weighted.model.coef_, atol=1e-3)

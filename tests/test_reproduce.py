@@ -31,6 +31,8 @@ def test_reproduce_writes_report(emotify_subset, tmp_path, capsys):
             "1",
             "--honest-folds",
             "2",
+            "--variants",
+            "smote",
             "--workers",
             "2",
         ],
@@ -52,10 +54,29 @@ def test_reproduce_writes_report(emotify_subset, tmp_path, capsys):
             assert key in m, key
         assert m["leak_fraction"] > 0.5  # paper mode leaks, and says so
         assert set(m["per_class"][m["labels"][0]]) == {"precision", "recall", "f1", "support"}
-        assert m["honest"]["majority"]["summary"]["track_accuracy"]["mean"] >= 0
-        assert "paper_cnn_lstm" in m["honest"]
+        honest = m["honest"]
+        assert honest["majority"]["summary"]["track_accuracy"]["mean"] >= 0
+        assert "paper_cnn_lstm" in honest  # as the paper trained it, split by track
+        assert len(honest["variants"]) == 4  # one balance: 2 checkpoint rules x BN or not
+        assert honest["chosen"] in honest["variants"]
+        assert honest["choose_by"] == "validation track_accuracy"
     md = (out / "report.md").read_text()
     assert "Table 4" in md and "74.8 %" in md and "The leak" in md and "by track" in md
+    # Table 4: the paper's number, paper mode with its leak, and the model without the leak.
+    table4 = md.split("Table 4")[1].split("\n\n")[1].splitlines()
+    assert "the paper's number" in table4[0] and "paper mode, measured" in table4[0]
+    assert "trained without the leak" in table4[0]
+    for n, row in zip(("10", "12"), table4[2:4]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        chosen = metrics["segmentations"][n]["honest"]
+        chosen = chosen["variants"][chosen["chosen"]]
+        assert cells[1] == ("74.8 %" if n == "10" else "-")
+        assert cells[3].endswith("%")  # the leak
+        assert cells[4] == "{:.1f} ± {:.1f} %".format(
+            100 * chosen["summary"]["segment_accuracy"]["mean"],
+            100 * chosen["summary"]["segment_accuracy"]["std"],
+        )
+        assert cells[6] == chosen["variant"]["label"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 10  # figures embedded
     for name in (

@@ -14,7 +14,7 @@ import torch
 
 from .errors import ModelError
 from .models import create_model, model_entry
-from .training import TrainConfig, fit, predict_logits, seed_everything
+from .training import TrainConfig, class_weights, fit, predict_logits, seed_everything
 
 
 @dataclass
@@ -57,31 +57,51 @@ class Classifier:
         y_val: np.ndarray,
         *,
         progress: Callable[[int, int, dict], None] | None = None,
+        checkpoints: dict[str, dict] | None = None,
     ) -> dict[str, list[float]]:
         """Train on rows ``X`` with labels ``y`` (class indices, or target distributions
-        for soft-label training); the validation rows drive early stopping."""
+        for soft-label training); the validation rows drive early stopping.
+        ``checkpoints`` (neural models) receives the best weights by each selection rule."""
         if self.kind == "torch":
-            return fit(self.model, X, y, X_val, y_val, self.train_config, progress=progress)
-        if y.ndim == 2 and hasattr(self.model, "fit_soft"):
+            return fit(
+                self.model,
+                X,
+                y,
+                X_val,
+                y_val,
+                self.train_config,
+                progress=progress,
+                checkpoints=checkpoints,
+            )
+        weighted = self.train_config.balance == "class_weight"
+        if y.ndim == 2 and hasattr(self.model, "fit_soft") and not weighted:
             self.model.fit_soft(X, y)
         elif y.ndim == 2:
             self._fit_weighted(X, y)
+        elif weighted:
+            self._fit_sample_weights(X, y, class_weights(y, self.n_classes)[y])
         else:
             self.model.fit(X, y)
         return {}
 
     def _fit_weighted(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Soft targets for any estimator that takes sample weights: each row appears once
-        per class, weighted by that class's share (the expected hard-label loss)."""
+        per class, weighted by that class's share (the expected hard-label loss), times the
+        class's weight when the loss is class-weighted."""
         n, k = Y.shape
         rows = np.repeat(np.arange(n), k)
         classes = np.tile(np.arange(k), n)
         weights = Y.ravel()
+        if self.train_config.balance == "class_weight":
+            weights = weights * np.tile(class_weights(Y, k), n)
         keep = weights > 0
+        self._fit_sample_weights(X[rows[keep]], classes[keep], weights[keep])
+
+    def _fit_sample_weights(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
         try:
-            self.model.fit(X[rows[keep]], classes[keep], sample_weight=weights[keep])
+            self.model.fit(X, y, sample_weight=weights)
         except TypeError as exc:
-            raise ModelError(f"model {self.name!r} cannot train on soft labels ({exc})") from exc
+            raise ModelError(f"model {self.name!r} cannot weight its rows ({exc})") from exc
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities [shape=(n, n_classes)], rows summing to 1."""

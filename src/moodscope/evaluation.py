@@ -9,18 +9,25 @@ probabilities follow them (Pearson r per emotion).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .checkpoint import TrainedModel
 from .errors import ConfigError, DatasetError
-from .experiment import model_table, track_predictions, train_and_test
+from .experiment import (
+    HoldoutResult,
+    model_table,
+    resolve_balance,
+    track_predictions,
+    train_and_test,
+)
 from .features import FeatureConfig, extract_features
 from .metrics import classification_metrics
 from .models import model_entry
-from .protocols import encode_labels, share_targets, track_folds, track_split
+from .protocols import PreparedSplit, encode_labels, share_targets, track_folds, track_split
 from .training import TrainConfig
 
 SCALARS = (
@@ -157,23 +164,83 @@ def crossval(
     emotion correlation and, with ``soft=True``, as the training targets. ``aggregate``
     "track" trains on one mean/std row per track. ``train_fraction`` < 1 trains each fold on
     that share of its training tracks, drawn at random (``subsample_seed``); the test tracks
-    stay the same (a learning curve: ``tools/learning_curve.py``).
+    stay the same (a learning curve: ``tools/learning_curve.py``). The class balance is
+    ``smote`` when given, else ``train_config.balance``, else the model's default.
     """
+    started = time.perf_counter()
+    folds_out = []
+    runs = trained_folds(
+        table,
+        model=model,
+        feature_config=feature_config,
+        labels=labels,
+        folds=folds,
+        train_config=train_config,
+        model_kwargs=model_kwargs,
+        shares=shares,
+        smote=smote,
+        aggregate=aggregate,
+        soft=soft,
+        on_fold=on_fold,
+        train_fraction=train_fraction,
+        subsample_seed=subsample_seed,
+    )
+    for run in runs:
+        folds_out.append(
+            fold_metrics(run, run.result.test_proba, run.result.test_tracks, tracks, shares)
+        )
+    return crossval_result(folds_out, run, tracks, wall_seconds=time.perf_counter() - started)
+
+
+@dataclass
+class TrainedFold:
+    """One fold of a cross-validation, trained: its split, the model, how it was set up."""
+
+    k: int
+    n_folds: int
+    n_train_tracks: int
+    split: PreparedSplit
+    result: HoldoutResult
+    checkpoints: dict[str, dict]  # best weights by each selection rule (neural models)
+    model: str
+    model_kwargs: dict
+    train_config: TrainConfig
+    feature_config: FeatureConfig
+    aggregate: str
+    soft: bool
+    per_segment: bool  # the model reads segment rows (a segment accuracy exists)
+
+
+def trained_folds(
+    table: pd.DataFrame,
+    *,
+    model: str,
+    feature_config: FeatureConfig,
+    labels: list[str],
+    folds: int = 5,
+    train_config: TrainConfig | None = None,
+    model_kwargs: dict | None = None,
+    shares: pd.DataFrame | None = None,
+    smote: bool | None = None,
+    aggregate: str = "segment",
+    soft: bool = False,
+    on_fold: Callable[[int, int], Callable | None] | None = None,
+    train_fraction: float = 1.0,
+    subsample_seed: int = 0,
+) -> Iterator[TrainedFold]:
+    """The folds of :func:`crossval`, each trained, as they finish (same arguments)."""
     if not 0 < train_fraction <= 1:
         raise ConfigError(f"train_fraction must lie in (0, 1], got {train_fraction}")
-    train_config = train_config or TrainConfig()
     entry = model_entry(model)
+    train_config = resolve_balance(train_config or TrainConfig(), entry, smote=smote, soft=soft)
+    smote = train_config.balance == "smote"
     table, columns = model_table(table, feature_config, aggregate)
-    smote = entry.smote if smote is None else smote
     targets = None
     if soft:
         if shares is None:
             raise ConfigError("soft labels need per-track shares (Emotify has them)")
-        smote = False
         _, classes = encode_labels(table, labels)
         targets = share_targets(table, shares, classes)
-    fold_metrics, oof = [], []
-    started = time.perf_counter()
     track_of_row = table["track_id"].astype(str).to_numpy()
     for k, (train_rows, test_rows) in enumerate(
         track_folds(table, n_splits=folds, seed=train_config.seed, labels=labels)
@@ -194,6 +261,7 @@ def crossval(
             targets=targets,
             val_fraction=entry.val_fraction,
         )
+        checkpoints: dict[str, dict] = {}
         result = train_and_test(
             table,
             model=model,
@@ -206,41 +274,81 @@ def crossval(
             aggregate=aggregate,
             columns=columns,
             progress=on_fold(k, folds) if on_fold else None,
+            checkpoints=checkpoints,
         )
-        # Probability columns follow the label encoder's (sorted) order, not ``labels``'.
-        classes = split.labels
-        track_ids, track_proba = track_predictions(result.test_proba, result.test_tracks)
-        metrics = track_level_metrics(track_ids, track_proba, tracks, classes, shares)
-        per_segment = aggregate == "segment" and entry.input == "segment"
-        metrics.update(
-            fold=k,
-            n_train_tracks=int(len(np.unique(track_of_row[train_rows]))),
-            segment_accuracy=result.metrics["segment_accuracy"] if per_segment else None,
-            epochs=result.metrics["epochs"],
-            train_seconds=result.train_seconds,
-            leak_fraction=result.metrics["leak_fraction"],
+        yield TrainedFold(
+            k,
+            folds,
+            int(len(np.unique(track_of_row[train_rows]))),
+            split,
+            result,
+            checkpoints,
+            model,
+            model_kwargs or {},
+            train_config,
+            feature_config,
+            aggregate,
+            soft,
+            aggregate == "segment" and entry.input == "segment",
         )
-        fold_metrics.append(metrics)
-        oof.append(pd.DataFrame(track_proba, index=track_ids, columns=classes))
-    summary = summarize_folds(fold_metrics, classes)
+
+
+def fold_metrics(
+    run: TrainedFold,
+    proba: np.ndarray,
+    row_tracks: np.ndarray,
+    tracks: pd.DataFrame,
+    shares: pd.DataFrame | None,
+) -> dict:
+    """Track-level metrics of one fold's test predictions ``proba`` (one row per test row,
+    whose track ``row_tracks`` names), with the fold's bookkeeping."""
+    # Probability columns follow the label encoder's (sorted) order, not ``labels``'.
+    track_ids, track_proba = track_predictions(proba, row_tracks)
+    metrics = track_level_metrics(track_ids, track_proba, tracks, run.split.labels, shares)
+    segment_accuracy = None
+    if run.per_segment:
+        segment_accuracy = float(np.mean(proba.argmax(axis=1) == run.split.y_test))
+    metrics.update(
+        fold=run.k,
+        n_train_tracks=run.n_train_tracks,
+        segment_accuracy=segment_accuracy,
+        epochs=run.result.metrics["epochs"],
+        train_seconds=run.result.train_seconds,
+        train_cpu_seconds=run.result.metrics["train_cpu_seconds"],
+        leak_fraction=run.result.metrics["leak_fraction"],
+        out_of_fold=pd.DataFrame(track_proba, index=track_ids, columns=run.split.labels),
+    )
+    return metrics
+
+
+def crossval_result(
+    folds: list[dict], run: TrainedFold, tracks: pd.DataFrame, *, wall_seconds: float
+) -> dict:
+    """The result of a cross-validation from its folds' metrics (:func:`fold_metrics`);
+    ``run`` is any of its trained folds (they share the set-up)."""
+    oof = pd.concat([f.pop("out_of_fold") for f in folds])
+    classes = run.split.labels
+    summary = summarize_folds(folds, classes)
     return {
-        "protocol": f"track-disjoint stratified group {folds}-fold",
-        "model": model,
-        "model_kwargs": model_kwargs or {},
-        "smote": smote,
-        "aggregate": aggregate,
-        "soft_labels": soft,
-        "features": feature_config.to_dict(),
+        "protocol": f"track-disjoint stratified group {run.n_folds}-fold",
+        "model": run.model,
+        "model_kwargs": run.model_kwargs,
+        "smote": run.train_config.balance == "smote",
+        "balance": run.train_config.balance,
+        "train": run.train_config.to_dict(),
+        "aggregate": run.aggregate,
+        "soft_labels": run.soft,
+        "features": run.feature_config.to_dict(),
         "labels": classes,
-        "folds": fold_metrics,
+        "folds": folds,
         "summary": summary,
         **{key: (summary[key] or {}).get("mean") for key in SCALARS},
         "per_class": summary["per_class"],
         "per_genre": summary["per_genre"],
         "confusion_matrix": summary["confusion_matrix"],
         "emotion_correlation": summary.get("emotion_correlation"),
-        "wall_seconds": time.perf_counter() - started,
-        "out_of_fold": pd.concat(oof),
+        "wall_seconds": wall_seconds,
+        "out_of_fold": oof,
     }
 
 
@@ -288,6 +396,15 @@ def _cell(stat: dict | None) -> str:
     return "n/a" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
+def _row(name: str, result: dict, seconds: float) -> str:
+    s = result["summary"]
+    return (
+        f"| {name} | {_cell(s['track_accuracy'])} | {_cell(s['track_macro_f1'])} | "
+        f"{_cell(s['track_balanced_accuracy'])} | {_cell(s['emotion_correlation_mean'])} | "
+        f"{_cell(s['segment_accuracy'])} | {seconds:.0f} |"
+    )
+
+
 def compare_models(
     dataset,
     table: pd.DataFrame,
@@ -302,44 +419,73 @@ def compare_models(
     aggregate: str = "segment",
     soft: bool = False,
     model_kwargs: dict | None = None,
+    variants: list[str] | None = None,
 ) -> str:
     """Cross-validate each model on the same folds; return (and write) a Markdown table.
 
     ``model_kwargs`` maps a model name to its keyword arguments (models not named get
-    their registry defaults).
+    their registry defaults). ``variants`` (balances) expands each neural model into its
+    training variants (:func:`moodscope.variants.crossval_variants`), one row each, with
+    their training times and the variant the validation tracks choose.
     """
     from pathlib import Path
 
     from .evaluation_report import write_crossval
     from .report import write_json, write_text_atomic
+    from .variants import choose_variant, crossval_variants, training_seconds
 
     tracks, labels, shares = dataset.by_track(), list(dataset.labels), dataset.share_table()
-    rows, summaries = [], {}
+    rows, summaries, notes = [], {}, []
     for name in models:
         model_entry(name)  # fail fast on a typo, before hours of training
     for name in models:
-        result = crossval(
-            table,
-            tracks,
-            model=name,
+        kwargs = dict(
             feature_config=feature_config,
             labels=labels,
             folds=folds,
             train_config=train_config,
             shares=shares,
+            model_kwargs=(model_kwargs or {}).get(name),
+        )
+        if variants and model_entry(name).kind == "torch":
+            if soft or aggregate != "segment":
+                raise ConfigError("variants train on segment rows with hard labels")
+            results = crossval_variants(
+                table,
+                tracks,
+                model=name,
+                balances=variants,
+                on_fold=on_fold,
+                **kwargs,
+            )
+            for key, result in results.items():
+                seconds = sum(f["train_seconds"] for f in result["folds"])
+                seconds += folds * result["bn_seconds"]
+                rows.append(_row(f"{name} ({result['variant']['label']})", result, seconds))
+                summaries[f"{name}[{key}]"] = {
+                    k: v for k, v in result.items() if k not in ("out_of_fold",)
+                }
+                if out_dir is not None:
+                    write_crossval(
+                        result,
+                        Path(out_dir) / f"{name}-{key.replace('/', '-')}",
+                        f"{name} ({result['variant']['label']}): {folds}-fold CV by track",
+                    )
+            notes.append(_variant_notes(name, results, folds, choose_variant(results)))
+            summaries[f"{name}[times]"] = training_seconds(results)
+            continue
+        result = crossval(
+            table,
+            tracks,
+            model=name,
             smote=smote,
             aggregate=aggregate,
             soft=soft,
-            model_kwargs=(model_kwargs or {}).get(name),
             on_fold=(lambda k, n, name=name: on_fold(name, k, n)) if on_fold else None,
+            **kwargs,
         )
-        s = result["summary"]
         summaries[name] = {k: v for k, v in result.items() if k not in ("out_of_fold",)}
-        rows.append(
-            f"| {name} | {_cell(s['track_accuracy'])} | {_cell(s['track_macro_f1'])} | "
-            f"{_cell(s['track_balanced_accuracy'])} | {_cell(s['emotion_correlation_mean'])} | "
-            f"{_cell(s['segment_accuracy'])} | {result['wall_seconds']:.0f} |"
-        )
+        rows.append(_row(name, result, result["wall_seconds"]))
         if out_dir is not None:
             write_crossval(result, Path(out_dir) / name, f"{name}: {folds}-fold CV by track")
     header = (
@@ -350,8 +496,44 @@ def compare_models(
         "| model | track accuracy | track macro-F1 | track balanced acc. | mean emotion r "
         "| segment accuracy | seconds |\n|---|---|---|---|---|---|---|\n"
     )
-    markdown = header + "\n".join(rows) + "\n"
+    markdown = header + "\n".join(rows) + "\n" + "".join(notes)
     if out_dir is not None:
         write_text_atomic(Path(out_dir) / "comparison.md", markdown)
         write_json(Path(out_dir) / "comparison.json", summaries)
     return markdown
+
+
+def _variant_notes(model: str, results: dict[str, dict], folds: int, chosen: str) -> str:
+    """Markdown under the table: training time per balance, validation scores, the choice."""
+    from .variants import training_seconds
+
+    times = training_seconds(results)
+    lines = [
+        f"\n`{model}`: one training per fold and balance serves four rows (best epoch by "
+        "validation loss and by validation macro-F1, each with BatchNorm statistics as "
+        "trained and re-estimated); a row's seconds are its balance's training over all "
+        f"folds plus, for re-estimated rows, the re-estimation ({folds} folds). CPU "
+        "seconds are the process's, unaffected by other jobs on shared cores.\n",
+        "| balance | epochs per fold | training s per fold (wall) | CPU s per fold "
+        "| training s, all folds (wall) | BN re-estimation s per fold |\n"
+        "|---|---|---|---|---|---|",
+    ]
+    for balance, t in times.items():
+        lines.append(
+            f"| {balance} | {t['epochs_per_fold']:.1f} | {t['train_seconds_per_fold']:.0f} | "
+            f"{t['train_cpu_seconds_per_fold']:.0f} | {t['train_seconds_total']:.0f} | "
+            f"{t['bn_seconds_per_fold']:.1f} |"
+        )
+    lines += [
+        "\nOn the validation tracks carved from the training folds (never the test folds), "
+        "mean ± std over folds:\n",
+        "| variant | validation track accuracy | validation track macro-F1 |\n|---|---|---|",
+    ]
+    for key, r in results.items():
+        mark = " **(chosen)**" if key == chosen else ""
+        v = r["validation"]
+        lines.append(
+            f"| {r['variant']['label']}{mark} | {_cell(v['track_accuracy'])} | "
+            f"{_cell(v['track_macro_f1'])} |"
+        )
+    return "\n".join(lines) + "\n"

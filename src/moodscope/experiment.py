@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from .estimators import Classifier
 from .features import FeatureConfig
 from .features.aggregate import aggregate_columns, aggregate_tracks, check_aggregate
 from .metrics import classification_metrics
-from .models import model_entry
+from .models import ModelEntry, model_entry
 from .protocols import PreparedSplit, encode_labels, prepare, share_targets
 from .training import TrainConfig
 
@@ -70,6 +70,73 @@ def to_sequences(X: np.ndarray, y: np.ndarray, tracks: np.ndarray):
     return np.stack([X[g] for g in groups]), np.stack([y[g[0]] for g in groups]), ids
 
 
+def resolve_balance(
+    train_config: TrainConfig,
+    entry: ModelEntry,
+    *,
+    smote: bool | None = None,
+    soft: bool = False,
+    protocol: str = "track",
+) -> TrainConfig:
+    """``train_config`` with its class balance settled: the ``smote`` switch when given
+    (False keeps a requested class weighting), else ``train_config.balance``, else the
+    model's registry default. Soft labels have no classes for SMOTE to interpolate within,
+    so SMOTE falls back to none; paper mode is SMOTE by definition."""
+    if protocol == "paper":
+        if smote is False or train_config.balance not in (None, "smote"):
+            raise ConfigError(
+                "paper mode always applies SMOTE (the paper's recipe); got balance "
+                f"{'none' if smote is False else train_config.balance!r}"
+            )
+        return replace(train_config, balance="smote")
+    balance = train_config.balance or ("smote" if entry.smote else "none")
+    if smote is not None:
+        balance = "smote" if smote else ("none" if balance == "smote" else balance)
+    if soft and balance == "smote":
+        balance = "none"
+    return replace(train_config, balance=balance)
+
+
+@dataclass
+class ModelInputs:
+    """A split's rows as the model reads them: rows, or one sequence per track."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    val_tracks: np.ndarray  # track of each X_val row
+    X_test: np.ndarray
+    y_test: np.ndarray
+    test_tracks: np.ndarray  # track of each X_test row
+
+
+def model_inputs(split: PreparedSplit, entry: ModelEntry) -> ModelInputs:
+    """The split's arrays in the model's input form (sequence models: one per track)."""
+    inputs = ModelInputs(
+        split.X_train,
+        split.y_train,
+        split.X_val,
+        split.y_val,
+        split.val_tracks,
+        split.X_test,
+        split.y_test,
+        split.test_tracks,
+    )
+    if entry.input == "sequence":
+        inputs.X_train, inputs.y_train, _ = to_sequences(
+            split.X_train, split.y_train, split.train_tracks
+        )
+        inputs.X_val, inputs.y_val, inputs.val_tracks = to_sequences(
+            split.X_val, split.y_val, split.val_tracks
+        )
+        if len(split.X_test):
+            inputs.X_test, inputs.y_test, inputs.test_tracks = to_sequences(
+                split.X_test, split.y_test, split.test_tracks
+            )
+    return inputs
+
+
 def train_and_test(
     table: pd.DataFrame,
     *,
@@ -85,20 +152,28 @@ def train_and_test(
     shares: pd.DataFrame | None = None,
     columns: list[str] | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    checkpoints: dict[str, dict] | None = None,
 ) -> HoldoutResult:
     """Prepare the rows (unless ``split`` is given), train, and test on the held-out part.
 
-    ``smote`` (track protocol) defaults to what the model's registry entry asks for.
-    ``aggregate="track"`` trains on one mean/std row per track; ``shares`` (per track,
-    one column per label) switches training to soft labels. ``columns`` says the table is
-    already the model's (as :func:`model_table` returns it).
+    ``checkpoints`` (neural models) receives the best weights by each selection rule.
+    The class balance is ``smote`` when given, else ``train_config.balance``, else what the
+    model's registry entry asks for (:func:`resolve_balance`); a given ``split`` must have
+    been prepared for it. ``aggregate="track"`` trains on one mean/std row per track;
+    ``shares`` (per track, one column per label) switches training to soft labels.
+    ``columns`` says the table is already the model's (as :func:`model_table` returns it).
     """
-    train_config = train_config or TrainConfig()
     entry = model_entry(model)
+    train_config = resolve_balance(
+        train_config or TrainConfig(),
+        entry,
+        smote=smote,
+        soft=shares is not None,
+        protocol=protocol,
+    )
+    smote = train_config.balance == "smote"
     if columns is None:
         table, columns = model_table(table, feature_config, aggregate)
-    if smote is None:
-        smote = entry.smote
     if split is None:
         targets = None
         if shares is not None:
@@ -114,32 +189,31 @@ def train_and_test(
             targets=targets,
             val_fraction=entry.val_fraction,
         )
-    X_train, y_train, X_val, y_val, X_test, y_test = (
-        split.X_train,
-        split.y_train,
-        split.X_val,
-        split.y_val,
-        split.X_test,
-        split.y_test,
-    )
-    test_tracks = split.test_tracks
-    if entry.input == "sequence":
-        X_train, y_train, _ = to_sequences(X_train, y_train, split.train_tracks)
-        X_val, y_val, _ = to_sequences(X_val, y_val, split.val_tracks)
-        if len(X_test):
-            X_test, y_test, test_tracks = to_sequences(X_test, y_test, split.test_tracks)
+    inputs = model_inputs(split, entry)
     clf = Classifier(model, len(columns), len(split.labels), model_kwargs or {}, train_config)
-    start = time.perf_counter()
-    history = clf.fit(X_train, y_train, X_val, y_val, progress=progress)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    history = clf.fit(
+        inputs.X_train,
+        inputs.y_train,
+        inputs.X_val,
+        inputs.y_val,
+        progress=progress,
+        checkpoints=checkpoints,
+    )
     train_seconds = time.perf_counter() - start
-    proba = clf.predict_proba(X_test) if len(X_test) else np.zeros((0, 0))
+    # CPU time: on shared cores it is what the training cost, whatever else ran beside it.
+    train_cpu_seconds = time.process_time() - cpu_start
+    test_tracks = inputs.test_tracks
+    proba = clf.predict_proba(inputs.X_test) if len(inputs.X_test) else np.zeros((0, 0))
     result: dict = {
         "train_seconds": train_seconds,
-        "n_train_rows": len(X_train),
+        "train_cpu_seconds": train_cpu_seconds,
+        "n_train_rows": len(inputs.X_train),
         "epochs": len(history.get("val_loss", [])),
+        "balance": train_config.balance,
     }
-    if len(X_test):
-        result.update(_test_metrics(split, y_test, test_tracks, proba, history, protocol))
+    if len(inputs.X_test):
+        result.update(_test_metrics(split, inputs.y_test, test_tracks, proba, history, protocol))
     trained = TrainedModel(
         clf,
         Scaler.from_sklearn(split.scaler),

@@ -51,6 +51,8 @@ class _SameConv1d(nn.Conv1d):
 class _ChannelsLastBatchNorm(nn.BatchNorm1d):
     """BatchNorm over the last axis of [batch, time, features], as Keras applies it."""
 
+    channels_last = True  # read by training.reestimate_batchnorm
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
