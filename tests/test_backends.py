@@ -55,6 +55,7 @@ def test_inline_hands_exceptions_back_as_values():
 def test_process_pool_yields_in_completion_order():
     with ProcessBackend(2) as backend:
         backend.start(0)
+        list(stream(backend, square_plus, range(4)))  # both workers up before timing
         order = [item for item, _ in stream(backend, slow_first, range(4))]
     assert sorted(order) == [0, 1, 2, 3]
     assert order[0] != 0  # the slow first item did not hold back the others

@@ -197,8 +197,8 @@ def save_checkpoint(model: TrainedModel, path: str | Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    model.name, model.version = path.stem, hashlib.sha1(data).hexdigest()[:12]
-    model.checkpoint = data
+    # ``model`` is left as it is: it may be the one load_model() shares in this process,
+    # whose id must stay that of the file it came from. Load the file for the new id.
     return path
 
 

@@ -372,7 +372,7 @@ def train(
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
 ) -> None:
     """Train a model on a dataset, test it on held-out data, save a checkpoint."""
     import yaml
@@ -441,7 +441,7 @@ def reproduce(
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
     honest_folds: int = typer.Option(
         5, "--honest-folds", help="Track-disjoint CV folds shown beside paper mode (0: none)."
     ),
@@ -525,7 +525,7 @@ def crossval(
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
 ) -> None:
     """Track-disjoint stratified K-fold cross-validation of a model (the honest number)."""
     import yaml
@@ -609,7 +609,7 @@ def compare(
     epochs: Optional[int] = EpochsOpt,
     seed: Optional[int] = SeedOpt,
     config_file: Optional[Path] = ConfigOpt,
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
 ) -> None:
     """Cross-validate several models on the same folds and tabulate them side by side."""
     from .evaluation import compare_models
@@ -648,7 +648,7 @@ def evaluate(
     data: Optional[Path] = DataOpt,
     labels: Optional[Path] = LabelsOpt,
     out_dir: Path = typer.Option(..., "--out", help="Report folder."),
-    workers: int = typer.Option(default_workers(), "--workers", help="Feature workers."),
+    workers: int = WorkersOpt,
 ) -> None:
     """Evaluate a trained model on every track of a labelled dataset it has not seen."""
     from .checkpoint import load_checkpoint
@@ -954,7 +954,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: local only)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: shipped)."),
-    workers: int = typer.Option(default_workers(), "--workers", help="Prediction processes."),
+    workers: int = WorkersOpt,
     max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload, MiB."),
     token: Optional[str] = typer.Option(
         None, "--token", envvar="MOODSCOPE_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
