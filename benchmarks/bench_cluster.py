@@ -88,8 +88,8 @@ def _run(quick: bool) -> str:
         f"Capacity from the one-process rate ({per_track:.3f} s per minute of 44.1 kHz stereo "
         f"MP3 on one core of this machine): **{per_core_hour_60:,.0f} one-minute tracks** or "
         f"**{per_core_hour_240:,.0f} four-minute songs per core-hour**; a million four-minute "
-        f"songs in a day need **~{cores} cores** (Dask's overhead per file above included "
-        "nowhere else; the files must be on storage every worker reads).",
+        f"songs in a day need **~{cores} cores**, before Dask's overhead per file above and "
+        "provided the storage every worker reads delivers the files that fast.",
         "",
     ]
     return "\n".join(lines)

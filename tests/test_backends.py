@@ -106,3 +106,19 @@ def test_failure_message_names_the_file_once():
     )
     assert failure_message("/a.mp3", ValueError("bad\nthing")) == "/a.mp3: ValueError: bad thing"
     assert failure_message("/a.mp3", WorkerLost("the worker died")) == "/a.mp3: the worker died"
+
+
+def test_a_pool_reused_with_the_same_context_keeps_its_workers():
+    with ProcessBackend(2) as backend:
+        backend.start(5)
+        pids = {pid for _, pid in stream(backend, worker_pid, range(4))}
+        backend.start(5)  # the same context: nothing to send again
+        assert {pid for _, pid in stream(backend, worker_pid, range(4))} <= pids
+        backend.start(6)  # another context: fresh workers that have it
+        assert dict(stream(backend, square_plus, [2]))[2] == 10
+        assert not {pid for _, pid in stream(backend, worker_pid, range(4))} & pids
+
+
+def worker_pid(item, context):
+    time.sleep(0.05)
+    return os.getpid()

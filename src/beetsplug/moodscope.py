@@ -60,9 +60,7 @@ def share_attribute(emotion: str) -> str:
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
     """A media field stored as ``moodscope.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
     id3 = (
-        MP3StorageStyle("TMOO")
-        if name == MOOD_FIELD and not id3v23
-        else MP3DescStorageStyle(name)
+        MP3StorageStyle("TMOO") if name == MOOD_FIELD and not id3v23 else MP3DescStorageStyle(name)
     )
     return MediaField(id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
 
@@ -127,9 +125,7 @@ class MoodscopePlugin(BeetsPlugin):
 
     def imported(self, session, task) -> None:
         # beets writes the tags itself afterwards when the import writes them.
-        self.predict_items(
-            task.imported_items(), write=False, force=self.config["force"].get(bool)
-        )
+        self.predict_items(task.imported_items(), write=False, force=self.config["force"].get(bool))
 
     def predict_items(
         self,

@@ -41,7 +41,8 @@ class Backend:
     """Items that run at once."""
 
     def start(self, context: Any) -> None:
-        """Make ``context`` available to every worker (called once, before any submit)."""
+        """Make ``context`` available to every worker (before any submit; again when the
+        backend is reused for another run)."""
         self.context = context
 
     def submit(self, fn: Callable[[Any, Any], T], item: Any) -> Future:
@@ -144,6 +145,10 @@ class ProcessBackend(Backend):
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self, context: Any) -> None:
+        # A backend kept open across calls (predict(..., backend=...)) keeps its workers
+        # while the context is the same; another one needs fresh workers.
+        if self._pool is not None and getattr(self, "context", None) == context:
+            return
         super().start(context)
         self.restart()
 

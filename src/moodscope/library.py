@@ -582,9 +582,7 @@ def find_by_mood(
             sql += " LIMIT ?"
             params.append(limit)
         found = index._query(sql, tuple(params))
-    return [
-        Match(p, t, json.loads(e), d, m, share=float(share)) for p, share, t, e, d, m in found
-    ]
+    return [Match(p, t, json.loads(e), d, m, share=float(share)) for p, share, t, e, d, m in found]
 
 
 def mood_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -167,6 +167,16 @@ class ModelHandle:
         self.name, self.version, self._data = state["name"], state["version"], state["data"]
         self._model = None
 
+    def __eq__(self, other: object) -> bool:
+        """The same model: the same object here, or the same checkpoint bytes."""
+        if not isinstance(other, ModelHandle):
+            return NotImplemented
+        if self._model is not None and self._model is other._model:
+            return True
+        return self._data is not None and self._data == other._data
+
+    __hash__ = None
+
     def get(self) -> TrainedModel:
         if self._model is None:
             digest = hashlib.sha1(self._data).hexdigest()
