@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .common import stereo_mp3s
+from .common import child_peak_rss_mb, moodscope_cli, stereo_mp3s
 
 NAME = "Prediction (`moodscope predict`, shipped default model)"
 
@@ -83,25 +83,6 @@ def _old_source(tmp: Path) -> Path | None:
     return tmp / "src"
 
 
-def _child_peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Run ``cmd`` in a fresh process; return (wall seconds, its peak RSS in MB)."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, "
-        "stderr=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, "
-        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True, env=env
-    ).stdout.split()
-    return float(out[0]), float(out[1])
-
-
-def _moodscope() -> str:
-    return str(Path(sys.executable).with_name("moodscope"))
-
-
 def _hour_file(path: Path, minutes: int) -> Path:
     rng = np.random.default_rng(0)
     sr = 44100
@@ -162,9 +143,9 @@ def _cold_start(tmp: Path, one: Path, repeats: int) -> list[str]:
     for i in range(repeats):  # each predict gets a new, empty feature cache
         env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / f"cache{i}")}
         colds.append(
-            _child_peak_rss_mb([_moodscope(), "predict", str(one), "--workers", "1"], env)[0]
+            child_peak_rss_mb([moodscope_cli(), "predict", str(one), "--workers", "1"], env)[0]
         )
-        torch_only.append(_child_peak_rss_mb([sys.executable, "-c", "import torch"])[0])
+        torch_only.append(child_peak_rss_mb([sys.executable, "-c", "import torch"])[0])
         shutil.rmtree(tmp / f"cache{i}", ignore_errors=True)
     cold, floor = statistics.median(colds), statistics.median(torch_only)
     return [
@@ -187,13 +168,13 @@ def _cold_start(tmp: Path, one: Path, repeats: int) -> list[str]:
 def _memory(tmp: Path, minutes: int) -> list[str]:
     long = _hour_file(tmp / "long.flac", minutes)
     env = {**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp / "cache-long")}
-    wall, rss = _child_peak_rss_mb(
-        [_moodscope(), "predict", str(long), "--workers", "1", "--format", "json"], env
+    wall, rss = child_peak_rss_mb(
+        [moodscope_cli(), "predict", str(long), "--workers", "1", "--format", "json"], env
     )
     ref_code = (
         "import librosa, sys; y, sr = librosa.load(sys.argv[1], sr=22050, mono=True); print(len(y))"
     )
-    ref_wall, ref_rss = _child_peak_rss_mb([sys.executable, "-c", ref_code, str(long)])
+    ref_wall, ref_rss = child_peak_rss_mb([sys.executable, "-c", ref_code, str(long)])
     return [
         f"A {minutes}-minute 44.1 kHz stereo FLAC:",
         "",

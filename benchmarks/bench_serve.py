@@ -16,30 +16,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import soundfile as sf
 
-from .common import emotify_dir
+from .common import dev_tracks
 
 NAME = "Service (`moodscope serve`, shipped default model)"
-
-
-def _tracks(folder: Path, n: int) -> tuple[list[Path], str]:
-    root = emotify_dir()
-    if root is not None:
-        from moodscope.datasets import EmotifyDataset
-
-        table = EmotifyDataset(root).tracks
-        paths = table.groupby("genre").head((n + 3) // 4)["path"].tolist()[:n]
-        return [Path(p) for p in paths], f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
-    from moodscope.synth import DEMO_PIECES, synthesize_piece
-
-    paths = []
-    for i in range(n):
-        name = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
-        path = folder / f"{name}-{i}.flac"
-        sf.write(path, synthesize_piece(name, duration=60.0, seed=i), 22050)
-        paths.append(path)
-    return paths, f"{n} synthesized 60-s pieces (FLAC)"
 
 
 def _free_port() -> int:
@@ -132,7 +112,7 @@ async def _load(url: str, bodies: list[tuple[str, bytes]], clients: int, n: int)
 def run(quick: bool = False) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        tracks, source = _tracks(folder, 4 if quick else 8)
+        tracks, source = dev_tracks(folder, 4 if quick else 8)
         bodies = [(p.name, p.read_bytes()) for p in tracks]
         rows = []
         for workers in (1, 2):

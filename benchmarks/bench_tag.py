@@ -20,30 +20,9 @@ from moodscope.library import IndexRow, LibraryIndex, tag_files
 from moodscope.predict import load_model, predict
 from moodscope.tags import FileState, write_tags
 
-from .bench_predict import _child_peak_rss_mb, _moodscope
-from .common import emotify_dir
+from .common import child_peak_rss_mb, dev_tracks, moodscope_cli
 
 NAME = "Tagging (`moodscope tag`, shipped default model)"
-
-
-def _tracks(n: int, tmp: Path) -> list[Path]:
-    """``n`` Emotify tracks (a quarter per genre), or synthesised 60-s MP3s without data."""
-    root = emotify_dir()
-    if root is not None:
-        from moodscope.datasets import EmotifyDataset
-
-        tracks = EmotifyDataset(root).tracks.groupby("genre").head(max(1, n // 4))
-        return [Path(p) for p in tracks["path"].tolist()[:n]]
-    rng = np.random.default_rng(0)
-    t = np.arange(22050 * 60) / 22050
-    out = []
-    for i in range(n):
-        y = 0.3 * np.sin(2 * np.pi * (180 + 15 * i) * t) + 0.02 * rng.standard_normal(len(t))
-        path = tmp / "synth" / f"{i:03d}.mp3"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, y.astype(np.float32), 22050, format="MP3", subtype="MPEG_LAYER_III")
-        out.append(path)
-    return out
 
 
 def _copy(files: list[Path], folder: Path) -> list[str]:
@@ -130,7 +109,7 @@ def _rerun(tmp: Path, n: int) -> list[str]:
     warm_s = time.perf_counter() - start
     assert all(o.status == "skipped" for o in again)
     colds = [
-        _child_peak_rss_mb([_moodscope(), "tag", str(folder), "--db", str(db)]) for _ in range(3)
+        child_peak_rss_mb([moodscope_cli(), "tag", str(folder), "--db", str(db)]) for _ in range(3)
     ]
     cold_s = statistics.median(c[0] for c in colds)
     return [
@@ -154,12 +133,12 @@ def _memory(files: list[Path], tmp: Path) -> list[str]:
     copies = _copy(files, tmp / "rss")
     folder = str(Path(copies[0]).parent)
     os.environ["MOODSCOPE_CACHE_DIR"] = str(tmp / "cache-predict")  # both start cold
-    p_wall, p_rss = _child_peak_rss_mb(
-        [_moodscope(), "predict", folder, "--workers", "1", "--format", "json"]
+    p_wall, p_rss = child_peak_rss_mb(
+        [moodscope_cli(), "predict", folder, "--workers", "1", "--format", "json"]
     )
     os.environ["MOODSCOPE_CACHE_DIR"] = str(tmp / "cache-tag")
-    t_wall, t_rss = _child_peak_rss_mb(
-        [_moodscope(), "tag", folder, "--workers", "1", "--db", str(tmp / "rss.sqlite")]
+    t_wall, t_rss = child_peak_rss_mb(
+        [moodscope_cli(), "tag", folder, "--workers", "1", "--db", str(tmp / "rss.sqlite")]
     )
     return [
         f"Peak memory on the same {len(files)} tracks, new processes, `--workers 1`, each "
@@ -178,7 +157,7 @@ def run(quick: bool = False) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["MOODSCOPE_CACHE_DIR"] = str(tmp / "cache")  # not the user's cache
-        files = _tracks(8 if quick else 24, tmp)
+        files, _ = dev_tracks(tmp / "synth", 8 if quick else 24)
         lines += _throughput(files, tmp, repeats=1 if quick else 3)
         lines += _rerun(tmp, 200 if quick else 1000)
         lines += _memory(files, tmp)

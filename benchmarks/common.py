@@ -71,3 +71,56 @@ def stereo_mp3s(folder: Path, n: int) -> tuple[list[Path], str]:
         sf.write(path, stereo, 44100, format="MP3", subtype="MPEG_LAYER_III")
         paths.append(path)
     return paths, what
+
+
+def dev_tracks(folder: Path, n: int) -> tuple[list[Path], str]:
+    """``n`` Emotify dev tracks (a quarter per genre, ~60 s, MP3) when the data is there,
+    else ``n`` synthesized 60-s pieces written as FLAC under ``folder``; and what they are."""
+    root = emotify_dir()
+    if root is not None:
+        from moodscope.datasets import EmotifyDataset
+
+        table = EmotifyDataset(root).tracks
+        paths = table.groupby("genre").head((n + 3) // 4)["path"].tolist()[:n]
+        return [Path(p) for p in paths], f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
+    import soundfile as sf
+
+    from moodscope.synth import DEMO_PIECES, synthesize_piece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        name = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
+        path = folder / f"{name}-{i}.flac"
+        sf.write(path, synthesize_piece(name, duration=60.0, seed=i), 22050)
+        paths.append(path)
+    return paths, f"{n} synthesized 60-s pieces (FLAC)"
+
+
+def moodscope_cli() -> str:
+    """The ``moodscope`` command of this environment."""
+    import sys
+
+    return str(Path(sys.executable).with_name("moodscope"))
+
+
+def child_peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Run ``cmd`` in a fresh process; return (wall seconds, its peak RSS in MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, cmd)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.split()
+    return float(out[0]), float(out[1])
