@@ -122,3 +122,10 @@ def test_a_pool_reused_with_the_same_context_keeps_its_workers():
 def worker_pid(item, context):
     time.sleep(0.05)
     return os.getpid()
+
+
+def test_inline_keeps_submission_order():
+    backend = InlineBackend()
+    backend.start(0)
+    for _ in range(20):  # a set of finished futures would come back in any order
+        assert [item for item, _ in stream(backend, square_plus, range(7))] == list(range(7))

@@ -256,7 +256,9 @@ def stream(
         if not done:
             backend.check()
         broken = []
-        for future in done:
+        # In submission order: several can finish together (this process runs each as it
+        # is submitted), and a set's order would shuffle them from run to run.
+        for future in [f for f in pending if f in done]:
             item = pending.pop(future)
             exc = future.exception()
             if isinstance(exc, BackendLost):
