@@ -111,12 +111,14 @@ def test_failure_message_names_the_file_once():
 def test_a_pool_reused_with_the_same_context_keeps_its_workers():
     with ProcessBackend(2) as backend:
         backend.start(5)
-        pids = {pid for _, pid in stream(backend, worker_pid, range(4))}
+        first = {pid for _, pid in stream(backend, worker_pid, range(4))}
+        pool = backend._pool
         backend.start(5)  # the same context: nothing to send again
-        assert {pid for _, pid in stream(backend, worker_pid, range(4))} <= pids
+        assert backend._pool is pool
         backend.start(6)  # another context: fresh workers that have it
+        assert backend._pool is not pool
         assert dict(stream(backend, square_plus, [2]))[2] == 10
-        assert not {pid for _, pid in stream(backend, worker_pid, range(4))} & pids
+        assert not {pid for _, pid in stream(backend, worker_pid, range(4))} & first
 
 
 def worker_pid(item, context):

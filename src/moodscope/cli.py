@@ -142,11 +142,11 @@ def validate(
     else:
         report = dataset.validate()
     for path in report.missing:
-        out.print(f"missing     {path}", highlight=False)
+        out.print(f"missing     {path}", highlight=False, soft_wrap=True)
     for path, problem in report.unreadable:
-        out.print(f"unreadable  {path}: {problem}", highlight=False)
+        out.print(f"unreadable  {path}: {problem}", highlight=False, soft_wrap=True)
     for path in report.bad_checksum:
-        out.print(f"checksum    {path}", highlight=False)
+        out.print(f"checksum    {path}", highlight=False, soft_wrap=True)
     counts = dataset.class_counts()
     out.print(
         f"{dataset.name}: {report.n_tracks} tracks, {len(report.missing)} missing, "
