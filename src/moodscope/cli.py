@@ -119,7 +119,11 @@ def features(
         )
     write_table(table, out_path)
     n_tracks = table["track_id"].nunique() if len(table) else 0
-    out.print(f"wrote {out_path}: {len(table)} segments of {n_tracks} tracks", highlight=False)
+    out.print(
+        f"wrote {out_path}: {len(table)} segments of {n_tracks} tracks",
+        highlight=False,
+        soft_wrap=True,
+    )
     report_failures(failures, len(dataset))
     if failures:
         raise typer.Exit(1)
@@ -174,7 +178,7 @@ def plot(
 
     y = load_audio(audio, sr=SAMPLE_RATE)
     save_figure(plot_audio(y, SAMPLE_RATE, kind=kind, title=audio.name), out_path)
-    out.print(f"wrote {out_path}", highlight=False)
+    out.print(f"wrote {out_path}", highlight=False, soft_wrap=True)
 
 
 @app.command("plot-classes")
@@ -194,7 +198,7 @@ def plot_classes(
     for label, n in counts.items():
         table.add_row(label, str(n))
     out.print(table)
-    out.print(f"wrote {out_path}", highlight=False)
+    out.print(f"wrote {out_path}", highlight=False, soft_wrap=True)
 
 
 def _epoch_bar(bar: Progress, description: str):
@@ -503,7 +507,9 @@ def reproduce(
                     f"{honest[name]['summary']['track_accuracy']['mean']:.1%}",
                     highlight=False,
                 )
-    out.print(f"wrote {out_dir}/report.md, report.html, metrics.json", highlight=False)
+    out.print(
+        f"wrote {out_dir}/report.md, report.html, metrics.json", highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
@@ -744,7 +750,11 @@ def predict(
     sink = PredictionFile(output, fmt, timeline=timeline, resume=resume) if output else None
     todo = files if sink is None else [f for f in files if f not in sink.done]
     if sink is not None and sink.resumed:
-        console.print(f"resuming: {sink.resumed} file(s) already done in {sink.partial}")
+        console.print(
+            f"resuming: {sink.resumed} file(s) already done in {sink.partial}",
+            highlight=False,
+            soft_wrap=True,
+        )
     results, failed = [], []
     try:
         with progress_bar("predict", len(todo), show=len(todo) > 1) as update:
@@ -772,7 +782,7 @@ def predict(
             sink.close()
     if sink is not None:
         sink.finish(order=files)
-        out.print(f"wrote {output}", highlight=False)
+        out.print(f"wrote {output}", highlight=False, soft_wrap=True)
     elif fmt != "jsonl":
         rank = {path: i for i, path in enumerate(files)}
         results.sort(key=lambda r: rank[r.path])
@@ -946,7 +956,7 @@ def find(
             write_text_atomic(output, text)
         else:
             sys.stdout.write(text)
-    console.print(f"{len(matches)} track(s) found in {path}", highlight=False)
+    console.print(f"{len(matches)} track(s) found in {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
