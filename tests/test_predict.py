@@ -12,7 +12,9 @@ import soundfile as sf
 
 from conftest import SR, chord_signal
 from moodscope import EMOTIONS
-from moodscope.predict import default_model_path, load_model, predict
+from moodscope.backends import WorkerLost
+from moodscope.errors import AudioError, NotAudioError
+from moodscope.predict import Prediction, default_model_path, load_model, predict
 from test_cli import run
 
 
@@ -84,6 +86,23 @@ def test_folder_with_bad_files(tmp_path, write_audio):
         assert name in error and "\n" not in error
     assert "empty" in bad["empty.ogg"]
     assert "0.50 s long" in bad["short.wav"]
+    kinds = {k: r.error_kind for k, r in results.items()}
+    assert kinds["notes.mp3"] == "not_audio"
+    assert {kinds[k] for k in bad if k != "notes.mp3"} == {"unusable"}
+    assert {kinds[k] for k in results if results[k].ok} == {None}
+
+
+def test_a_failure_says_what_kind_it_was():
+    cases = [
+        (NotAudioError("a.mp3", "is not an audio file (it holds text)"), "not_audio"),
+        (AudioError("a.mp3", "is 0.50 s long; at least 3.00 s is needed"), "unusable"),
+        (WorkerLost("the worker process died"), "crash"),
+        (ZeroDivisionError("division by zero"), "crash"),
+    ]
+    for exc, kind in cases:
+        failed = Prediction.failed("a.mp3", exc, "m@1")
+        assert (failed.error_kind, failed.model, failed.ok) == (kind, "m@1", False)
+        assert failed.error.startswith("a.mp3: ") and "\n" not in failed.error
 
 
 def test_cli_json_schema_and_exit_code(tmp_path, write_audio, capsys):

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, NotAudioError
 
 SAMPLE_RATE = 22050
 """The analysis rate of the paper (librosa's default)."""
@@ -173,13 +173,13 @@ def _open(path: Path):
         libsndfile_error = exc
     kind = sniff(path)
     if kind == "text":
-        raise AudioError(path, "is not an audio file (it holds text)")
+        raise NotAudioError(path, "is not an audio file (it holds text)")
     if kind in (None, "MP4", "ASF"):
         try:
             import av  # noqa: F401
         except ImportError:
             if kind is None:
-                raise AudioError(path, "is not an audio file (unrecognised content)") from None
+                raise NotAudioError(path, "is not an audio file (unrecognised content)") from None
             raise AudioError(path, f"{kind} audio needs PyAV: pip install av") from None
         try:
             with quiet_stderr():
@@ -188,7 +188,7 @@ def _open(path: Path):
             raise
         except Exception as exc:  # noqa: BLE001 - PyAV raises its own tree of errors
             if kind is None:
-                raise AudioError(path, "is not an audio file (unrecognised content)") from exc
+                raise NotAudioError(path, "is not an audio file (unrecognised content)") from exc
             raise AudioError(path, f"corrupt {kind} audio ({exc})") from exc
     raise AudioError(path, f"corrupt {kind} audio ({detail})") from libsndfile_error
 

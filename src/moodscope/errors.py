@@ -26,6 +26,11 @@ class AudioError(MoodscopeError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
+class NotAudioError(AudioError):
+    """The file's content is not audio at all (text, or bytes no decoder recognises), whatever
+    its name says."""
+
+
 class DatasetError(MoodscopeError):
     """A dataset folder or its annotation/label file is missing or malformed."""
 

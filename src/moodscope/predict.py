@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 
 from .audio import AUDIO_EXTENSIONS
-from .backends import Backend, failure_message, stream, using_backend
+from .backends import Backend, WorkerLost, failure_message, stream, using_backend
 from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
 from .emotions import EMOTIONS
-from .errors import AudioError
+from .errors import AudioError, MoodscopeError, NotAudioError
 from .features.extract import TrackFeatures, track_features
 from .features.sets import FeatureConfig
 
@@ -51,6 +51,22 @@ class Prediction:
     silent: bool = False
     error: str | None = None
     model: str | None = None  # the model's ``name@version``
+    error_kind: str | None = None
+    """With ``error``: ``"not_audio"`` (the content is not audio), ``"unusable"`` (audio that
+    cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
+    worker that died on it). For callers that branch on it (the service's status codes); the
+    outputs keep to the one-line ``error``."""
+
+    @classmethod
+    def failed(cls, path: str, exc: BaseException, model: str | None = None) -> Prediction:
+        """The entry for a file whose prediction raised ``exc``."""
+        if isinstance(exc, NotAudioError):
+            kind = "not_audio"
+        elif isinstance(exc, MoodscopeError) and not isinstance(exc, WorkerLost):
+            kind = "unusable"
+        else:
+            kind = "crash"
+        return cls(path, error=failure_message(path, exc), model=model, error_kind=kind)
 
     @property
     def ok(self) -> bool:
@@ -220,7 +236,7 @@ def predict_file(
         )
         return _prediction(path, model, features)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
-        return Prediction(path, error=failure_message(path, exc), model=model.model_id)
+        return Prediction.failed(path, exc, model.model_id)
 
 
 def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Prediction]:
@@ -277,8 +293,7 @@ def _stream_predictions(
                 stream(runner, predict_task, enumerate(files)), start=1
             ):
                 if isinstance(out, BaseException):
-                    error = failure_message(path, out)
-                    out = index, Prediction(path, error=error, model=trained.model_id)
+                    out = index, Prediction.failed(path, out, trained.model_id)
                 if progress is not None:
                     progress(done, len(files))
                 yield out

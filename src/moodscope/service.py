@@ -41,7 +41,7 @@ from starlette.requests import ClientDisconnect
 
 from .audio import AUDIO_EXTENSIONS, sniff
 from .backends import ProcessBackend
-from .errors import AudioError, ConfigError, MoodscopeError
+from .errors import AudioError, ConfigError, MoodscopeError, NotAudioError
 from .predict import (
     ModelHandle,
     Prediction,
@@ -302,20 +302,14 @@ def _remove(path: Path | None) -> None:
 
 # -- predictions ------------------------------------------------------------------------------
 
-_INTERNAL = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+_STATUS = {"not_audio": 415, "unusable": 422, "crash": 500}
 
 
-def _rejected_prediction(prediction: Prediction, name: str) -> RequestRejected:
+def _rejected_prediction(prediction: Prediction) -> RequestRejected:
     """A failed prediction as an HTTP error worded like the CLI's ``failed ...`` line:
-    415 when the content is not audio, 500 for a bug of ours, else 422 (undecodable, too
-    short, NaN samples)."""
-    detail = prediction.error or "failed"
-    problem = detail.split(": ", 1)[-1] if detail.startswith(name + ": ") else detail
-    if "is not an audio file" in problem:
-        return RequestRejected(415, detail)
-    if _INTERNAL.match(problem):
-        return RequestRejected(500, detail)
-    return RequestRejected(422, detail)
+    415 when the content is not audio, 422 for audio that cannot be used (undecodable, too
+    short, NaN samples), 500 for a bug of ours or a worker that died."""
+    return RequestRejected(_STATUS.get(prediction.error_kind, 500), prediction.error or "failed")
 
 
 class Predictor:
@@ -370,7 +364,7 @@ class Predictor:
             raise RequestRejected(422, str(AudioError(upload.name, "file is empty (0 bytes)")))
         if sniff(upload.path) == "text":  # 512 bytes: cheap enough for the event loop
             raise RequestRejected(
-                415, str(AudioError(upload.name, "is not an audio file (it holds text)"))
+                415, str(NotAudioError(upload.name, "is not an audio file (it holds text)"))
             )
         started = time.perf_counter()
         self.admission.running += 1
@@ -383,7 +377,7 @@ class Predictor:
         prediction.path = upload.name
         if prediction.error is not None:
             prediction.error = prediction.error.replace(str(upload.path), upload.name)
-            raise _rejected_prediction(prediction, upload.name)
+            raise _rejected_prediction(prediction)
         return prediction
 
     async def _run(self, upload: Upload) -> Prediction:
