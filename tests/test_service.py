@@ -21,7 +21,13 @@ from conftest import SR, chord_signal
 from live_server import start_server, stop_server
 from moodscope import EMOTIONS
 from moodscope.predict import load_model, predict
-from moodscope.service import create_app, public_without_token
+from moodscope.service import (
+    RequestRejected,
+    ServiceConfig,
+    create_app,
+    public_without_token,
+    receive_upload,
+)
 
 
 def _post(client, path: Path | None = None, *, name: str | None = None, data=None, **kw):
@@ -159,6 +165,39 @@ def test_oversize_is_413_by_header_and_while_streaming(client):
     assert response.status_code == 413
 
 
+def test_a_stalled_upload_is_408_and_leaves_no_file(tmp_path):
+    from starlette.requests import Request
+
+    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="stall.wav"\r\n\r\n'
+    sent = []
+
+    async def receive():  # one chunk of the file, then a client that sends nothing more
+        if not sent:
+            sent.append(head + b"RIFF" + b"\0" * 996)
+            return {"type": "http.request", "body": sent[0], "more_body": True}
+        await asyncio.sleep(60)
+        raise AssertionError("the upload should have been dropped by now")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/predict",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz")],
+    }
+    config = ServiceConfig(upload_timeout=0.3)
+    started = time.perf_counter()
+    with pytest.raises(RequestRejected) as info:
+        asyncio.run(receive_upload(Request(scope, receive), config, str(tmp_path)))
+    assert time.perf_counter() - started < 5
+    assert info.value.status == 408
+    assert info.value.detail == (
+        f"stall.wav: nothing received for 0.3 s after {len(sent[0])} bytes; the upload was dropped"
+    )
+    assert list(tmp_path.iterdir()) == []  # the partial upload is gone
+    with pytest.raises(ValueError, match="upload timeout must be > 0 s"):
+        ServiceConfig(upload_timeout=0)
+
+
 def test_health_and_model(client):
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["model_loaded"] is True
@@ -283,12 +322,15 @@ def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, **kw))
     monkeypatch.delenv("MOODSCOPE_TOKEN", raising=False)
     with pytest.raises(SystemExit) as info:
-        main(["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "3", "--queue", "5"])
+        main(
+            ["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "3", "--queue", "5"]
+            + ["--upload-timeout", "12.5"]
+        )
     assert info.value.code == 0
     assert "warning: serving on 0.0.0.0 without a token" in capsys.readouterr().err
     assert seen["host"] == "0.0.0.0" and seen["port"] == 9001
     assert seen["workers"] == 3 and seen["queue"] == 5 and seen["max_upload_mb"] == 100.0
-    assert seen["token"] is None
+    assert seen["token"] is None and seen["upload_timeout"] == 12.5
     monkeypatch.setenv("MOODSCOPE_TOKEN", "from-env")
     with pytest.raises(SystemExit):
         main(["serve", "--host", "0.0.0.0"])

@@ -970,6 +970,9 @@ def serve(
         None, "--token", envvar="MOODSCOPE_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
     ),
     queue: int = typer.Option(32, "--queue", help="Requests waiting for a worker (more: 503)."),
+    upload_timeout: float = typer.Option(
+        30.0, "--upload-timeout", help="Seconds an upload may stall before it gets 408."
+    ),
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) with uvicorn."""
     try:
@@ -987,6 +990,7 @@ def serve(
         max_upload_mb=max_upload_mb,
         token=token,
         queue=queue,
+        upload_timeout=upload_timeout,
     )
 
 

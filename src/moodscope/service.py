@@ -80,6 +80,7 @@ class ServiceConfig:
     token: str | None = None  # when set, every /v1 call needs "Authorization: Bearer TOKEN"
     use_cache: bool = False  # keep the feature cache for uploads (off: nothing accumulates)
     upload_dir: str | None = None  # where uploads wait for a worker (default: a fresh temp dir)
+    upload_timeout: float = 30.0  # seconds an upload may send nothing before it gets 408
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -88,6 +89,8 @@ class ServiceConfig:
             raise ConfigError(f"queue must be >= 0, got {self.queue}")
         if not self.max_upload_mb > 0:
             raise ConfigError(f"max upload size must be > 0 MB, got {self.max_upload_mb}")
+        if not self.upload_timeout > 0:
+            raise ConfigError(f"upload timeout must be > 0 s, got {self.upload_timeout}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -253,8 +256,10 @@ class _FormWriter:
 
 async def receive_upload(request: Request, config: ServiceConfig, upload_dir: str) -> Upload:
     """Stream the request's multipart body; its ``file`` part goes to a temporary file in
-    ``upload_dir``. Raises :class:`RequestRejected` (400, 413); on any failure the
-    temporary file is already removed."""
+    ``upload_dir``. Raises :class:`RequestRejected` (400, 408 when the client sends nothing
+    for ``config.upload_timeout`` seconds, 413); on any failure the temporary file is
+    already removed. The timeout matters because an upload holds a place in the queue: a
+    stalled client must not keep it (nor a file) forever."""
     limit = config.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + FORM_SLACK:
@@ -264,8 +269,20 @@ async def receive_upload(request: Request, config: ServiceConfig, upload_dir: st
         raise _no_file()
     form = _FormWriter(params[b"boundary"], upload_dir, limit, config.max_upload_mb)
     received = 0
+    chunks = aiter(request.stream())
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), config.upload_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise RequestRejected(
+                    408,
+                    f"{form.name or 'upload'}: nothing received for {config.upload_timeout:g} s "
+                    f"after {received} bytes; the upload was dropped",
+                    {"Connection": "close"},
+                ) from None
             received += len(chunk)
             if received > limit + FORM_SLACK:
                 raise _too_large(config.max_upload_mb)
@@ -453,6 +470,7 @@ _MULTIPART_BODY = {
 
 _ERROR_TEXT = {
     400: "No file in the request.",
+    408: "The client stopped sending its upload (nothing for `--upload-timeout` seconds).",
     401: "Missing or wrong bearer token.",
     413: "The upload is over the size limit (checked while it streams).",
     415: "Not an audio file (judged by its content, not its name).",
@@ -500,6 +518,7 @@ def create_app(
     queue: int = 32,
     use_cache: bool = False,
     upload_dir: str | None = None,
+    upload_timeout: float = 30.0,
 ):
     """The FastAPI application: ``/v1`` API, OpenAPI docs at ``/docs``, the page at ``/``.
 
@@ -518,6 +537,9 @@ def create_app(
         When given, every ``/v1`` call needs ``Authorization: Bearer TOKEN``.
     queue : int
         Requests that may wait for a worker beyond those running; more get 503.
+    upload_timeout : float
+        Seconds an upload may send nothing before it is dropped with 408 (its place in the
+        queue and its temporary file freed).
     """
     from . import __version__
 
@@ -528,6 +550,7 @@ def create_app(
         token=token or None,
         use_cache=use_cache,
         upload_dir=upload_dir,
+        upload_timeout=upload_timeout,
     )
     predictor = Predictor(model, config)
 
@@ -597,7 +620,7 @@ def create_app(
         "/predict",
         summary="Predict the emotions of one uploaded audio file",
         openapi_extra={"requestBody": _MULTIPART_BODY},
-        responses=_responses(400, 401, 413, 415, 422, 500, 503),
+        responses=_responses(400, 401, 408, 413, 415, 422, 500, 503),
     )
     async def predict(
         request: Request,
@@ -677,6 +700,7 @@ def serve(
     max_upload_mb: float = 100.0,
     token: str | None = None,
     queue: int = 32,
+    upload_timeout: float = 30.0,
     log_level: str = "info",
 ) -> None:
     """Run the service with uvicorn until interrupted (``moodscope serve``)."""
@@ -690,7 +714,14 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    app = create_app(model, workers=workers, max_upload_mb=max_upload_mb, token=token, queue=queue)
+    app = create_app(
+        model,
+        workers=workers,
+        max_upload_mb=max_upload_mb,
+        token=token,
+        queue=queue,
+        upload_timeout=upload_timeout,
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
 
 
