@@ -28,12 +28,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
 
-# Debian's Chromium and its driver, for the browser test (tests/test_web.py); .ci/run calls
-# this, since CI may run on a fresh machine (as root). Nothing happens when both are there.
+# Debian's Chromium with its driver, and Firefox ESR, for the browser tests (tests/test_web.py);
+# .ci/run calls this, since CI may run on a fresh machine (as root). Nothing happens when all
+# three are there.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		&& command -v firefox-esr >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium chromium-driver >/dev/null; }
+		apt-get install -y -qq chromium chromium-driver firefox-esr >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -75,6 +75,20 @@ def chromium() -> tuple[str, str]:
     return browser, driver
 
 
+@pytest.fixture(scope="session")
+def firefox() -> str:
+    """Debian's ``firefox-esr`` (`.ci/run` installs it when missing), driven over WebDriver
+    BiDi by ``tests/bidi.py``: no geckodriver, which Debian does not package."""
+    browser = shutil.which("firefox-esr") or shutil.which("firefox")
+    if browser is None:
+        _required("needs firefox: apt-get install firefox-esr")
+    try:
+        import websocket  # noqa: F401 - websocket-client, which selenium brings
+    except ImportError:
+        _required("needs websocket-client: pip install -e '.[dev]'")
+    return browser
+
+
 def make_emotify_subset(root: Path, target: Path, track_ids: list[int]) -> Path:
     """An Emotify-layout folder holding only ``track_ids`` (audio symlinked, CSV trimmed)."""
     raw = pd.read_csv(root / "data.csv", skipinitialspace=True)

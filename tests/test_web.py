@@ -1,11 +1,13 @@
-"""The page at `/` in a real headless Chromium against a real `moodscope serve`: upload a
-synthesized piece and a text file, wait for the charts, compare what the page shows with
-the API's JSON, use it from the keyboard and at phone width, and save the README's
-screenshot (docs/serve.png)."""
+"""The page at `/` in real headless Chromium and Firefox against a real `moodscope serve`:
+upload a synthesized piece and a text file, wait for the charts, compare what the page
+shows with the API's JSON, use it from the keyboard and at phone width; Chromium also saves
+the README's screenshot (docs/serve.png)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -72,6 +74,36 @@ def _piece(path: Path) -> Path:
     return path
 
 
+@dataclass
+class Answers:
+    """The files the page is given, and what the API says of them."""
+
+    piece: Path
+    notes: Path
+    huge: Path
+    api: dict  # the piece's JSON, with its timeline
+    rejected: str  # the API's detail for the text file
+
+
+@pytest.fixture(scope="module")
+def answers(server, tmp_path_factory) -> Answers:
+    folder = tmp_path_factory.mktemp("page-files")
+    piece = _piece(folder / "three moods.wav")
+    notes = folder / "notes.mp3"
+    notes.write_text("not music at all\n" * 30)
+    huge = folder / "huge.wav"
+    with huge.open("wb") as f:
+        f.truncate(101 * 2**20)  # over the server's 100 MB; sparse: costs no disk
+    with piece.open("rb") as f:
+        api = httpx.post(
+            server.url + "/v1/predict?timeline=true", files={"file": f}, timeout=120
+        ).json()
+    with notes.open("rb") as f:
+        rejected = httpx.post(server.url + "/v1/predict", files={"file": f}, timeout=60)
+    assert rejected.status_code == 415
+    return Answers(piece, notes, huge, api, rejected.json()["detail"])
+
+
 def _wait(driver, css: str, timeout: float = 120.0):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -82,21 +114,11 @@ def _wait(driver, css: str, timeout: float = 120.0):
     )
 
 
-def test_page_shows_the_api_answer(browser, server, tmp_path):
+def test_page_shows_the_api_answer(browser, server, answers):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    piece = _piece(tmp_path / "three moods.wav")
-    notes = tmp_path / "notes.mp3"
-    notes.write_text("not music at all\n" * 30)
-    with piece.open("rb") as f:
-        api = httpx.post(
-            server.url + "/v1/predict?timeline=true", files={"file": f}, timeout=120
-        ).json()
-    with notes.open("rb") as f:
-        rejected = httpx.post(server.url + "/v1/predict", files={"file": f}, timeout=60)
-    assert rejected.status_code == 415
-
+    piece, notes, api = answers.piece, answers.notes, answers.api
     browser.get(server.url + "/")
     assert browser.title.startswith("moodscope")
     # Keyboard: the first Tab reaches the file chooser.
@@ -118,7 +140,7 @@ def test_page_shows_the_api_answer(browser, server, tmp_path):
 
     error = _wait(browser, 'article[data-state="error"] .error')
     assert error.get_attribute("data-status") == "415"
-    assert rejected.json()["detail"] in error.text
+    assert answers.rejected in error.text
 
     # Nothing on the page came from anywhere but this server.
     origins = browser.execute_script(
@@ -136,10 +158,7 @@ def test_page_shows_the_api_answer(browser, server, tmp_path):
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     # Over the server's limit: refused with the API's words, without being sent.
-    huge = tmp_path / "huge.wav"
-    with huge.open("wb") as f:
-        f.truncate(101 * 2**20)  # sparse: costs no disk
-    browser.find_element(By.ID, "files").send_keys(str(huge))
+    browser.find_element(By.ID, "files").send_keys(str(answers.huge))
     error = _wait(browser, 'article[data-file="huge.wav"] .error')
     assert error.get_attribute("data-status") == "413"
     assert "larger than the server's limit of 100 MB" in error.text
@@ -154,3 +173,60 @@ def test_page_shows_the_api_answer(browser, server, tmp_path):
         "return document.querySelector('svg[data-chart=\"bars\"]').getBoundingClientRect().width"
     )
     assert 0 < chart_width <= 390
+
+
+def test_page_works_in_firefox(firefox, server, answers, tmp_path):
+    from bidi import Firefox
+
+    def find(name: str, css: str = "", every: bool = False) -> str:
+        """A JS expression: the element(s) matching ``css`` in the card of file ``name``."""
+        query = "querySelectorAll" if every else "querySelector"
+        found = f"document.{query}('article[data-file={json.dumps(name)}] {css}')"
+        return f"[...{found}]" if every else found
+
+    piece, api = answers.piece.name, answers.api
+    browser = Firefox(firefox, tmp_path / "firefox-profile")
+    try:
+        browser.viewport(1100, 900)
+        browser.get(server.url + "/")
+        assert browser.evaluate("document.title").startswith("moodscope")
+        browser.press("\ue004")  # Tab: the first stop is the file chooser
+        assert browser.evaluate("document.activeElement.id") == "files"
+        browser.wait_for("document.querySelector('#model-info:not(:empty)')")
+
+        browser.set_files("#files", [answers.piece, answers.notes])
+        browser.wait_for(find(piece, 'svg[data-chart="timeline"]'))
+        assert browser.evaluate(find(piece) + ".dataset.state") == "done"
+        top = find(piece, ".top-emotion")
+        assert browser.evaluate(top + ".dataset.emotion") == api["top_emotion"]
+        assert browser.evaluate(top + ".textContent.trim()") == api["top_emotion"].replace("_", " ")
+        bars = find(piece, 'svg[data-chart="bars"] rect', every=True)
+        assert browser.evaluate(bars + ".map(r => r.dataset.emotion)") == list(api["emotions"])
+        areas = find(piece, 'svg[data-chart="timeline"] polygon', every=True)
+        assert browser.evaluate(areas + ".length") == len(api["emotions"])
+
+        error = find(answers.notes.name, ".error")
+        browser.wait_for(error)
+        assert browser.evaluate(error + ".dataset.status") == "415"
+        assert answers.rejected in browser.evaluate(error + ".textContent")
+        origins = browser.evaluate(
+            "performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+        )
+        assert set(origins) <= {server.url}
+
+        browser.set_files("#files", [answers.huge])
+        error = find(answers.huge.name, ".error")
+        browser.wait_for(error)
+        assert browser.evaluate(error + ".dataset.status") == "413"
+        text = browser.evaluate(error + ".textContent")
+        assert "larger than the server's limit of 100 MB" in text
+
+        browser.viewport(390, 844)  # phone width
+        overflow = browser.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        chart = find(piece, 'svg[data-chart="bars"]') + ".getBoundingClientRect().width"
+        assert 0 < browser.evaluate(chart) <= 390
+    finally:
+        browser.quit()
