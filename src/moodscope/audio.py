@@ -38,6 +38,10 @@ def _check_path(path: Path) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
+HOLDS_TEXT = "is not an audio file (it holds text)"
+"""The problem named when :func:`sniff` finds text (the decoder and the service both say it)."""
+
+
 def sniff(path: Path) -> str | None:
     """What the first bytes of a file say it is: an audio container's name, ``"text"``,
     or None when they say nothing known."""
@@ -173,7 +177,7 @@ def _open(path: Path):
         libsndfile_error = exc
     kind = sniff(path)
     if kind == "text":
-        raise NotAudioError(path, "is not an audio file (it holds text)")
+        raise NotAudioError(path, HOLDS_TEXT)
     if kind in (None, "MP4", "ASF"):
         try:
             import av  # noqa: F401

@@ -39,7 +39,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from .audio import AUDIO_EXTENSIONS, sniff
+from .audio import AUDIO_EXTENSIONS, HOLDS_TEXT, sniff
 from .backends import ProcessBackend
 from .errors import AudioError, ConfigError, MoodscopeError, NotAudioError
 from .predict import (
@@ -380,9 +380,7 @@ class Predictor:
         if upload.size == 0:
             raise RequestRejected(422, str(AudioError(upload.name, "file is empty (0 bytes)")))
         if sniff(upload.path) == "text":  # 512 bytes: cheap enough for the event loop
-            raise RequestRejected(
-                415, str(NotAudioError(upload.name, "is not an audio file (it holds text)"))
-            )
+            raise RequestRejected(415, str(NotAudioError(upload.name, HOLDS_TEXT)))
         started = time.perf_counter()
         self.admission.running += 1
         try:
