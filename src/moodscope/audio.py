@@ -2,7 +2,10 @@
 
 One entry point, :func:`load_audio`, checks every input the same way and raises
 :class:`~moodscope.errors.AudioError` naming the file and the problem; :func:`stream_audio`
-reads long files block by block so memory stays bounded.
+reads long files block by block so memory stays bounded. What a header declares is checked
+before anything is decoded (:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`,
+``max_duration``), and a file whose container claims more than its bytes hold
+(:mod:`moodscope.audio_integrity`) is decoded only as far as it goes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .audio_integrity import Integrity, check_integrity
 from .errors import AudioError, ConfigError, NotAudioError
 
 SAMPLE_RATE = 22050
@@ -26,20 +30,41 @@ AUDIO_EXTENSIONS = (
 )  # fmt: skip
 """Extensions treated as audio when a folder is scanned."""
 
+MIN_SAMPLE_RATE = 4000
+"""Lowest native rate accepted (Hz). Below it a header is lying or the file is not music; a
+400 kB WAV declaring 8 Hz would otherwise decode to 25,000 s of audio at the analysis rate."""
+MAX_SAMPLE_RATE = 768_000
+"""Highest native rate accepted (Hz): the top of what recorders and DACs use."""
+MAX_DURATION = 86_400.0
+"""Default ``max_duration`` (s): a day; the service passes its own, lower one."""
+MAX_BLOCK_SAMPLES = 1 << 22
+"""Most native samples (all channels) one block holds when streaming, so one file's memory
+is bounded by the block whatever its header declares (16 MB of float32)."""
+
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
+    import stat
+
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except OSError as exc:  # a folder on the way that cannot be entered, a bad link ...
+        raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise AudioError(path, "is a folder, not an audio file")
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise AudioError(path, "is not a regular file (a pipe or a device?)")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
 HOLDS_TEXT = "is not an audio file (it holds text)"
 """The problem named when :func:`sniff` finds text (the decoder and the service both say it)."""
+
+
+UNRECOGNISED = "is not an audio file (unrecognised content)"
+"""The problem named for bytes no decoder recognises as audio."""
 
 
 def sniff(path: Path) -> str | None:
@@ -50,6 +75,8 @@ def sniff(path: Path) -> str | None:
             head = f.read(512)
     except OSError as exc:
         raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "AAC"  # raw ADTS: the MPEG sync word with layer bits 00
     if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "MP3"
     if head.startswith(b"fLaC"):
@@ -95,12 +122,17 @@ def quiet_stderr() -> Iterator[None]:
 
 class _AvReader:
     """Containers libsndfile does not read (MP4/M4A, AAC, ASF/WMA), decoded by PyAV with
-    the subset of soundfile's interface that moodscope uses."""
+    the subset of soundfile's interface that moodscope uses.
 
-    def __init__(self, path: Path):
+    ``to_the_end``: the file is known to be cut short (see :mod:`moodscope.audio_integrity`);
+    a decode error after some audio is where its data ends, not a failure."""
+
+    def __init__(self, path: Path, *, to_the_end: bool = False):
         import av
 
+        _quiet_ffmpeg()
         self.path = path
+        self.to_the_end = to_the_end
         self._container = av.open(str(path))
         if not self._container.streams.audio:
             self._container.close()
@@ -121,6 +153,9 @@ class _AvReader:
     def __exit__(self, *exc) -> None:
         self._container.close()
 
+    def close(self) -> None:
+        self._container.close()
+
     def seek(self, frame: int) -> None:
         self._skip = frame
 
@@ -130,7 +165,7 @@ class _AvReader:
         resampler = av.AudioResampler(
             format="flt", layout=self._stream.layout, rate=self.samplerate
         )
-        skip = self._skip
+        skip, got = self._skip, False
         try:
             for packet_frame in self._container.decode(self._stream):
                 for frame in resampler.resample(packet_frame):
@@ -138,8 +173,11 @@ class _AvReader:
                     if skip:
                         y, skip = y[skip:], max(0, skip - len(y))
                     if len(y):
+                        got = True
                         yield y
         except av.error.FFmpegError as exc:
+            if self.to_the_end and got:
+                return  # the cut: the last, partial packet
             raise AudioError(self.path, f"corrupt audio data ({exc})") from exc
 
     def blocks(self, blocksize: int, dtype: str = "float32", always_2d: bool = True):
@@ -166,9 +204,72 @@ class _AvReader:
         return y[:frames] if frames >= 0 else y
 
 
-def _open(path: Path):
-    """A soundfile.SoundFile, or a PyAV reader for what libsndfile cannot read."""
+def _quiet_ffmpeg() -> None:
+    """ffmpeg's own log lines ("Header missing", "invalid frame size") off: moodscope reports
+    a bad file in one line of its own."""
+    import av.logging
+
+    try:
+        av.logging.set_level(None)
+    except (TypeError, ValueError):  # older PyAV: no None
+        av.logging.set_level(av.logging.PANIC)
+
+
+def _open(
+    path: Path, integrity: Integrity | None = None, *, max_duration: float | None = MAX_DURATION
+):
+    """A reader for ``path`` whose header has been checked against the limits: a
+    soundfile.SoundFile, or a PyAV reader for what libsndfile cannot read and for files cut
+    short (libsndfile's MP3 decoder pads those with zeros up to the length they declare)."""
     _check_path(path)
+    if integrity is None:
+        integrity = check_integrity(path)
+    reader = _open_reader(path, integrity)
+    try:
+        _check_header(path, reader, max_duration)
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _check_header(path: Path, f, max_duration: float | None) -> None:
+    """What the header declares, before a sample is decoded."""
+    rate, channels = int(f.samplerate), int(f.channels)
+    if rate <= 0:  # what a decoder "opens" in random bytes: no stream parameters at all
+        raise NotAudioError(path, UNRECOGNISED)
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioError(
+            path, f"declares a sample rate of {rate} Hz; at least {MIN_SAMPLE_RATE} Hz is needed"
+        )
+    if rate > MAX_SAMPLE_RATE:
+        raise AudioError(
+            path, f"declares a sample rate of {rate} Hz; at most {MAX_SAMPLE_RATE} Hz is read"
+        )
+    if channels < 1:
+        raise AudioError(path, f"declares {channels} audio channels")
+    declared = f.frames / rate
+    if max_duration is not None and declared > max_duration:
+        raise AudioError(
+            path, f"declares {declared:.0f} s of audio; the limit is {max_duration:.0f} s "
+            "(max_duration)",
+        )  # fmt: skip
+
+
+def _open_reader(path: Path, integrity: Integrity):
+    if integrity.truncated:
+        if not integrity.decodable:
+            raise AudioError(path, f"is truncated: it {integrity.missing}")
+        try:
+            with quiet_stderr():
+                return _AvReader(path, to_the_end=True)
+        except AudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyAV raises its own tree of errors
+            raise AudioError(path, f"is truncated and does not decode: it {integrity.missing}"
+                             f" ({exc})") from exc  # fmt: skip
+    if not integrity.audio_found:
+        raise NotAudioError(path, "is not an audio file (an ID3 tag with no MPEG audio after it)")
     try:
         with quiet_stderr():
             return sf.SoundFile(str(path))
@@ -178,12 +279,12 @@ def _open(path: Path):
     kind = sniff(path)
     if kind == "text":
         raise NotAudioError(path, HOLDS_TEXT)
-    if kind in (None, "MP4", "ASF"):
+    if kind in (None, "MP4", "ASF", "AAC"):
         try:
             import av  # noqa: F401
         except ImportError:
             if kind is None:
-                raise NotAudioError(path, "is not an audio file (unrecognised content)") from None
+                raise NotAudioError(path, UNRECOGNISED) from None
             raise AudioError(path, f"{kind} audio needs PyAV: pip install av") from None
         try:
             with quiet_stderr():
@@ -192,15 +293,16 @@ def _open(path: Path):
             raise
         except Exception as exc:  # noqa: BLE001 - PyAV raises its own tree of errors
             if kind is None:
-                raise NotAudioError(path, "is not an audio file (unrecognised content)") from exc
+                raise NotAudioError(path, UNRECOGNISED) from exc
             raise AudioError(path, f"corrupt {kind} audio ({exc})") from exc
     raise AudioError(path, f"corrupt {kind} audio ({detail})") from libsndfile_error
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
-    """Return ``(duration_seconds, sample_rate, channels)`` without decoding the samples."""
+    """Return ``(duration_seconds, sample_rate, channels)`` without decoding the samples
+    (the duration its header declares)."""
     path = Path(path)
-    with _open(path) as f:
+    with _open(path, max_duration=None) as f:
         return f.frames / f.samplerate, f.samplerate, f.channels
 
 
@@ -238,6 +340,8 @@ def load_audio(
     min_duration: float = 0.0,
     offset: float = 0.0,
     duration: float | None = None,
+    max_duration: float | None = MAX_DURATION,
+    integrity: Integrity | None = None,
 ) -> np.ndarray:
     """Decode an audio file, resample it with soxr and (by default) downmix it to mono.
 
@@ -253,6 +357,12 @@ def load_audio(
         Seconds the decoded audio must at least last (e.g. what the segmenting needs).
     offset, duration : float
         Read only ``duration`` seconds starting at ``offset`` seconds.
+    max_duration : float or None
+        Seconds a file may declare (its header, checked before decoding) or decode to;
+        None: no limit.
+    integrity : Integrity, optional
+        :func:`~moodscope.audio_integrity.check_integrity` of the file, when the caller
+        already has it; a file cut short is decoded as far as its bytes go.
 
     Returns
     -------
@@ -262,22 +372,29 @@ def load_audio(
     Raises
     ------
     AudioError
-        Missing file, not audio or corrupt, no samples, NaN/inf samples, or shorter than
-        ``min_duration``. The message names the file.
+        Missing file, not audio or corrupt, no samples, NaN/inf samples, shorter than
+        ``min_duration``, a sample rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], longer
+        than ``max_duration``. The message names the file.
     """
     if sr <= 0:
         raise ConfigError(f"sr must be a positive sample rate in Hz, got {sr}")
+    _check_max_duration(max_duration)
     path = Path(path)
-    with _open(path) as f:
+    with _open(path, integrity, max_duration=max_duration) as f:
         native_sr = f.samplerate
         try:
             if offset:
                 f.seek(min(int(offset * native_sr), f.frames))
             frames = -1 if duration is None else int(round(duration * native_sr))
+            if max_duration is not None:  # a header that declares less than it holds
+                limit = int(max_duration * native_sr) + 1
+                frames = limit if frames < 0 else min(frames, limit)
             with quiet_stderr():
                 y = f.read(frames=frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(path, f"corrupt audio data ({exc})") from exc
+    if max_duration is not None and duration is None and len(y) > max_duration * native_sr:
+        raise _too_long(path, max_duration)
     y = _to_mono(y) if mono else y
     _check_samples(path, y.T if y.ndim == 2 else y, native_sr, 0.0)
     if native_sr != sr:
@@ -286,22 +403,43 @@ def load_audio(
     return _check_samples(path, y, sr, min_duration)
 
 
+def _check_max_duration(max_duration: float | None) -> None:
+    if max_duration is not None and not max_duration > 0:
+        raise ConfigError(f"max_duration must be > 0 seconds (or None), got {max_duration}")
+
+
+def _too_long(path: Path, max_duration: float) -> AudioError:
+    return AudioError(
+        path, f"decodes to more than {max_duration:.0f} s of audio (max_duration)"
+    )
+
+
 def stream_audio(
-    path: str | Path, *, sr: int = SAMPLE_RATE, block_seconds: float = 60.0
+    path: str | Path,
+    *,
+    sr: int = SAMPLE_RATE,
+    block_seconds: float = 60.0,
+    max_duration: float | None = MAX_DURATION,
+    integrity: Integrity | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks of about ``block_seconds`` at ``sr`` Hz.
 
-    Memory stays bounded by one block whatever the file's length; the blocks joined
-    equal :func:`load_audio` up to the resampler's streaming edge effects.
+    Memory stays bounded by one block whatever the file's length or its header's claims
+    (at most :data:`MAX_BLOCK_SAMPLES` native samples are read at once); the blocks joined
+    equal :func:`load_audio` up to the resampler's streaming edge effects. ``max_duration``
+    and ``integrity`` as in :func:`load_audio`; the limit holds for what the header declares
+    (before decoding) and for what decodes.
     """
     path = Path(path)
     if block_seconds <= 0:
         raise ConfigError(f"block_seconds must be > 0, got {block_seconds}")
-    with _open(path) as f:
+    _check_max_duration(max_duration)
+    with _open(path, integrity, max_duration=max_duration) as f:
         native_sr = f.samplerate
         resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, "float32")
-        block = max(1, int(block_seconds * native_sr))
-        got_any = False
+        block = max(1, min(int(block_seconds * native_sr), MAX_BLOCK_SAMPLES // f.channels))
+        limit = None if max_duration is None else max_duration * native_sr
+        got_any, decoded = False, 0
         blocks = f.blocks(blocksize=block, dtype="float32", always_2d=True)
         try:
             while True:
@@ -309,6 +447,9 @@ def stream_audio(
                     raw = next(blocks, None)
                 if raw is None:
                     break
+                decoded += len(raw)
+                if limit is not None and decoded > limit:
+                    raise _too_long(path, max_duration)
                 y = _to_mono(raw)
                 if not np.all(np.isfinite(y)):
                     raise AudioError(path, "contains NaN or infinite samples")

@@ -1,0 +1,395 @@
+"""Does a file hold what its container says it holds? Read from the bytes before decoding.
+
+A partial download or a cut copy keeps its header: an MP3's Xing/Info or VBRI frame still
+counts every frame, a FLAC's STREAMINFO every sample, a WAV's data chunk every byte, an MP4's
+boxes their full sizes, and an Ogg stream lacks the page that ends it. :func:`check_integrity`
+compares those claims with the bytes present, so the decoder can flag the result as truncated
+(and decode only what is there) instead of answering as if the file were whole.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+TAIL_BYTES = 1 << 16
+"""How much of a file's end is searched for its last FLAC frame or Ogg page (an Ogg page is at
+most 65,307 bytes; a FLAC frame rarely more than a few kB)."""
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the bytes say about a file's completeness.
+
+    ``truncated``: the container declares more than the file holds; ``missing`` then says
+    what is missing in words (for messages); ``declared_seconds`` is the duration the header
+    claims, when it says one; ``decodable`` is False when what is missing is the index the
+    decoder needs (an MP4 cut before its ``moov`` box).
+    """
+
+    container: str | None = None
+    truncated: bool = False
+    declared_seconds: float | None = None
+    missing: str | None = None
+    decodable: bool = True
+    audio_found: bool = True  # False: an MP3's ID3 tag with no MPEG frame after it
+
+
+WHOLE = Integrity()
+
+
+def check_integrity(path: str | Path) -> Integrity:
+    """Compare what ``path``'s container declares with the bytes it holds.
+
+    Never raises for odd content: a file this cannot parse is reported as not truncated
+    (the decoder then says what is wrong with it).
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(TAIL_BYTES)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+            tail_start = max(0, size - TAIL_BYTES)
+            if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+                return Integrity("AAC")  # raw ADTS: no total to compare with
+            if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF):
+                return _mp3(f, head, size)
+    except OSError:
+        return WHOLE
+    try:
+        if head.startswith(b"fLaC"):
+            return _flac(head, tail, tail_start, size)
+        if head.startswith(b"OggS"):
+            return _ogg(tail, tail_start, size)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _wav(head, size)
+        if head[4:8] == b"ftyp":
+            return _mp4(path, size)
+    except (struct.error, IndexError, ValueError, ZeroDivisionError):
+        return WHOLE
+    return WHOLE
+
+
+# -- MP3 ---------------------------------------------------------------------------------
+
+_MP3_BITRATES = {  # kbit/s by (MPEG-1?, layer) and index 1..14
+    (True, 1): [32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
+    (True, 2): [32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
+    (True, 3): [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+    (False, 1): [32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+    (False, 2): [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+    (False, 3): [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+@dataclass(frozen=True)
+class _MpegFrame:
+    mpeg1: bool
+    layer: int
+    rate: int
+    length: int  # bytes
+    samples: int  # per channel
+    mono: bool
+
+
+def _mpeg_frame(b: bytes) -> _MpegFrame | None:
+    """The MPEG audio frame whose 4-byte header is ``b``, or None if it is not one."""
+    if len(b) < 4 or b[0] != 0xFF or b[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (b[1] >> 3) & 3, (b[1] >> 1) & 3
+    bitrate_index, rate_index, padding = b[2] >> 4, (b[2] >> 2) & 3, (b[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    mpeg1, layer = version == 3, 4 - layer_bits
+    bitrate = _MP3_BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _MP3_RATES[version][rate_index]
+    if layer == 1:
+        length, samples = (12 * bitrate // rate + padding) * 4, 384
+    elif layer == 2 or mpeg1:
+        length, samples = 144 * bitrate // rate + padding, 1152
+    else:
+        length, samples = 72 * bitrate // rate + padding, 576
+    return _MpegFrame(mpeg1, layer, rate, length, samples, (b[3] >> 6) == 3)
+
+
+def _mp3(f, head: bytes, size: int) -> Integrity:
+    start = 0
+    if head.startswith(b"ID3") and len(head) >= 10:
+        tag = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+        start = 10 + tag + (10 if head[5] & 0x10 else 0)
+    f.seek(start)
+    window = f.read(TAIL_BYTES)
+    if len(window) > 1 and window[0] == 0xFF and window[1] & 0xF6 == 0xF0:
+        return Integrity("AAC")  # ADTS behind an ID3 tag
+    # The first frame: a header whose successor follows where its length says.
+    for i in range(max(0, len(window) - 4)):
+        frame = _mpeg_frame(window[i : i + 4])
+        if frame is None:
+            continue
+        nxt = window[i + frame.length : i + frame.length + 4]
+        if len(nxt) == 4 and _mpeg_frame(nxt) is None:
+            continue
+        first, offset = frame, start + i
+        body = window[i:]
+        break
+    else:
+        return Integrity("MP3", audio_found=False)
+    side = (32 if not first.mono else 17) if first.mpeg1 else (17 if not first.mono else 9)
+    frames = claimed_bytes = None
+    if body[4 + side : 8 + side] in (b"Xing", b"Info"):
+        flags = struct.unpack(">I", body[8 + side : 12 + side])[0]
+        at = 12 + side
+        if flags & 1:
+            frames = struct.unpack(">I", body[at : at + 4])[0]
+            at += 4
+        if flags & 2:
+            claimed_bytes = struct.unpack(">I", body[at : at + 4])[0]
+    elif body[36:40] == b"VBRI":
+        claimed_bytes, frames = struct.unpack(">II", body[46:54])
+    if not frames:
+        return Integrity("MP3")
+    declared = frames * first.samples / first.rate
+    held = size - offset
+    f.seek(max(0, size - 128))
+    if f.read(3) == b"TAG":  # ID3v1 at the end: not audio
+        held -= 128
+    if claimed_bytes:
+        short = claimed_bytes - held
+        if short > max(1024, 0.01 * claimed_bytes):
+            return Integrity(
+                "MP3", True, declared,
+                f"holds {held:,} of the {claimed_bytes:,} bytes of MPEG audio its "
+                f"{'VBRI' if body[36:40] == b'VBRI' else 'Xing/Info'} header declares "
+                f"({declared:.2f} s)",
+            )  # fmt: skip
+        return Integrity("MP3", False, declared)
+    counted = _count_mpeg_frames(f, offset, size)
+    if frames - counted > max(2, 0.01 * frames):
+        return Integrity(
+            "MP3", True, declared,
+            f"holds {counted:,} of the {frames:,} MPEG frames its Xing/Info header declares "
+            f"({declared:.2f} s)",
+        )  # fmt: skip
+    return Integrity("MP3", False, declared)
+
+
+def _count_mpeg_frames(f, offset: int, size: int) -> int:
+    """Whole MPEG frames from ``offset`` until the chain of headers breaks or the bytes end."""
+    f.seek(offset)
+    data = f.read()
+    count, at = 0, 0
+    while at + 4 <= len(data):
+        frame = _mpeg_frame(data[at : at + 4])
+        if frame is None or at + frame.length > len(data):
+            break
+        count, at = count + 1, at + frame.length
+    return count
+
+
+# -- FLAC --------------------------------------------------------------------------------
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _flac_frame_start(b: bytes, fixed_blocksize: int) -> tuple[int, int] | None:
+    """``(first sample, block size)`` of the FLAC frame whose header starts ``b``, or None
+    when its CRC-8 does not match (a chance 0xFFF8 inside audio data)."""
+    if len(b) < 6 or b[0] != 0xFF or b[1] & 0xFE != 0xF8:
+        return None
+    variable = b[1] & 1
+    bs_code, rate_code = b[2] >> 4, b[2] & 0x0F
+    if bs_code == 0 or rate_code == 15 or (b[3] >> 4) > 10 or b[3] & 1:
+        return None
+    # The frame or sample number, UTF-8-style coded.
+    lead = b[4]
+    n_extra = 0
+    while n_extra < 7 and lead & (0x80 >> n_extra):
+        n_extra += 1
+    if n_extra == 1 or n_extra > 7:
+        return None
+    n_extra = max(0, n_extra - 1)
+    value = lead & (0x7F >> (n_extra + 1 if n_extra else 0))
+    at = 5
+    for _ in range(n_extra):
+        if at >= len(b) or b[at] & 0xC0 != 0x80:
+            return None
+        value, at = (value << 6) | (b[at] & 0x3F), at + 1
+    if bs_code == 6:
+        blocksize, at = b[at] + 1, at + 1
+    elif bs_code == 7:
+        blocksize, at = (b[at] << 8 | b[at + 1]) + 1, at + 2
+    elif bs_code == 1:
+        blocksize = 192
+    elif bs_code <= 5:
+        blocksize = 576 << (bs_code - 2)
+    else:
+        blocksize = 256 << (bs_code - 8)
+    at += {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
+    if at >= len(b) or _crc8(b[:at]) != b[at]:
+        return None
+    return (value if variable else value * fixed_blocksize), blocksize
+
+
+def _flac(head: bytes, tail: bytes, tail_start: int, size: int) -> Integrity:
+    at, streaminfo = 4, None
+    while at + 4 <= len(head):
+        kind, length = head[at] & 0x7F, int.from_bytes(head[at + 1 : at + 4], "big")
+        if kind == 0:
+            streaminfo = head[at + 4 : at + 4 + length]
+        last, at = head[at] & 0x80, at + 4 + length
+        if last:
+            break
+    if streaminfo is None or len(streaminfo) < 18:
+        return Integrity("FLAC")
+    max_blocksize = int.from_bytes(streaminfo[2:4], "big")
+    packed = int.from_bytes(streaminfo[10:18], "big")
+    rate, total = packed >> 44, packed & ((1 << 36) - 1)
+    if not total or not rate:
+        return Integrity("FLAC")
+    declared = total / rate
+    audio_start = at
+    ends = None
+    for i in range(len(tail) - 6, -1, -1):
+        if tail_start + i < audio_start:
+            break
+        if tail[i] == 0xFF and tail[i + 1] & 0xFE == 0xF8:
+            found = _flac_frame_start(tail[i : i + 16], max_blocksize)
+            if found is not None:
+                ends = found[0] + found[1]
+                break
+    if ends is None:
+        # No frame in the file's last 64 kB: if the whole file is smaller than that, it
+        # holds no audio frame at all.
+        if size <= TAIL_BYTES or audio_start >= size:
+            return Integrity("FLAC", True, declared, f"holds no audio frame of the "
+                             f"{declared:.2f} s its STREAMINFO declares")  # fmt: skip
+        return Integrity("FLAC", False, declared)
+    if ends < total:
+        return Integrity(
+            "FLAC", True, declared,
+            f"ends at sample {ends:,} of the {total:,} its STREAMINFO declares "
+            f"({ends / rate:.2f} s of {declared:.2f} s)",
+        )  # fmt: skip
+    return Integrity("FLAC", False, declared)
+
+
+# -- Ogg ---------------------------------------------------------------------------------
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if r & 0x80000000 else (r << 1) & 0xFFFFFFFF
+        table.append(r)
+    return table
+
+
+_OGG_CRC = _ogg_crc_table()
+
+
+def _ogg_crc(page: bytes) -> int:
+    crc = 0
+    for byte in page[:22] + b"\0\0\0\0" + page[26:]:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC[((crc >> 24) & 0xFF) ^ byte]
+    return crc
+
+
+def _ogg(tail: bytes, tail_start: int, size: int) -> Integrity:
+    """The last whole page (capture pattern, lengths and CRC all right) must end the stream
+    (its end-of-stream flag) and the file."""
+    at = len(tail)
+    while True:
+        at = tail.rfind(b"OggS", 0, at)
+        if at < 0:
+            return Integrity("Ogg")  # no whole page in the last 64 kB: cannot say
+        page = tail[at:]
+        if len(page) >= 27 and page[4] == 0:
+            n = page[26]
+            length = 27 + n + sum(page[27 : 27 + n])
+            if len(page) >= 27 + n and length <= len(page):
+                page = page[:length]
+                if struct.unpack("<I", page[22:26])[0] == _ogg_crc(page):
+                    break
+    eos = bool(page[5] & 0x04)
+    ends_file = tail_start + at + len(page) == size
+    if eos and ends_file:
+        return Integrity("Ogg")
+    return Integrity(
+        "Ogg", True, None,
+        "ends without its end-of-stream page" if not eos else
+        f"has {size - tail_start - at - len(page):,} bytes of a cut page after its last page",
+    )  # fmt: skip
+
+
+# -- WAV ---------------------------------------------------------------------------------
+
+
+def _wav(head: bytes, size: int) -> Integrity:
+    at, block_align, rate = 12, None, None
+    while at + 8 <= len(head):
+        kind, length = head[at : at + 4], struct.unpack("<I", head[at + 4 : at + 8])[0]
+        if kind == b"fmt ":
+            rate = struct.unpack("<I", head[at + 12 : at + 16])[0]
+            block_align = struct.unpack("<H", head[at + 20 : at + 22])[0]
+        elif kind == b"data":
+            if length in (0, 0xFFFFFFFF) or not block_align or not rate:
+                return Integrity("WAV")  # a streaming writer's placeholder: no claim
+            declared = length / block_align / rate
+            held = size - at - 8
+            if held < length - block_align:
+                return Integrity(
+                    "WAV", True, declared,
+                    f"holds {max(held, 0):,} of the {length:,} bytes its data chunk declares "
+                    f"({held / block_align / rate:.2f} s of {declared:.2f} s)",
+                )  # fmt: skip
+            return Integrity("WAV", False, declared)
+        at += 8 + length + (length & 1)
+    return Integrity("WAV")
+
+
+# -- MP4 ---------------------------------------------------------------------------------
+
+
+def _mp4(path: str | Path, size: int) -> Integrity:
+    """Top-level boxes whose declared sizes run past the end of the file."""
+    at, seen = 0, set()
+    with open(path, "rb") as f:
+        while at + 8 <= size:
+            f.seek(at)
+            header = f.read(16)
+            length, kind = struct.unpack(">I", header[:4])[0], header[4:8]
+            if length == 1 and len(header) >= 16:
+                length = struct.unpack(">Q", header[8:16])[0]
+            elif length == 0:
+                length = size - at
+            if length < 8:
+                return Integrity("MP4")  # not a box chain this can follow
+            name = kind.decode("latin-1")
+            if at + length > size:
+                if kind == b"moov" or b"moov" not in seen:
+                    return Integrity(
+                        "MP4", True, None,
+                        f"is cut inside its '{name}' box and lacks its index (the 'moov' box)"
+                        if kind != b"moov" else "is cut inside its index (the 'moov' box)",
+                        decodable=False,
+                    )
+                return Integrity(
+                    "MP4", True, None,
+                    f"holds {size - at:,} of the {length:,} bytes its '{name}' box declares",
+                )
+            seen.add(kind)
+            at += length
+    return Integrity("MP4")
