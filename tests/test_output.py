@@ -40,7 +40,7 @@ def test_render_formats():
     lines = render(results, "jsonl", timeline=True).splitlines()
     assert json.loads(lines[0])["timeline"][0]["end"] == 3.0 and "error" in json.loads(lines[1])
     csv_text = render(results, "csv")
-    assert csv_text.splitlines()[0] == "path,top_emotion,calmness,tension,silent,error"
+    assert csv_text.splitlines()[0] == "path,top_emotion,calmness,tension,silent,truncated,error"
     with pytest.raises(ConfigError, match="unknown format 'xml'"):
         render(results, "xml")
 

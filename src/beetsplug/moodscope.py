@@ -13,6 +13,7 @@ Configuration (the defaults)::
         auto: yes      # predict the items of every import
         force: no      # also redo items that already have a mood from the same model
         workers: 1     # local worker processes for the predictions
+        allow_damaged: no  # also tag files flagged truncated (cut short, partial downloads)
         model: null    # a moodscope checkpoint; null: the model shipped with moodscope
 """
 
@@ -85,7 +86,9 @@ class MoodscopePlugin(BeetsPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config.add({"auto": True, "force": False, "workers": 1, "model": None})
+        self.config.add(
+            {"auto": True, "force": False, "workers": 1, "model": None, "allow_damaged": False}
+        )
         id3v23 = beets.config["id3v23"].get(bool)
         self.add_media_field(MOOD, _text_field(MOOD_FIELD, id3v23=id3v23))
         self.add_media_field(MODEL, _text_field(MODEL_FIELD, id3v23=id3v23))
@@ -153,6 +156,13 @@ class MoodscopePlugin(BeetsPlugin):
             item = todo[prediction.path]
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
+                continue
+            if prediction.truncated and not self.config["allow_damaged"].get(bool):
+                from moodscope.library import damaged_message
+
+                self._log.error(
+                    "{}", damaged_message(prediction.path, "moodscope: allow_damaged: yes")
+                )
                 continue
             if item.get(MOOD) and not item.get(MODEL):  # the user's own mood: kept aside
                 item[PREVIOUS] = item[MOOD]

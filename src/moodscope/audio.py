@@ -409,9 +409,7 @@ def _check_max_duration(max_duration: float | None) -> None:
 
 
 def _too_long(path: Path, max_duration: float) -> AudioError:
-    return AudioError(
-        path, f"decodes to more than {max_duration:.0f} s of audio (max_duration)"
-    )
+    return AudioError(path, f"decodes to more than {max_duration:.0f} s of audio (max_duration)")
 
 
 def stream_audio(

@@ -381,13 +381,18 @@ def _mp4(path: str | Path, size: int) -> Integrity:
             if at + length > size:
                 if kind == b"moov" or b"moov" not in seen:
                     return Integrity(
-                        "MP4", True, None,
+                        "MP4",
+                        True,
+                        None,
                         f"is cut inside its '{name}' box and lacks its index (the 'moov' box)"
-                        if kind != b"moov" else "is cut inside its index (the 'moov' box)",
+                        if kind != b"moov"
+                        else "is cut inside its index (the 'moov' box)",
                         decodable=False,
                     )
                 return Integrity(
-                    "MP4", True, None,
+                    "MP4",
+                    True,
+                    None,
                     f"holds {size - at:,} of the {length:,} bytes its '{name}' box declares",
                 )
             seen.add(kind)

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import MAX_DURATION
 from .emotions import EMOTIONS
 from .errors import ConfigError, LibraryError, TagError
 from .tags import FileState, remove_tags, write_tags
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MAX_PENDING_WRITES = 8
 """Predictions waiting for the writer thread before the run waits for it."""
@@ -44,13 +45,17 @@ CREATE TABLE IF NOT EXISTS tracks (
     silent      INTEGER NOT NULL DEFAULT 0,
     tagged_at   TEXT,              -- UTC, ISO 8601, when the tags went in (NULL: not in the file)
     error       TEXT,              -- the last error (NULL: the last run succeeded)
-    updated_at  TEXT NOT NULL
+    updated_at  TEXT NOT NULL,
+    truncated   INTEGER NOT NULL DEFAULT 0  -- the file holds less than its container declares
 );
 """
+_MIGRATIONS = {  # from schema version N-1 to N
+    2: "ALTER TABLE tracks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+}
 
 _COLUMNS = (
     "path", "size", "mtime_ns", "sha1", "model", "emotions", "top_emotion", "duration",
-    "silent", "tagged_at", "error", "updated_at",
+    "silent", "tagged_at", "error", "updated_at", "truncated",
 )  # fmt: skip
 
 
@@ -83,6 +88,7 @@ class IndexRow:
     tagged_at: str | None = None
     error: str | None = None
     updated_at: str = ""
+    truncated: bool = False
 
     @classmethod
     def from_prediction(
@@ -103,6 +109,7 @@ class IndexRow:
             silent=bool(d.get("silent", False)),
             tagged_at=_now() if tagged else None,
             error=error if error is not None else prediction.error,
+            truncated=bool(d.get("truncated", False)),
         )
 
     def prediction(self):
@@ -120,6 +127,7 @@ class IndexRow:
                 "duration": self.duration,
                 "silent": self.silent,
                 "model": self.model,
+                "truncated": self.truncated,
             }
         )
 
@@ -176,7 +184,12 @@ class LibraryIndex:
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # now under the lock
+            if version == 0:
+                conn.execute(_SCHEMA)
+            else:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    conn.execute(_MIGRATIONS[step])
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
 
@@ -208,6 +221,7 @@ class LibraryIndex:
         d = dict(zip(_COLUMNS, values))
         d["emotions"] = json.loads(d["emotions"]) if d["emotions"] else None
         d["silent"] = bool(d["silent"])
+        d["truncated"] = bool(d["truncated"])
         return IndexRow(**d)
 
     def get(self, path: str | Path) -> IndexRow | None:
@@ -238,6 +252,7 @@ class LibraryIndex:
             json.dumps(row.emotions) if row.emotions is not None else None
         )
         values[_COLUMNS.index("silent")] = int(row.silent)
+        values[_COLUMNS.index("truncated")] = int(row.truncated)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
         sql = (
             f"INSERT INTO tracks ({', '.join(_COLUMNS)}) VALUES "
@@ -350,9 +365,29 @@ def _file_sha1(path: str) -> str | None:
         return None
 
 
-def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOutcome:
+def damaged_message(path: str, remedy: str = "--allow-damaged") -> str:
+    """Why a file flagged truncated is not tagged; ``remedy``: the option that tags it."""
+    return (
+        f"{path}: is truncated (it holds less audio than its container declares); not tagged "
+        f"({remedy} tags it anyway)"
+    )
+
+
+def _finish(
+    index: LibraryIndex | None, prediction, before: FileState, allow_damaged: bool = False
+) -> TagOutcome:
     """Write one prediction into its file and record the result (``index`` None: dry run)."""
     path = prediction.path
+    if prediction.ok and prediction.truncated and not allow_damaged:
+        # The prediction is kept in the index (not in the file), so a run that allows
+        # damaged files writes it without predicting again.
+        error = damaged_message(path)
+        row = None
+        if index is not None:
+            row = IndexRow.from_prediction(prediction, before, tagged=False, error=error)
+            row.sha1 = _file_sha1(path)
+            index.record(row)
+        return TagOutcome(path, FAILED, prediction, error, row)
     if not prediction.ok:
         row = None
         if index is not None:
@@ -397,6 +432,8 @@ def tag_files(
     force: bool = False,
     dry_run: bool = False,
     use_cache: bool = True,
+    allow_damaged: bool = False,
+    max_duration: float | None = MAX_DURATION,
 ) -> Iterator[TagOutcome]:
     """Predict, tag and index every audio file under ``paths``; yield one
     :class:`TagOutcome` per file as it finishes.
@@ -419,6 +456,11 @@ def tag_files(
         The library index; default :func:`default_db_path`.
     dry_run : bool
         Predict only: write neither tags nor the index (outcomes say ``would tag``).
+    allow_damaged : bool
+        Tag files flagged ``truncated`` too; by default they fail with a line that says so
+        (their prediction is kept in the index, not written into the file).
+    max_duration : float or None
+        As in :func:`moodscope.predict.predict`.
     """
     files = library_files(paths)
     wanted = model_id(model)
@@ -445,7 +487,7 @@ def tag_files(
                 to_predict[path] = state
         target = None if dry_run else index
         for row, state in to_write:
-            yield _finish(target, row.prediction(), state)
+            yield _finish(target, row.prediction(), state, allow_damaged)
         if to_predict:
             from .predict import load_model, predict_iter  # torch: only when predicting
 
@@ -456,6 +498,7 @@ def tag_files(
                 scheduler=scheduler,
                 backend=backend,
                 use_cache=use_cache,
+                max_duration=max_duration,
             )
             # Writes run on one thread of their own, in order, while the next files are
             # predicted: a write waits on the disk (fsync, rename) far more than it computes.
@@ -463,7 +506,9 @@ def tag_files(
                 pending: deque[Future] = deque()
                 for prediction in predictions:
                     before = to_predict[prediction.path]
-                    pending.append(writer.submit(_finish, target, prediction, before))
+                    pending.append(
+                        writer.submit(_finish, target, prediction, before, allow_damaged)
+                    )
                     while pending and (pending[0].done() or len(pending) > MAX_PENDING_WRITES):
                         yield pending.popleft().result()
                 while pending:

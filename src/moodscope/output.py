@@ -58,7 +58,7 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                     ]
                 )
     else:
-        writer.writerow(["path", "top_emotion", *names, "silent", "error"])
+        writer.writerow(["path", "top_emotion", *names, "silent", "truncated", "error"])
         for r in results:
             writer.writerow(
                 [
@@ -66,6 +66,7 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                     r.top_emotion or "",
                     *[f"{r.emotions[n]:.6f}" if r.ok else "" for n in names],
                     r.silent if r.ok else "",
+                    r.truncated if r.ok else "",
                     r.error or "",
                 ]
             )

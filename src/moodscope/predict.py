@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS
+from .audio import AUDIO_EXTENSIONS, MAX_DURATION
 from .backends import Backend, WorkerLost, failure_message, stream, using_backend
 from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
 from .emotions import EMOTIONS
 from .errors import AudioError, MoodscopeError, NotAudioError
-from .features.extract import TrackFeatures, track_features
+from .features.extract import TrackFeatures, track_features, usable_cache_dir
 from .features.sets import FeatureConfig
 
 SILENCE_PEAK = 1e-4
@@ -56,6 +56,10 @@ class Prediction:
     cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
     worker that died on it). For callers that branch on it (the service's status codes); the
     outputs keep to the one-line ``error``."""
+    truncated: bool = False
+    """The file's container declares more audio than its bytes hold (a partial download, a
+    cut copy): the prediction is of the ``duration`` that decodes, and ``tag`` leaves the
+    file alone unless told ``allow_damaged``."""
 
     @classmethod
     def failed(cls, path: str, exc: BaseException, model: str | None = None) -> Prediction:
@@ -81,6 +85,7 @@ class Prediction:
             "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
+            "truncated": self.truncated,
             "model": self.model,
         }
         if timeline:
@@ -108,6 +113,7 @@ class Prediction:
             silent=bool(d.get("silent", False)),
             error=d.get("error"),
             model=d.get("model"),
+            truncated=bool(d.get("truncated", False)),
         )
 
 
@@ -218,6 +224,7 @@ class PredictJob:
     model: ModelHandle
     use_cache: bool = True
     cache_dir: str | None = None
+    max_duration: float | None = MAX_DURATION
 
 
 def predict_file(
@@ -226,13 +233,18 @@ def predict_file(
     *,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> Prediction:
     """One file's prediction in this process; a file that cannot be used gives a
     :class:`Prediction` with ``error`` set, never an exception."""
     path = str(path)
     try:
         features = track_features(
-            path, prediction_features(model), cache_dir=cache_dir, use_cache=use_cache
+            path,
+            prediction_features(model),
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            max_duration=max_duration,
         )
         return _prediction(path, model, features)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
@@ -243,7 +255,9 @@ def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Predictio
     """The unit of work a backend runs: ``(index, path)`` -> ``(index, Prediction)``."""
     index, path = item
     model = job.model.get()
-    return index, predict_file(path, model, use_cache=job.use_cache, cache_dir=job.cache_dir)
+    return index, predict_file(
+        path, model, use_cache=job.use_cache, cache_dir=job.cache_dir, max_duration=job.max_duration
+    )
 
 
 def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
@@ -262,6 +276,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
         duration=features.duration,
         silent=features.peak < SILENCE_PEAK,
         model=model.model_id,
+        truncated=features.truncated,
     )
 
 
@@ -275,16 +290,20 @@ def _stream_predictions(
     use_cache: bool,
     cache_dir: str | Path | None,
     progress: Callable[[int, int], None] | None,
+    max_duration: float | None,
 ) -> tuple[int, Iterator[tuple[int, Prediction]]]:
     """The number of files, and ``(input index, Prediction)`` pairs as they finish."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = [str(p) for p in find_audio(paths)]
     trained = load_model(model)
+    if use_cache:  # checked once here: one warning line, and workers that do not retry
+        usable = usable_cache_dir(cache_dir)
+        use_cache, cache_dir = usable is not None, usable
     cache = None if cache_dir is None else str(cache_dir)
 
     def outcomes() -> Iterator[tuple[int, Prediction]]:
-        job = PredictJob(ModelHandle(trained), use_cache, cache)
+        job = PredictJob(ModelHandle(trained), use_cache, cache, max_duration)
         with using_backend(
             backend, workers=workers, scheduler=scheduler, items=len(files)
         ) as runner:
@@ -311,6 +330,7 @@ def predict_iter(
     progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> Iterator[Prediction]:
     """Like :func:`predict`, but yield each file's :class:`Prediction` as soon as it is
     done (completion order), holding only the files in flight in memory."""
@@ -329,6 +349,7 @@ def predict(
     progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> list[Prediction]:
     """Predict each file's emotion distribution, top emotion and timeline.
 
@@ -347,6 +368,9 @@ def predict(
         An open backend to run on (it stays open); overrides ``workers`` and ``scheduler``.
     progress : callable, optional
         Called as ``progress(done, total)`` after each file.
+    max_duration : float or None
+        Seconds a file may declare or decode to (default a day); a longer one is an error
+        found before decoding. None: no limit.
 
     Returns
     -------

@@ -2,11 +2,15 @@
 
 The cache is keyed by the audio file's content (SHA-1) and the feature config, so renaming
 a file keeps its entry and editing it does not; a second run over the same data only reads.
+It is optional: a folder that cannot be written (a read-only container, no home) gives one
+warning line and a run without it; it is bounded (``$MOODSCOPE_CACHE_MAX_MB``, default
+:data:`CACHE_MAX_MB`), the least recently used entries going first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..audio import load_audio, stream_audio
+from ..audio import MAX_DURATION, load_audio, stream_audio
+from ..audio_integrity import check_integrity
 from ..backends import Backend, ProcessBackend, failure_message, stream, using_backend
 from ..errors import AudioError, FeatureError
 from ..segments import Segment
@@ -27,13 +32,122 @@ if TYPE_CHECKING:
 
 META_COLUMNS = ("track_id", "segment", "start", "end", "genre", "label")
 
+CACHE_MAX_MB = 2048
+"""Default bound of the feature cache in MB (``$MOODSCOPE_CACHE_MAX_MB`` overrides it)."""
 
-def default_cache_dir() -> Path:
-    """``$MOODSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/moodscope``, else ``~/.cache/moodscope``."""
+log = logging.getLogger("moodscope")
+
+
+def default_cache_dir() -> Path | None:
+    """``$MOODSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/moodscope``, else
+    ``~/.cache/moodscope``; None when there is no home to put it in."""
     if os.environ.get("MOODSCOPE_CACHE_DIR"):
         return Path(os.environ["MOODSCOPE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "moodscope"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "moodscope"
+    home = os.path.expanduser("~")
+    if home.startswith("~"):  # no $HOME and no passwd entry (a bare container user)
+        return None
+    return Path(home) / ".cache" / "moodscope"
+
+
+def cache_max_bytes() -> int:
+    """The cache's bound: ``$MOODSCOPE_CACHE_MAX_MB`` (MB), else :data:`CACHE_MAX_MB`."""
+    raw = os.environ.get("MOODSCOPE_CACHE_MAX_MB", "")
+    try:
+        mb = float(raw) if raw.strip() else CACHE_MAX_MB
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"MOODSCOPE_CACHE_MAX_MB must be a number of megabytes, got {raw!r}"
+        ) from None
+    return max(0, int(mb * 2**20))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("warning: %s", message)
+
+
+def usable_cache_dir(cache_dir: str | Path | None = None) -> Path | None:
+    """The feature cache's folder, created and checked writable; None (after one warning
+    line in this process) when it cannot be used, so the run goes on without it."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if root in _USABLE:  # checked once per process and folder, not once per file
+        return _USABLE[root]
+    _USABLE[root] = _check_cache_dir(root)
+    return _USABLE[root]
+
+
+_USABLE: dict[Path | None, Path | None] = {}
+
+
+def _check_cache_dir(root: Path | None) -> Path | None:
+    if root is None:
+        _warn_once("no home folder for the feature cache (set MOODSCOPE_CACHE_DIR); "
+                   "running without it")  # fmt: skip
+        return None
+    try:
+        folder = root / "features"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _warn_once(f"feature cache {root} cannot be written ({exc.strerror or exc}); "
+                   "running without it")  # fmt: skip
+        return None
+    return root
+
+
+class _CacheBound:
+    """Keeps the cache under its bound: entries' mtimes are their last use (a hit touches
+    its entry); after writes add up past the bound, the oldest go until 80 % is left."""
+
+    def __init__(self) -> None:
+        self.estimate: dict[Path, int] = {}
+
+    def used(self, entry: Path) -> None:
+        try:
+            os.utime(entry)
+        except OSError:
+            pass
+
+    def wrote(self, root: Path, nbytes: int) -> None:
+        limit = cache_max_bytes()
+        if root not in self.estimate:
+            self.estimate[root] = self._scan(root, limit)
+        self.estimate[root] += nbytes
+        if self.estimate[root] > limit:
+            self.estimate[root] = self._scan(root, limit)
+
+    @staticmethod
+    def _scan(root: Path, limit: int) -> int:
+        entries = []
+        for f in (root / "features").glob("*/*.npz"):
+            try:
+                st = f.stat()
+            except OSError:  # another process evicted it
+                continue
+            entries.append((st.st_mtime_ns, st.st_size, f))
+        total = sum(size for _, size, _ in entries)
+        if total <= limit:
+            return total
+        entries.sort()
+        for _, size, f in entries:
+            if total <= 0.8 * limit:
+                break
+            f.unlink(missing_ok=True)
+            total -= size
+        return total
+
+
+_BOUND = _CacheBound()
 
 
 @dataclass
@@ -45,6 +159,7 @@ class TrackFeatures:
     ends: np.ndarray  # [n_segments] seconds
     peak: float = 1.0  # largest absolute sample: 0 for digital silence
     duration: float = 0.0  # seconds of audio decoded
+    truncated: bool = False  # the container declares more than the file holds
 
 
 def file_digest(path: str | Path) -> str:
@@ -55,13 +170,16 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> int:
+    """Write ``arrays`` to ``path`` through a temporary file; the bytes written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            size = f.tell()
         os.replace(tmp, path)
+        return size
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -73,8 +191,12 @@ def track_features(
     *,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    max_duration: float | None = MAX_DURATION,
 ) -> TrackFeatures:
     """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
+
+    A file cut short (see :mod:`moodscope.audio_integrity`) gives features of what decodes,
+    flagged ``truncated``. ``max_duration`` as in :func:`moodscope.audio.load_audio`.
 
     Raises
     ------
@@ -85,7 +207,10 @@ def track_features(
     path = Path(path)
     if len(config.parts) > 1:
         parts = [
-            track_features(path, c, cache_dir=cache_dir, use_cache=use_cache) for c in config.parts
+            track_features(
+                path, c, cache_dir=cache_dir, use_cache=use_cache, max_duration=max_duration
+            )
+            for c in config.parts
         ]
         if len({len(p.features) for p in parts}) != 1:
             raise FeatureError(f"{path}: the joined feature sets cut different segments")
@@ -96,27 +221,28 @@ def track_features(
             first.ends,
             first.peak,
             first.duration,
+            first.truncated,
         )
-    entry = None
+    entry = root = None
     if use_cache and path.is_file():
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        entry = cache / "features" / config.key() / f"{file_digest(path)}.npz"
-        if entry.is_file():
-            try:
-                with np.load(entry) as z:
-                    return TrackFeatures(
-                        z["features"],
-                        z["starts"],
-                        z["ends"],
-                        float(z["peak"]),
-                        float(z["duration"]),
-                    )
-            except (OSError, ValueError, KeyError):
-                entry.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+        root = usable_cache_dir(cache_dir)
+    if root is not None:
+        entry = root / "features" / config.key() / f"{file_digest(path)}.npz"
+        cached = _read_entry(entry)
+        if cached is not None:
+            if max_duration is not None and cached.duration > max_duration:
+                raise AudioError(
+                    path, f"decodes to more than {max_duration:.0f} s of audio (max_duration)"
+                )
+            _BOUND.used(entry)
+            return cached
+    integrity = check_integrity(path)
     if config.segments is None:
-        result = _windowed_features(path, config)
+        result = _windowed_features(path, config, integrity, max_duration)
     else:
-        y = load_audio(path, sr=config.sr, min_duration=config.min_duration)
+        y = load_audio(path, sr=config.sr, max_duration=max_duration, integrity=integrity)
+        if len(y) < config.min_duration * config.sr:
+            raise _too_short(path, len(y) / config.sr, config.min_duration, integrity)
         segments = config.segment(y)
         result = TrackFeatures(
             get_feature_set(config.feature_set).compute(y, segments),
@@ -125,21 +251,60 @@ def track_features(
             float(np.abs(y).max()),
             len(y) / config.sr,
         )
+    result.truncated = integrity.truncated
     if not np.all(np.isfinite(result.features)):
         raise FeatureError(f"{path}: features are not finite (NaN or inf)")
     if entry is not None:
-        _atomic_save_npz(
-            entry,
-            features=result.features,
-            starts=result.starts,
-            ends=result.ends,
-            peak=np.float64(result.peak),
-            duration=np.float64(result.duration),
-        )
+        try:
+            nbytes = _atomic_save_npz(
+                entry,
+                features=result.features,
+                starts=result.starts,
+                ends=result.ends,
+                peak=np.float64(result.peak),
+                duration=np.float64(result.duration),
+                truncated=np.bool_(result.truncated),
+            )
+            _BOUND.wrote(root, nbytes)
+        except OSError as exc:  # a full disk, a folder gone read-only mid-run
+            _warn_once(f"feature cache {root} cannot be written ({exc.strerror or exc}); "
+                       "results are not cached")  # fmt: skip
     return result
 
 
-def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
+def _read_entry(entry: Path) -> TrackFeatures | None:
+    if not entry.is_file():
+        return None
+    try:
+        with np.load(entry) as z:
+            return TrackFeatures(
+                z["features"],
+                z["starts"],
+                z["ends"],
+                float(z["peak"]),
+                float(z["duration"]),
+                bool(z["truncated"]),
+            )
+    except (OSError, ValueError, KeyError, EOFError):
+        try:
+            entry.unlink(missing_ok=True)  # a damaged or older entry is recomputed, not trusted
+        except OSError:
+            pass
+        return None
+
+
+def _too_short(path: Path, seconds: float, needed: float, integrity) -> AudioError:
+    if integrity.truncated:
+        return AudioError(
+            path, f"is truncated: it {integrity.missing}; {seconds:.2f} s decode, at least "
+            f"{needed:.2f} s is needed",
+        )  # fmt: skip
+    return AudioError(path, f"is {seconds:.2f} s long; at least {needed:.2f} s is needed")
+
+
+def _windowed_features(
+    path: Path, config: FeatureConfig, integrity=None, max_duration: float | None = MAX_DURATION
+) -> TrackFeatures:
     """Fixed windows computed block by block as the file is decoded: memory stays bounded
     by one block (about a minute of audio) whatever the file's length."""
     sr, compute = config.sr, get_feature_set(config.feature_set).compute
@@ -147,7 +312,14 @@ def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
     hop = max(1, int(round((config.hop or config.window) * sr)))
     buffer, offset, next_start = np.zeros(0, np.float32), 0, 0
     rows, starts, peak, total = [], [], 0.0, 0
-    for block in stream_audio(path, sr=sr, block_seconds=max(60.0, 4 * config.window)):
+    blocks = stream_audio(
+        path,
+        sr=sr,
+        block_seconds=max(60.0, 4 * config.window),
+        max_duration=max_duration,
+        integrity=integrity,
+    )
+    for block in blocks:
         peak = max(peak, float(np.abs(block).max()))
         total += len(block)
         buffer = np.concatenate([buffer, block])
@@ -162,9 +334,7 @@ def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
         cut = min(next_start - offset, len(buffer))
         buffer, offset = buffer[cut:], offset + cut
     if not starts:
-        raise AudioError(
-            path, f"is {total / sr:.2f} s long; at least {config.window:.2f} s is needed"
-        )
+        raise _too_short(path, total / sr, config.window, integrity or check_integrity(path))
     starts_s = np.asarray(starts) / sr
     return TrackFeatures(np.vstack(rows), starts_s, starts_s + win / sr, peak, total / sr)
 
@@ -197,6 +367,7 @@ class FeatureJob:
     config: FeatureConfig
     cache_dir: str | None = None
     use_cache: bool = True
+    max_duration: float | None = MAX_DURATION
 
 
 def features_task(
@@ -206,7 +377,13 @@ def features_task(
     error)``; never raises for a bad file."""
     index, path = item
     try:
-        result = track_features(path, job.config, cache_dir=job.cache_dir, use_cache=job.use_cache)
+        result = track_features(
+            path,
+            job.config,
+            cache_dir=job.cache_dir,
+            use_cache=job.use_cache,
+            max_duration=job.max_duration,
+        )
         return index, result, None
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         return index, None, failure_message(path, exc)
@@ -228,6 +405,9 @@ def map_tracks(
     Runs on ``backend``, else on ``workers`` local processes or a Dask ``scheduler`` (see
     :func:`moodscope.backends.open_backend`).
     """
+    if use_cache:  # checked once here: one warning line, and workers that do not retry
+        usable = usable_cache_dir(cache_dir)
+        use_cache, cache_dir = usable is not None, usable
     job = FeatureJob(config, None if cache_dir is None else str(cache_dir), use_cache)
     results: list[TrackFeatures | None] = [None] * len(paths)
     failures: list[tuple[str, str]] = []
