@@ -72,12 +72,13 @@ def sniff(path: Path) -> str | None:
     or None when they say nothing known."""
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
+            first = f.read(4096)  # room for two MPEG frames
+            head = first[:512]
     except OSError as exc:
         raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from exc
     if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
         return "AAC"  # raw ADTS: the MPEG sync word with layer bits 00
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    if head.startswith(b"ID3") or _mpeg_frames_chain(first):
         return "MP3"
     if head.startswith(b"fLaC"):
         return "FLAC"
@@ -98,6 +99,18 @@ def sniff(path: Path) -> str | None:
     if all(c.isprintable() or c in "\t\r\n" for c in text):
         return "text"
     return None
+
+
+def _mpeg_frames_chain(data: bytes) -> bool:
+    """Two MPEG audio frame headers at the start of ``data``, the second where the first's
+    length puts it: a sync word alone is one chance in 2,000 in random bytes."""
+    from .audio_integrity import _mpeg_frame
+
+    frame = _mpeg_frame(data[:4])
+    if frame is None:
+        return False
+    following = data[frame.length : frame.length + 4]
+    return len(following) < 4 or _mpeg_frame(following) is not None
 
 
 @contextmanager
@@ -127,12 +140,13 @@ class _AvReader:
     ``to_the_end``: the file is known to be cut short (see :mod:`moodscope.audio_integrity`);
     a decode error after some audio is where its data ends, not a failure."""
 
-    def __init__(self, path: Path, *, to_the_end: bool = False):
+    def __init__(self, path: Path, *, to_the_end: bool = False, unrecognised: bool = False):
         import av
 
         _quiet_ffmpeg()
         self.path = path
         self.to_the_end = to_the_end
+        self.unrecognised = unrecognised  # no known signature: undecodable = not audio
         self._container = av.open(str(path))
         if not self._container.streams.audio:
             self._container.close()
@@ -178,6 +192,8 @@ class _AvReader:
         except av.error.FFmpegError as exc:
             if self.to_the_end and got:
                 return  # the cut: the last, partial packet
+            if self.unrecognised:  # no signature, and a decoder that chokes on it
+                raise NotAudioError(self.path, UNRECOGNISED) from exc
             raise AudioError(self.path, f"corrupt audio data ({exc})") from exc
 
     def blocks(self, blocksize: int, dtype: str = "float32", always_2d: bool = True):
@@ -288,7 +304,7 @@ def _open_reader(path: Path, integrity: Integrity):
             raise AudioError(path, f"{kind} audio needs PyAV: pip install av") from None
         try:
             with quiet_stderr():
-                return _AvReader(path)
+                return _AvReader(path, unrecognised=kind is None)
         except AudioError:
             raise
         except Exception as exc:  # noqa: BLE001 - PyAV raises its own tree of errors

@@ -1,0 +1,347 @@
+"""Damaged, partial and hostile files: what a container claims against what its bytes hold
+(truncation flagged, never padded), headers that declare absurd rates or lengths (rejected
+before decoding), bytes that are not audio, and the feature cache as an option."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, chord_signal
+from moodscope.audio import MAX_BLOCK_SAMPLES, load_audio, stream_audio
+from moodscope.audio_integrity import check_integrity
+from moodscope.errors import AudioError, NotAudioError
+from moodscope.predict import predict
+
+
+def _ffmpeg() -> str:
+    found = shutil.which("ffmpeg")
+    if found is None:
+        from conftest import _required
+
+        _required("needs ffmpeg: apt-get install ffmpeg")
+    return found
+
+
+def encode(path: Path, y: np.ndarray, sr: int = SR, *args: str) -> Path:
+    """``y`` written by ffmpeg in the container and codec its extension implies (MP3 by
+    LAME with its Xing/Info frame, Ogg Vorbis, AAC in MP4 or raw ADTS); WAV and FLAC by
+    libsndfile. Extra ``args`` go to ffmpeg before the output name."""
+    ext = path.suffix.lower()
+    if ext in (".wav", ".flac"):
+        sf.write(path, y, sr)
+        return path
+    wav = path.with_name(path.name + ".src.wav")
+    sf.write(wav, y, sr)
+    codec = {".mp3": ["-c:a", "libmp3lame", "-b:a", "128k"], ".ogg": ["-c:a", "libvorbis"],
+             ".m4a": ["-c:a", "aac"], ".aac": ["-c:a", "aac", "-f", "adts"]}[ext]  # fmt: skip
+    subprocess.run(
+        [_ffmpeg(), "-v", "error", "-nostdin", "-y", "-i", str(wav), *codec, *args, str(path)],
+        check=True,
+        timeout=60,
+    )
+    wav.unlink()
+    return path
+
+
+def cut(path: Path, keep: float | int, name: str | None = None) -> Path:
+    """The first ``keep`` of ``path`` (a fraction, or a byte count) as a new file."""
+    data = path.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else keep
+    out = path.with_name(name or f"cut-{path.name}")
+    out.write_bytes(data[:n])
+    return out
+
+
+def decoded_seconds(path: Path) -> float:
+    return sum(len(b) for b in stream_audio(path)) / SR
+
+
+CONTAINERS = [".mp3", ".flac", ".wav", ".ogg", ".m4a"]
+
+
+@pytest.mark.parametrize("ext", CONTAINERS)
+def test_whole_files_are_whole(tmp_path, ext):
+    args = ("-movflags", "+faststart") if ext == ".m4a" else ()
+    path = encode(tmp_path / f"whole{ext}", chord_signal(12.0), SR, *args)
+    assert not check_integrity(path).truncated
+    assert decoded_seconds(path) == pytest.approx(12.0, abs=0.1)
+
+
+@pytest.mark.parametrize("ext", [".mp3", ".flac", ".wav", ".ogg", ".m4a"])
+def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ext):
+    """The container still declares 30 s; the decoder gives the ~10 s that are there (no
+    zeros up to the declared length) and the check from the bytes says it is truncated."""
+    args = ("-movflags", "+faststart") if ext == ".m4a" else ()  # the index first
+    whole = encode(tmp_path / f"whole{ext}", chord_signal(30.0), SR, *args)
+    part = cut(whole, 1 / 3)
+    integrity = check_integrity(part)
+    assert integrity.truncated and integrity.missing
+    seconds = decoded_seconds(part)
+    assert 7.0 < seconds < 12.0, seconds
+    y = load_audio(part, integrity=integrity)
+    assert abs(len(y) / SR - seconds) < 0.1
+
+
+def test_an_mp4_cut_before_its_index_names_what_is_missing(tmp_path):
+    whole = encode(tmp_path / "whole.m4a", chord_signal(10.0))  # ffmpeg: moov at the end
+    part = cut(whole, 0.5)
+    with pytest.raises(AudioError, match=r"truncated.*'moov' box") as info:
+        load_audio(part)
+    assert str(part) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_first_20_kb_of_a_lame_mp3_is_not_a_60_s_track(tmp_path):
+    """The issue's partial download: before, 60.0 s (1.2 s of audio, then zeros)."""
+    whole = encode(tmp_path / "song.mp3", chord_signal(60.0))
+    part = cut(whole, 20_000, "partial.mp3")
+    assert decoded_seconds(part) < 2.0
+    (result,) = predict(part)  # 1.2 s: less than one 3-s window
+    assert not result.ok and result.error_kind == "unusable"
+    assert result.error.startswith(f"{part}: is truncated")
+    assert "declares" in result.error and "at least 3.00 s is needed" in result.error
+
+
+@pytest.mark.parametrize("ext", [".mp3", ".ogg", ".flac"])
+def test_truncated_is_predicted_on_what_decodes_and_flagged(tmp_path, ext, capfd):
+    whole = encode(tmp_path / f"song{ext}", chord_signal(30.0))
+    part = cut(whole, 0.4)
+    full, partial = predict([whole, part])
+    assert full.ok and not full.truncated and full.duration == pytest.approx(30.0, abs=0.1)
+    assert partial.ok and partial.truncated, partial.error
+    assert 9.0 < partial.duration < 15.0
+    assert partial.timeline[-1].end <= partial.duration
+    assert partial.to_dict()["truncated"] is True and full.to_dict()["truncated"] is False
+    # Decoder chatter (mpg123's "Xing stream size off", ffmpeg's "invalid frame") stays off.
+    assert capfd.readouterr().err == ""
+
+
+# -- work bounded by the bytes, not the header ----------------------------------------------
+
+
+def _flac_declaring_rate(path: Path, rate: int) -> Path:
+    """A real FLAC whose STREAMINFO is edited to declare ``rate`` Hz."""
+    data = bytearray(path.read_bytes())
+    at = 8 + 10  # "fLaC", the block header, then 10 bytes to the packed rate/channels/...
+    packed = int.from_bytes(data[at : at + 8], "big")
+    data[at : at + 8] = ((packed & ((1 << 44) - 1)) | (rate << 44)).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def hostile_files(folder: Path) -> dict[str, Path]:
+    """The issue's amplification files: a 400 kB WAV declaring 8 Hz (25,000 s) and a FLAC
+    whose STREAMINFO says 1 Hz (tens of hours)."""
+    noise = (0.1 * np.random.default_rng(0).standard_normal(200_000)).astype(np.float32)
+    wav = folder / "8hz.wav"
+    sf.write(wav, noise, 8, subtype="PCM_16")
+    flac = folder / "1hz.flac"
+    sf.write(flac, noise, 44100)
+    return {"8": wav, "1": _flac_declaring_rate(flac, 1)}
+
+
+def test_a_header_declaring_a_tiny_rate_is_rejected_before_decoding(tmp_path):
+    for rate, path in hostile_files(tmp_path).items():
+        with pytest.raises(AudioError, match=f"sample rate of {rate} Hz; at least 4000 Hz"):
+            list(stream_audio(path))
+        (result,) = predict(path)
+        assert result.error == f"{path}: declares a sample rate of {rate} Hz; at least 4000 Hz " \
+            "is needed"  # fmt: skip
+
+
+@pytest.mark.slow
+def test_hostile_headers_cost_less_than_small_real_files(tmp_path):
+    """The CLI on the two hostile files against the CLI on two 4-s files, each in a process
+    of its own: no more CPU time and no more memory (before: 125 s and 1.1 GB for the WAV).
+    CPU time, not wall time: the machine may be shared."""
+    files = hostile_files(tmp_path)
+    reference = [tmp_path / "real-1.wav", tmp_path / "real-2.wav"]
+    for i, path in enumerate(reference):
+        sf.write(path, chord_signal(4.0, seed=i), SR)
+
+    def run(paths) -> tuple[subprocess.CompletedProcess, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        code = "import sys; from moodscope.cli import main; main(sys.argv[1:])"
+        done = subprocess.run(
+            [sys.executable, "-c", code, "predict", "--workers", "1", *map(str, paths)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return done, cpu
+
+    ok, ok_cpu = run(reference)
+    ok_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child yet
+    assert ok.returncode == 0, ok.stderr
+    bad, bad_cpu = run(files.values())
+    bad_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    for rate, path in files.items():
+        assert f"{path}: declares a sample rate of {rate} Hz" in bad.stderr
+    assert bad_cpu < 1.5 * ok_cpu
+    # RUSAGE_CHILDREN keeps the largest child's peak: the hostile run must not raise it.
+    assert bad_rss < 1.25 * ok_rss
+
+
+def test_max_duration_is_checked_before_decoding(tmp_path):
+    """A FLAC declaring 30 s whose frames are garbage: with a 10-s limit the error is the
+    limit, so nothing was decoded; without it, the corrupt data."""
+    path = tmp_path / "long.flac"
+    sf.write(path, chord_signal(30.0), SR)
+    data = bytearray(path.read_bytes())
+    data[8192:] = bytes(len(data) - 8192)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"declares 30 s of audio; the limit is 10 s"):
+        list(stream_audio(path, max_duration=10))
+    (limited,) = predict(path, max_duration=10)
+    assert limited.error == f"{path}: declares 30 s of audio; the limit is 10 s (max_duration)"
+    with pytest.raises(AudioError) as info:
+        list(stream_audio(path))
+    assert "limit" not in str(info.value)
+
+
+def test_max_duration_holds_for_cached_results(tmp_path):
+    path = tmp_path / "twenty.wav"
+    sf.write(path, chord_signal(20.0), SR)
+    assert predict(path)[0].ok  # cached now
+    (again,) = predict(path, max_duration=10)
+    assert not again.ok and "max_duration" in again.error
+
+
+def test_a_header_declaring_less_than_it_holds_is_still_bounded(tmp_path):
+    """Raw ADTS declares no length: PyAV estimates one from the first frames' bit rate, so
+    loud seconds then silence declare ~3 s for 20 s. The limit holds for what decodes."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([0.5 * rng.standard_normal(2 * SR), np.zeros(18 * SR)])
+    path = encode(tmp_path / "loud-then-quiet.aac", y.astype(np.float32))
+    from moodscope.audio import audio_info
+
+    assert audio_info(path)[0] < 10
+    with pytest.raises(AudioError, match=r"decodes to more than 10 s of audio \(max_duration\)"):
+        list(stream_audio(path, max_duration=10, block_seconds=2))
+    assert decoded_seconds(path) == pytest.approx(20.0, abs=0.2)
+
+
+def test_memory_of_one_block_is_bounded_whatever_the_rate(tmp_path):
+    """At 768 kHz stereo, a 60-s block would be 92 M samples; blocks hold at most
+    MAX_BLOCK_SAMPLES native samples, whatever the file's length or header."""
+    rate = 768_000
+    path = tmp_path / "hi.wav"
+    y = chord_signal(3.0, rate)
+    sf.write(path, np.stack([y, y], axis=1), rate, subtype="PCM_16")
+    lengths = [len(b) for b in stream_audio(path, block_seconds=60.0)]
+    assert len(lengths) >= 2
+    assert max(lengths) <= (MAX_BLOCK_SAMPLES // 2) * SR / rate + 64
+    assert sum(lengths) / SR == pytest.approx(3.0, abs=0.01)
+
+
+# -- not audio, and audio in odd containers -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["noise.flac", "noise.mp3", "noise.ogg", "noise.wav"])
+def test_random_bytes_are_not_audio(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(1).bytes(100_000))
+    with pytest.raises(NotAudioError, match="is not an audio file") as info:
+        load_audio(path)
+    assert str(info.value).startswith(f"{path}: ")
+    (result,) = predict(path)
+    assert result.error_kind == "not_audio"
+
+
+def test_an_id3_tag_over_garbage_says_what_it_is(tmp_path):
+    path = tmp_path / "tagged-garbage.mp3"
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x10" + bytes(16)
+    path.write_bytes(tag + bytes(range(7, 250)) * 200)
+    with pytest.raises(NotAudioError, match=r"an ID3 tag with no MPEG audio after it"):
+        load_audio(path)
+
+
+def test_raw_adts_aac_decodes(tmp_path):
+    path = encode(tmp_path / "raw.aac", chord_signal(6.0))
+    assert path.read_bytes()[:2] in (b"\xff\xf1", b"\xff\xf9")
+    assert decoded_seconds(path) == pytest.approx(6.0, abs=0.2)
+    (result,) = predict(path)
+    assert result.ok and not result.truncated
+
+
+# -- the feature cache is optional and bounded -----------------------------------------------
+
+
+def test_an_unwritable_cache_gives_one_warning_and_a_run_without_it(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MOODSCOPE_CACHE_DIR", str(blocker / "cache"))  # even root cannot
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], chord_signal(4.0, seed=i), SR)
+    with caplog.at_level(logging.WARNING, logger="moodscope"):
+        results = predict(paths, workers=1)
+    assert all(r.ok for r in results), [r.error for r in results]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "moodscope"]
+    assert len(warnings) == 1 and "running without it" in warnings[0]
+    assert str(blocker / "cache") in warnings[0]
+
+
+@pytest.mark.slow
+def test_the_cli_with_an_unwritable_cache_prints_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], chord_signal(4.0, seed=i), SR)
+    env = {k: v for k, v in __import__("os").environ.items()}
+    env["MOODSCOPE_CACHE_DIR"] = str(blocker / "cache")
+    code = "import sys; from moodscope.cli import main; main(sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--workers", "2", *map(str, paths)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "cache" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: feature cache"), done.stderr
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MOODSCOPE_CACHE_DIR", str(cache))
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], chord_signal(4.0, seed=i), SR)
+
+    def entries() -> list[Path]:
+        return sorted((cache / "features").glob("*/*.npz"))
+
+    predict(paths[0])
+    (first,) = entries()
+    size = first.stat().st_size
+    # Room for three entries: the fifth write evicts to 80 % (two entries), oldest first.
+    monkeypatch.setenv("MOODSCOPE_CACHE_MAX_MB", str(3.5 * size / 2**20))
+    import moodscope.features.extract as extract
+
+    monkeypatch.setattr(extract, "_BOUND", extract._CacheBound())
+    for p in paths[1:3]:
+        predict(p)
+        time.sleep(0.01)  # distinct mtimes on coarse clocks
+    predict(paths[0])  # a hit: 0 is now the most recently used
+    time.sleep(0.01)
+    before = set(entries())
+    assert len(before) == 3
+    predict(paths[3])
+    kept = set(entries())
+    assert sum(p.stat().st_size for p in kept) <= 3.5 * size
+    assert first in kept  # used last but one: kept
+    assert len(kept) == 2
