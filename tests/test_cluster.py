@@ -230,3 +230,15 @@ def test_features_on_a_local_cluster_equal_the_local_ones(music):
             # float32 rounding: BLAS threads here, one thread per worker there
             np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
             np.testing.assert_array_equal(a.starts, b.starts)
+
+
+def test_relative_paths_reach_workers_that_run_elsewhere(music, dask_cluster, tmp_path):
+    """The workers run in another folder (pytest's); the CLI is given paths relative to its
+    own: they are made absolute before they leave, so every file is found."""
+    address, _ = dask_cluster
+    names = ["classical.mp3", "synth0.flac"]
+    done = _moodscope("predict", *names, "--format", "json", "--scheduler", address, cwd=music)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["path"] for r in results] == names  # named as given
+    assert all("error" not in r for r in results)

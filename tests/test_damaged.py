@@ -345,3 +345,69 @@ def test_the_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch):
     assert sum(p.stat().st_size for p in kept) <= 3.5 * size
     assert first in kept  # used last but one: kept
     assert len(kept) == 2
+
+
+# -- folders that cannot be read, names that are not UTF-8 ------------------------------------
+
+
+def _without_root_powers() -> None:
+    """In the child, before exec: drop the capabilities that let root read any folder
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from the bounding set, so mode 000 means
+    "cannot be read" for it too, as for any user."""
+    import ctypes
+    import os
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _moodscope(*args, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from moodscope.cli import main; main(sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True, timeout=300, cwd=cwd, preexec_fn=_without_root_powers,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def odd_library(tmp_path):
+    """A folder with one good file, a subfolder that cannot be entered (with a file in it),
+    and a text file whose name is Latin-1, not UTF-8."""
+    import os
+
+    lib = tmp_path / "lib"
+    (lib / "ok").mkdir(parents=True)
+    (lib / "locked").mkdir()
+    sf.write(lib / "ok" / "good.wav", chord_signal(4.0), SR)
+    sf.write(lib / "locked" / "inside.wav", chord_signal(4.0), SR)
+    latin1 = os.fsdecode(b"ok/caf\xe9.mp3")
+    (lib / latin1).write_text("just text\n" * 20)
+    (lib / "locked").chmod(0)
+    yield lib
+    (lib / "locked").chmod(0o755)
+
+
+@pytest.mark.slow
+def test_unreadable_folders_and_odd_names_are_one_line_each(odd_library, tmp_path):
+    lib = odd_library
+    done = _moodscope("predict", "lib", "lib/locked/inside.wav", "--format", "jsonl",
+                      cwd=tmp_path)  # fmt: skip
+    err = done.stderr.decode("utf-8", "backslashreplace")
+    assert done.returncode == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("failed ")]
+    assert sorted(lines) == [  # in the order they finish
+        "failed lib/locked/inside.wav: cannot be read (Permission denied)",
+        "failed lib/locked: is a folder that cannot be read (Permission denied)",
+        "failed lib/ok/caf\\udce9.mp3: is not an audio file (it holds text)",
+    ]
+    assert "4 file(s), 1 predicted, 3 failed" in err
+    tagged = _moodscope("tag", "lib", "--db", tmp_path / "index.sqlite", cwd=tmp_path)
+    err = tagged.stderr.decode("utf-8", "backslashreplace")
+    assert tagged.returncode == 1 and "Traceback" not in err, err
+    assert f"failed {lib}/locked: is a folder that cannot be read" in err
+    assert "1 tagged" in err and "2 failed" in err

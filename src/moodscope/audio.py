@@ -30,6 +30,26 @@ AUDIO_EXTENSIONS = (
 )  # fmt: skip
 """Extensions treated as audio when a folder is scanned."""
 
+
+def audio_files_under(folder: str | Path) -> list[Path]:
+    """Audio files (by extension) under ``folder``, recursively, sorted; a subfolder that
+    cannot be read is listed too, so that decoding it reports it (``cannot be read``) and a
+    batch counts it as a failure instead of skipping it in silence."""
+    found: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:
+        if exc.filename is not None:
+            found.append(Path(exc.filename))
+
+    for root, _dirs, files in os.walk(folder, onerror=unreadable):
+        found += (
+            path
+            for path in (Path(root, f) for f in files)
+            if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+        )
+    return sorted(found)
+
+
 MIN_SAMPLE_RATE = 4000
 """Lowest native rate accepted (Hz). Below it a header is lying or the file is not music; a
 400 kB WAV declaring 8 Hz would otherwise decode to 25,000 s of audio at the analysis rate."""
@@ -52,6 +72,10 @@ def _check_path(path: Path) -> None:
     except OSError as exc:  # a folder on the way that cannot be entered, a bad link ...
         raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from None
     if stat.S_ISDIR(info.st_mode):
+        try:
+            os.scandir(path).close()
+        except OSError as exc:
+            raise AudioError(path, f"is a folder that cannot be read ({exc.strerror})") from None
         raise AudioError(path, "is a folder, not an audio file")
     if not stat.S_ISREG(info.st_mode):
         raise AudioError(path, "is not a regular file (a pipe or a device?)")
@@ -147,9 +171,18 @@ class _AvReader:
         self.path = path
         self.to_the_end = to_the_end
         self.unrecognised = unrecognised  # no known signature: undecodable = not audio
-        self._container = av.open(str(path))
+        self._file = None
+        try:
+            source = str(path).encode("utf-8") and str(path)
+        except UnicodeEncodeError:  # a name in another encoding: PyAV takes UTF-8 names only
+            source = self._file = open(path, "rb")
+        try:
+            self._container = av.open(source)
+        except BaseException:
+            self._close_file()
+            raise
         if not self._container.streams.audio:
-            self._container.close()
+            self.close()
             raise AudioError(path, "holds no audio stream")
         stream = self._container.streams.audio[0]
         self.samplerate = int(stream.codec_context.sample_rate or stream.rate)
@@ -165,10 +198,16 @@ class _AvReader:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._container.close()
+        self.close()
 
     def close(self) -> None:
         self._container.close()
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def seek(self, frame: int) -> None:
         self._skip = frame
@@ -287,8 +326,8 @@ def _open_reader(path: Path, integrity: Integrity):
     if not integrity.audio_found:
         raise NotAudioError(path, "is not an audio file (an ID3 tag with no MPEG audio after it)")
     try:
-        with quiet_stderr():
-            return sf.SoundFile(str(path))
+        with quiet_stderr():  # bytes: any file name, whatever its encoding
+            return sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         detail = str(exc).split(":")[-1].strip() or type(exc).__name__
         libsndfile_error = exc

@@ -68,6 +68,17 @@ def default_db_path() -> Path:
     return Path(base) / "moodscope" / "library.sqlite"
 
 
+def _key(path: str | Path) -> str | bytes:
+    """A path as SQLite stores it: text, or the name's bytes when it is not UTF-8 (a file
+    named in Latin-1 on a UTF-8 system), which SQLite's text cannot hold."""
+    path = str(path)
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -222,12 +233,14 @@ class LibraryIndex:
         d["emotions"] = json.loads(d["emotions"]) if d["emotions"] else None
         d["silent"] = bool(d["silent"])
         d["truncated"] = bool(d["truncated"])
+        if isinstance(d["path"], bytes):
+            d["path"] = os.fsdecode(d["path"])
         return IndexRow(**d)
 
     def get(self, path: str | Path) -> IndexRow | None:
         """The row of ``path`` (absolute, resolved), or None."""
         found = self._query(
-            f"SELECT {', '.join(_COLUMNS)} FROM tracks WHERE path = ?", (str(path),)
+            f"SELECT {', '.join(_COLUMNS)} FROM tracks WHERE path = ?", (_key(path),)
         )
         return self._row(found[0]) if found else None
 
@@ -253,6 +266,9 @@ class LibraryIndex:
         )
         values[_COLUMNS.index("silent")] = int(row.silent)
         values[_COLUMNS.index("truncated")] = int(row.truncated)
+        values[0] = _key(row.path)
+        if row.error is not None:  # a message naming such a file: shown with \udcXX escapes
+            values[_COLUMNS.index("error")] = row.error.encode("utf-8", "backslashreplace").decode()
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
         sql = (
             f"INSERT INTO tracks ({', '.join(_COLUMNS)}) VALUES "
@@ -307,16 +323,14 @@ def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     the order found: files as given, folders searched recursively for audio extensions
     (the rule of :func:`moodscope.predict.find_audio`, here without importing torch, so a
     rerun that has nothing to do starts in a second)."""
-    from .audio import AUDIO_EXTENSIONS
+    from .audio import audio_files_under
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[str] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
+        if os.path.isdir(p):  # False, not an error, for a path in a folder it cannot enter
+            found += map(str, audio_files_under(p))
         else:
             found.append(str(p))
     return list(dict.fromkeys(os.path.realpath(f) for f in found))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS, MAX_DURATION
+from .audio import MAX_DURATION, audio_files_under
 from .backends import Backend, WorkerLost, failure_message, stream, using_backend
 from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
 from .emotions import EMOTIONS
@@ -152,13 +153,12 @@ def prediction_features(model: TrainedModel) -> FeatureConfig:
 
 
 def find_audio(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and audio files (by extension) under folders, recursively, sorted."""
+    """Files as given, and audio files (by extension) under folders, recursively, sorted
+    (with the subfolders that cannot be read: they fail when decoded, saying so)."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
+        if os.path.isdir(p):  # False, not an error, for a path in a folder it cannot enter
+            found += audio_files_under(p)
         else:
             found.append(p)
     return found
@@ -308,11 +308,17 @@ def _stream_predictions(
             backend, workers=workers, scheduler=scheduler, items=len(files)
         ) as runner:
             runner.start(job)
+            # Absolute paths travel (a Dask worker resolves a relative one in its own
+            # folder, on its own machine); results name the file as it was given.
+            sent = enumerate(map(os.path.abspath, files))
             for done, ((index, path), out) in enumerate(
-                stream(runner, predict_task, enumerate(files)), start=1
+                stream(runner, predict_task, sent), start=1
             ):
                 if isinstance(out, BaseException):
                     out = index, Prediction.failed(path, out, trained.model_id)
+                out[1].path = files[index]
+                if out[1].error is not None and path != files[index]:
+                    out[1].error = out[1].error.replace(path, files[index])
                 if progress is not None:
                     progress(done, len(files))
                 yield out

@@ -224,7 +224,7 @@ def track_features(
             first.truncated,
         )
     entry = root = None
-    if use_cache and path.is_file():
+    if use_cache and os.path.isfile(path):  # False, not an error, in a folder it cannot enter
         root = usable_cache_dir(cache_dir)
     if root is not None:
         entry = root / "features" / config.key() / f"{file_digest(path)}.npz"
@@ -415,13 +415,16 @@ def map_tracks(
         if isinstance(runner, ProcessBackend):
             warm_up(config)
         runner.start(job)
-        items = enumerate(paths)
+        # Absolute paths travel (a Dask worker resolves a relative one in its own folder);
+        # failures name the file as it was given.
+        items = enumerate(map(os.path.abspath, paths))
         for done, ((i, path), out) in enumerate(stream(runner, features_task, items), start=1):
             if isinstance(out, BaseException):
                 out = (i, None, failure_message(path, out))
             _, results[i], error = out
             if error is not None:
-                failures.append((path, error))
+                given = str(paths[i])
+                failures.append((given, error.replace(path, given) if path != given else error))
             if progress is not None:
                 progress(done, len(paths))
     failures.sort()
