@@ -17,10 +17,10 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, chord_signal
-from moodscope.audio import MAX_BLOCK_SAMPLES, load_audio, stream_audio
-from moodscope.audio_integrity import check_integrity
+from moodscope.audio.decode import MAX_BLOCK_SAMPLES, load_audio, stream_audio
+from moodscope.audio.integrity import check_integrity
 from moodscope.errors import AudioError, NotAudioError
-from moodscope.predict import predict
+from moodscope.inference.predictor import predict
 
 
 def _ffmpeg() -> str:
@@ -224,7 +224,7 @@ def test_a_header_declaring_less_than_it_holds_is_still_bounded(tmp_path):
     rng = np.random.default_rng(0)
     y = np.concatenate([0.5 * rng.standard_normal(2 * SR), np.zeros(18 * SR)])
     path = encode(tmp_path / "loud-then-quiet.aac", y.astype(np.float32))
-    from moodscope.audio import audio_info
+    from moodscope.audio.decode import audio_info
 
     assert audio_info(path)[0] < 10
     with pytest.raises(AudioError, match=r"decodes to more than 10 s of audio \(max_duration\)"):

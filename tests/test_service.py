@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from conftest import SR, chord_signal
 from live_server import start_server, stop_server
 from moodscope import EMOTIONS
-from moodscope.predict import load_model, predict
-from moodscope.service import (
+from moodscope.inference.predictor import load_model, predict
+from moodscope.service.app import (
     RequestRejected,
     ServiceConfig,
     create_app,
@@ -117,7 +117,7 @@ def test_undecodable_short_nan_and_empty_files_are_422(client, write_audio):
     nan_path = short.with_name("nan.wav")
     sf.write(nan_path, nan, SR, subtype="FLOAT")
     cases = {
-        "truncated.mp3": (mp3.read_bytes()[:600], "truncated.mp3: corrupt MP3 audio"),
+        "truncated.mp3": (mp3.read_bytes()[:600], "truncated.mp3: is truncated"),
         "short.wav": (short.read_bytes(), "short.wav: is 0.50 s long; at least 3.00 s is needed"),
         "nan.wav": (nan_path.read_bytes(), "nan.wav: contains NaN or infinite samples"),
         "empty.ogg": (b"", "empty.ogg: file is empty (0 bytes)"),
@@ -314,8 +314,8 @@ def test_public_address_without_token_warns():
 
 
 def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
-    import moodscope.service as service
-    from moodscope.cli import main
+    import moodscope.service.app as service
+    from moodscope.cli.commands import main
 
     seen = {}
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")

@@ -34,7 +34,7 @@ from mediafile import (
 )
 
 from moodscope.emotions import EMOTIONS
-from moodscope.tags import (
+from moodscope.library.tags import (
     MODEL_FIELD,
     MOOD_FIELD,
     MP4_FREEFORM,
@@ -59,7 +59,7 @@ def share_attribute(emotion: str) -> str:
 
 
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
-    """A media field stored as ``moodscope.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
+    """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
     id3 = (
         MP3StorageStyle("TMOO") if name == MOOD_FIELD and not id3v23 else MP3DescStorageStyle(name)
     )
@@ -140,7 +140,7 @@ class MoodscopePlugin(BeetsPlugin):
     ) -> None:
         """Predict each item (moodscope's ``predict_iter``), store its attributes, and
         write its tags when ``write``. A file that cannot be read is logged and skipped."""
-        from moodscope.predict import load_model, predict_iter
+        from moodscope.inference.predictor import load_model, predict_iter
 
         trained = load_model(self.config["model"].get() or None)
         todo: dict[str, Item] = {}
@@ -158,7 +158,7 @@ class MoodscopePlugin(BeetsPlugin):
                 self._log.error("{}", prediction.error)
                 continue
             if prediction.truncated and not self.config["allow_damaged"].get(bool):
-                from moodscope.library import damaged_message
+                from moodscope.library.index import damaged_message
 
                 self._log.error(
                     "{}", damaged_message(prediction.path, "moodscope: allow_damaged: yes")

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..audio import MAX_DURATION, load_audio, stream_audio
-from ..audio_integrity import check_integrity
-from ..backends import Backend, ProcessBackend, failure_message, stream, using_backend
-from ..errors import AudioError, FeatureError
-from ..segments import Segment
-from .sets import FeatureConfig, get_feature_set
+from moodscope.audio.decode import MAX_DURATION, load_audio, stream_audio
+from moodscope.audio.integrity import check_integrity
+from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
+from moodscope.errors import AudioError, FeatureError
+from moodscope.features.segments import Segment
+from moodscope.features.sets import FeatureConfig, get_feature_set
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +57,7 @@ def cache_max_bytes() -> int:
     try:
         mb = float(raw) if raw.strip() else CACHE_MAX_MB
     except ValueError:
-        from ..errors import ConfigError
+        from moodscope.errors import ConfigError
 
         raise ConfigError(
             f"MOODSCOPE_CACHE_MAX_MB must be a number of megabytes, got {raw!r}"
@@ -195,7 +195,7 @@ def track_features(
 ) -> TrackFeatures:
     """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
 
-    A file cut short (see :mod:`moodscope.audio_integrity`) gives features of what decodes,
+    A file cut short (see :mod:`moodscope.audio.integrity`) gives features of what decodes,
     flagged ``truncated``. ``max_duration`` as in :func:`moodscope.audio.load_audio`.
 
     Raises

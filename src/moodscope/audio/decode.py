@@ -5,7 +5,7 @@ One entry point, :func:`load_audio`, checks every input the same way and raises
 reads long files block by block so memory stays bounded. What a header declares is checked
 before anything is decoded (:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`,
 ``max_duration``), and a file whose container claims more than its bytes hold
-(:mod:`moodscope.audio_integrity`) is decoded only as far as it goes.
+(:mod:`moodscope.audio.integrity`) is decoded only as far as it goes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .audio_integrity import Integrity, check_integrity
-from .errors import AudioError, ConfigError, NotAudioError
+from moodscope.audio.integrity import Integrity, check_integrity
+from moodscope.errors import AudioError, ConfigError, NotAudioError
 
 SAMPLE_RATE = 22050
 """The analysis rate of the paper (librosa's default)."""
@@ -128,7 +128,7 @@ def sniff(path: Path) -> str | None:
 def _mpeg_frames_chain(data: bytes) -> bool:
     """Two MPEG audio frame headers at the start of ``data``, the second where the first's
     length puts it: a sync word alone is one chance in 2,000 in random bytes."""
-    from .audio_integrity import _mpeg_frame
+    from moodscope.audio.integrity import _mpeg_frame
 
     frame = _mpeg_frame(data[:4])
     if frame is None:
@@ -161,7 +161,7 @@ class _AvReader:
     """Containers libsndfile does not read (MP4/M4A, AAC, ASF/WMA), decoded by PyAV with
     the subset of soundfile's interface that moodscope uses.
 
-    ``to_the_end``: the file is known to be cut short (see :mod:`moodscope.audio_integrity`);
+    ``to_the_end``: the file is known to be cut short (see :mod:`moodscope.audio.integrity`);
     a decode error after some audio is where its data ends, not a failure."""
 
     def __init__(self, path: Path, *, to_the_end: bool = False, unrecognised: bool = False):
@@ -376,9 +376,17 @@ def _to_mono(y: np.ndarray) -> np.ndarray:
     return y.mean(axis=1)
 
 
-def _check_samples(path: Path, y: np.ndarray, sr: int, min_duration: float) -> np.ndarray:
+def _no_samples(path: Path, integrity: Integrity | None) -> AudioError:
+    if integrity is not None and integrity.truncated:
+        return AudioError(path, f"is truncated: it {integrity.missing}; no audio decodes")
+    return AudioError(path, "contains no audio samples")
+
+
+def _check_samples(
+    path: Path, y: np.ndarray, sr: int, min_duration: float, integrity: Integrity | None = None
+) -> np.ndarray:
     if y.shape[-1] == 0:
-        raise AudioError(path, "contains no audio samples")
+        raise _no_samples(path, integrity)
     if not np.all(np.isfinite(y)):
         raise AudioError(path, "contains NaN or infinite samples")
     duration = y.shape[-1] / sr
@@ -416,7 +424,7 @@ def load_audio(
         Seconds a file may declare (its header, checked before decoding) or decode to;
         None: no limit.
     integrity : Integrity, optional
-        :func:`~moodscope.audio_integrity.check_integrity` of the file, when the caller
+        :func:`~moodscope.audio.integrity.check_integrity` of the file, when the caller
         already has it; a file cut short is decoded as far as its bytes go.
 
     Returns
@@ -435,6 +443,9 @@ def load_audio(
         raise ConfigError(f"sr must be a positive sample rate in Hz, got {sr}")
     _check_max_duration(max_duration)
     path = Path(path)
+    if integrity is None:
+        _check_path(path)
+        integrity = check_integrity(path)
     with _open(path, integrity, max_duration=max_duration) as f:
         native_sr = f.samplerate
         try:
@@ -451,7 +462,7 @@ def load_audio(
     if max_duration is not None and duration is None and len(y) > max_duration * native_sr:
         raise _too_long(path, max_duration)
     y = _to_mono(y) if mono else y
-    _check_samples(path, y.T if y.ndim == 2 else y, native_sr, 0.0)
+    _check_samples(path, y.T if y.ndim == 2 else y, native_sr, 0.0, integrity)
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="HQ")
     y = np.ascontiguousarray(y.T if y.ndim == 2 else y, dtype=np.float32)
@@ -487,6 +498,9 @@ def stream_audio(
     if block_seconds <= 0:
         raise ConfigError(f"block_seconds must be > 0, got {block_seconds}")
     _check_max_duration(max_duration)
+    if integrity is None:
+        _check_path(path)
+        integrity = check_integrity(path)
     with _open(path, integrity, max_duration=max_duration) as f:
         native_sr = f.samplerate
         resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, "float32")
@@ -518,4 +532,4 @@ def stream_audio(
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(path, f"corrupt audio data ({exc})") from exc
         if not got_any:
-            raise AudioError(path, "contains no audio samples")
+            raise _no_samples(path, integrity)
