@@ -387,15 +387,32 @@ def damaged_message(path: str, remedy: str = "--allow-damaged") -> str:
     )
 
 
+def _tag_would_be_audio(path: str) -> bool:
+    """A WAV whose data chunk declares more bytes than follow it: a tag chunk appended at
+    the end lies inside the declared audio, where readers never find it and decoders play
+    it as noise."""
+    from moodscope.audio.integrity import check_integrity
+
+    return check_integrity(path).container == "WAV"
+
+
 def _finish(
     index: LibraryIndex | None, prediction, before: FileState, allow_damaged: bool = False
 ) -> TagOutcome:
     """Write one prediction into its file and record the result (``index`` None: dry run)."""
     path = prediction.path
-    if prediction.ok and prediction.truncated and not allow_damaged:
+    error = None
+    if prediction.ok and prediction.truncated:
+        if not allow_damaged:
+            error = damaged_message(path)
+        elif _tag_would_be_audio(path):
+            error = (
+                f"{path}: is truncated inside its data chunk; a tag after it would be read as "
+                "audio, so it is not tagged even with --allow-damaged"
+            )
+    if error is not None:
         # The prediction is kept in the index (not in the file), so a run that allows
         # damaged files writes it without predicting again.
-        error = damaged_message(path)
         row = None
         if index is not None:
             row = IndexRow.from_prediction(prediction, before, tagged=False, error=error)
