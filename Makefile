@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser
+.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser ffmpeg
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ browser:
 		&& command -v firefox-esr >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium chromium-driver firefox-esr >/dev/null; }
+
+ffmpeg:
+	@command -v ffmpeg >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq ffmpeg >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -296,7 +296,7 @@ def _read_entry(entry: Path) -> TrackFeatures | None:
 def _too_short(path: Path, seconds: float, needed: float, integrity) -> AudioError:
     if integrity.truncated:
         return AudioError(
-            path, f"is truncated: it {integrity.missing}; {seconds:.2f} s decode, at least "
+            path, f"is truncated: it {integrity.missing}; only {seconds:.2f} s decodes, at least "
             f"{needed:.2f} s is needed",
         )  # fmt: skip
     return AudioError(path, f"is {seconds:.2f} s long; at least {needed:.2f} s is needed")

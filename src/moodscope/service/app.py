@@ -488,6 +488,7 @@ _EXAMPLE = {
     },
     "duration": 60.03,
     "silent": False,
+    "truncated": False,
     "model": "default@fbe3183cdc45",
     "timeline": [{"start": 0.0, "end": 3.0, "emotions": {"calmness": 0.21, "...": 0.0}}],
 }  # fmt: skip
