@@ -77,6 +77,47 @@ def test_whole_files_are_whole(tmp_path, ext):
     assert decoded_seconds(path) == pytest.approx(12.0, abs=0.1)
 
 
+def test_whole_files_with_odd_but_legal_shapes_are_not_truncated(tmp_path):
+    """What real files do that a naive check would call truncated: an MP3 encoder that
+    counts its ID3 tag in the Xing byte count, trailing ID3v1 tags after FLAC and Ogg, and
+    WAVs whose streaming writer left the data size as a placeholder."""
+    y = chord_signal(8.0)
+    mp3 = encode(tmp_path / "tag-counted.mp3", y)
+    data = bytearray(mp3.read_bytes())
+    at = data.find(b"Info") if b"Info" in data[:200] else data.find(b"Xing")
+    assert at > 0 and data[at + 7] & 3 == 3  # frames and bytes fields present
+    tag = 100_000
+    bytes_field = int.from_bytes(data[at + 12 : at + 16], "big") + tag
+    data[at + 12 : at + 16] = bytes_field.to_bytes(4, "big")
+    size = tag - 10
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    mp3.write_bytes(b"ID3\x04\x00\x00" + syncsafe + bytes(size) + bytes(data))
+    id3v1 = b"TAG" + b"title".ljust(125, b"\0")
+    flac = tmp_path / "id3v1.flac"
+    sf.write(flac, y, SR)
+    flac.write_bytes(flac.read_bytes() + id3v1)
+    ogg = encode(tmp_path / "id3v1.ogg", y)
+    ogg.write_bytes(ogg.read_bytes() + id3v1)
+    placeholders = []
+    for value in (0, 0xFFFFFFFF):
+        wav = tmp_path / f"stream-{value}.wav"
+        sf.write(wav, y, SR, subtype="PCM_16")
+        raw = bytearray(wav.read_bytes())
+        data_at = raw.find(b"data")
+        raw[data_at + 4 : data_at + 8] = value.to_bytes(4, "little")
+        wav.write_bytes(bytes(raw))
+        placeholders.append(wav)
+    for path in (mp3, flac, ogg, *placeholders):
+        assert not check_integrity(path).truncated, path
+    for path in (mp3, flac, ogg):
+        assert decoded_seconds(path) == pytest.approx(8.0, abs=0.1), path
+    # A tag whose size field is wrong still leaves its MP3 audio found.
+    bad_size = tmp_path / "bad-tag-size.mp3"
+    audio = encode(tmp_path / "plain.mp3", y).read_bytes()
+    bad_size.write_bytes(b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f" + bytes(300) + audio)
+    assert check_integrity(bad_size).audio_found
+
+
 @pytest.mark.parametrize("ext", [".mp3", ".flac", ".wav", ".ogg", ".m4a"])
 def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ext):
     """The container still declares 30 s; the decoder gives the ~10 s that are there (no

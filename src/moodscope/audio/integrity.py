@@ -125,19 +125,15 @@ def _mp3(f, head: bytes, size: int) -> Integrity:
     window = f.read(TAIL_BYTES)
     if len(window) > 1 and window[0] == 0xFF and window[1] & 0xF6 == 0xF0:
         return Integrity("AAC")  # ADTS behind an ID3 tag
-    # The first frame: a header whose successor follows where its length says.
-    for i in range(max(0, len(window) - 4)):
-        frame = _mpeg_frame(window[i : i + 4])
-        if frame is None:
-            continue
-        nxt = window[i + frame.length : i + frame.length + 4]
-        if len(nxt) == 4 and _mpeg_frame(nxt) is None:
-            continue
-        first, offset = frame, start + i
-        body = window[i:]
-        break
-    else:
+    found = _first_mpeg_frame(window)
+    if found is None and start > 10:  # a tag whose size is wrong: look inside it too
+        f.seek(10)
+        window, start = f.read(TAIL_BYTES), 10
+        found = _first_mpeg_frame(window)
+    if found is None:
         return Integrity("MP3", audio_found=False)
+    i, first = found
+    offset, body = start + i, window[i:]
     side = (32 if not first.mono else 17) if first.mpeg1 else (17 if not first.mono else 9)
     frames = claimed_bytes = None
     if body[4 + side : 8 + side] in (b"Xing", b"Info"):
@@ -157,37 +153,59 @@ def _mp3(f, head: bytes, size: int) -> Integrity:
     f.seek(max(0, size - 128))
     if f.read(3) == b"TAG":  # ID3v1 at the end: not audio
         held -= 128
-    if claimed_bytes:
-        short = claimed_bytes - held
-        if short > max(1024, 0.01 * claimed_bytes):
-            return Integrity(
-                "MP3", True, declared,
-                f"holds {held:,} of the {claimed_bytes:,} bytes of MPEG audio its "
-                f"{'VBRI' if body[36:40] == b'VBRI' else 'Xing/Info'} header declares "
-                f"({declared:.2f} s)",
-            )  # fmt: skip
+    if claimed_bytes and claimed_bytes - held <= max(1024, 0.01 * claimed_bytes):
+        return Integrity("MP3", False, declared)  # the bytes are there: no need to count
+    # Fewer bytes than declared (or no byte count): count the frames that are there, since
+    # some encoders count their ID3 tag in the bytes too.
+    counted = _count_mpeg_frames(f, offset)
+    if frames - counted <= max(2, 0.01 * frames):
         return Integrity("MP3", False, declared)
-    counted = _count_mpeg_frames(f, offset, size)
-    if frames - counted > max(2, 0.01 * frames):
-        return Integrity(
-            "MP3", True, declared,
-            f"holds {counted:,} of the {frames:,} MPEG frames its Xing/Info header declares "
-            f"({declared:.2f} s)",
-        )  # fmt: skip
-    return Integrity("MP3", False, declared)
+    header = "VBRI" if body[36:40] == b"VBRI" else "Xing/Info"
+    if claimed_bytes:
+        missing = f"holds {held:,} of the {claimed_bytes:,} bytes of MPEG audio its {header} "
+    else:
+        missing = f"holds {counted:,} of the {frames:,} MPEG frames its {header} "
+    return Integrity("MP3", True, declared, missing + f"header declares ({declared:.2f} s)")
 
 
-def _count_mpeg_frames(f, offset: int, size: int) -> int:
-    """Whole MPEG frames from ``offset`` until the chain of headers breaks or the bytes end."""
-    f.seek(offset)
-    data = f.read()
-    count, at = 0, 0
-    while at + 4 <= len(data):
-        frame = _mpeg_frame(data[at : at + 4])
-        if frame is None or at + frame.length > len(data):
-            break
-        count, at = count + 1, at + frame.length
-    return count
+def _first_mpeg_frame(window: bytes) -> tuple[int, _MpegFrame] | None:
+    """Where the first MPEG frame of ``window`` starts: a header whose successor follows
+    where its length says (a lone sync word is one chance in 2,000 in any data)."""
+    at = window.find(b"\xff")
+    while 0 <= at <= len(window) - 4:
+        frame = _mpeg_frame(window[at : at + 4])
+        if frame is not None:
+            nxt = window[at + frame.length : at + frame.length + 4]
+            if len(nxt) < 4 or _mpeg_frame(nxt) is not None:
+                return at, frame
+        at = window.find(b"\xff", at + 1)
+    return None
+
+
+def _count_mpeg_frames(f, offset: int) -> int:
+    """Whole MPEG frames from ``offset`` to the end; junk between frames is skipped to the
+    next header that chains. Read through a memory map: nothing is copied."""
+    import mmap
+
+    try:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (ValueError, OSError):  # empty, or not mappable
+        return 0
+    try:
+        count, at, end = 0, offset, len(data)
+        while at + 4 <= end:
+            frame = _mpeg_frame(data[at : at + 4])
+            if frame is None:
+                at = data.find(b"\xff", at + 1)
+                if at < 0:
+                    break
+                continue
+            if at + frame.length > end:
+                break
+            count, at = count + 1, at + frame.length
+        return count
+    finally:
+        data.close()
 
 
 # -- FLAC --------------------------------------------------------------------------------
@@ -324,13 +342,13 @@ def _ogg(tail: bytes, tail_start: int, size: int) -> Integrity:
                 if struct.unpack("<I", page[22:26])[0] == _ogg_crc(page):
                     break
     eos = bool(page[5] & 0x04)
-    ends_file = tail_start + at + len(page) == size
-    if eos and ends_file:
+    after = tail[at + len(page) :]
+    if eos and not after.startswith(b"OggS"):  # whole; maybe a tagger's ID3v1 after it
         return Integrity("Ogg")
     return Integrity(
         "Ogg", True, None,
         "ends without its end-of-stream page" if not eos else
-        f"has {size - tail_start - at - len(page):,} bytes of a cut page after its last page",
+        f"has {len(after):,} bytes of a cut page after its last whole page",
     )  # fmt: skip
 
 
@@ -345,7 +363,7 @@ def _wav(head: bytes, size: int) -> Integrity:
             rate = struct.unpack("<I", head[at + 12 : at + 16])[0]
             block_align = struct.unpack("<H", head[at + 20 : at + 22])[0]
         elif kind == b"data":
-            if length in (0, 0xFFFFFFFF) or not block_align or not rate:
+            if length == 0 or length >= 0x7FFF0000 or not block_align or not rate:
                 return Integrity("WAV")  # a streaming writer's placeholder: no claim
             declared = length / block_align / rate
             held = size - at - 8
