@@ -133,6 +133,20 @@ def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ex
     assert abs(len(y) / SR - seconds) < 0.1
 
 
+def test_an_mp4_whose_sample_table_runs_past_its_data(tmp_path):
+    """The index first, and an 'mdat' that says "to the end of the file" (size 0), so no
+    box overflows: the sample table still places audio past the last byte."""
+    whole = encode(tmp_path / "whole.m4a", chord_signal(30.0), SR, "-movflags", "+faststart")
+    data = bytearray(whole.read_bytes())
+    at = data.find(b"mdat") - 4
+    data[at : at + 4] = bytes(4)
+    part = tmp_path / "cut.m4a"
+    part.write_bytes(bytes(data[: len(data) // 3]))
+    integrity = check_integrity(part)
+    assert integrity.truncated and "sample table" in integrity.missing
+    assert 5.0 < decoded_seconds(part) < 15.0
+
+
 def test_an_mp4_cut_before_its_index_names_what_is_missing(tmp_path):
     whole = encode(tmp_path / "whole.m4a", chord_signal(10.0))  # ffmpeg: moov at the end
     part = cut(whole, 0.5)

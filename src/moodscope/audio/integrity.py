@@ -68,7 +68,7 @@ def check_integrity(path: str | Path) -> Integrity:
             return _wav(head, size)
         if head[4:8] == b"ftyp":
             return _mp4(path, size)
-    except (struct.error, IndexError, ValueError, ZeroDivisionError):
+    except (struct.error, IndexError, ValueError, ZeroDivisionError, OSError):
         return WHOLE
     return WHOLE
 
@@ -381,9 +381,15 @@ def _wav(head: bytes, size: int) -> Integrity:
 # -- MP4 ---------------------------------------------------------------------------------
 
 
+_MP4_CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+MAX_INDEX_BYTES = 64 << 20
+"""Largest ``moov`` box read to check its sample table (hours of audio need a few MB)."""
+
+
 def _mp4(path: str | Path, size: int) -> Integrity:
-    """Top-level boxes whose declared sizes run past the end of the file."""
-    at, seen = 0, set()
+    """Top-level boxes whose declared sizes run past the end of the file, then chunk
+    offsets in the sample tables (``stco``/``co64``) that point past it."""
+    at, seen, moov = 0, set(), None
     with open(path, "rb") as f:
         while at + 8 <= size:
             f.seek(at)
@@ -414,5 +420,62 @@ def _mp4(path: str | Path, size: int) -> Integrity:
                     f"holds {size - at:,} of the {length:,} bytes its '{name}' box declares",
                 )
             seen.add(kind)
+            if kind == b"moov":
+                moov = (at, length)
             at += length
+        if moov is None or moov[1] > MAX_INDEX_BYTES:
+            return Integrity("MP4")
+        f.seek(moov[0])
+        end = max(_sample_data_ends(f.read(moov[1])), default=0)
+    if end > size:
+        return Integrity(
+            "MP4", True, None,
+            f"holds {size:,} bytes; its sample table places audio up to byte {end:,}",
+        )  # fmt: skip
     return Integrity("MP4")
+
+
+def _children(box: bytes) -> dict[bytes, list[bytes]]:
+    """The boxes directly inside ``box`` (its 8-byte header skipped), by type."""
+    out: dict[bytes, list[bytes]] = {}
+    at = 8
+    while at + 8 <= len(box):
+        length = struct.unpack(">I", box[at : at + 4])[0]
+        if length < 8 or at + length > len(box):
+            break
+        out.setdefault(box[at + 4 : at + 8], []).append(box[at : at + length])
+        at += length
+    return out
+
+
+def _sample_data_ends(box: bytes) -> list[int]:
+    """For every sample table inside ``box`` (a ``moov``), the byte just past its last
+    sample: chunk offsets (``stco``/``co64``), samples per chunk (``stsc``), sample sizes
+    (``stsz``)."""
+    kids = _children(box)
+    ends = []
+    for kind in _MP4_CONTAINERS[1:]:
+        for child in kids.get(kind, []):
+            ends += _sample_data_ends(child)
+    if b"stsz" not in kids or not (b"stco" in kids or b"co64" in kids) or b"stsc" not in kids:
+        return ends
+    stco = kids.get(b"stco", kids.get(b"co64"))[0]
+    width = 4 if stco[4:8] == b"stco" else 8
+    n = struct.unpack(">I", stco[12:16])[0]
+    offsets = struct.unpack(f">{n}{'I' if width == 4 else 'Q'}", stco[16 : 16 + n * width])
+    stsc = kids[b"stsc"][0]
+    runs = [
+        struct.unpack(">III", stsc[16 + 12 * i : 28 + 12 * i])[:2]
+        for i in range(struct.unpack(">I", stsc[12:16])[0])
+    ]
+    stsz = kids[b"stsz"][0]
+    uniform, count = struct.unpack(">II", stsz[12:20])
+    sizes = None if uniform else struct.unpack(f">{count}I", stsz[20 : 20 + 4 * count])
+    sample, end = 0, 0
+    for k, offset in enumerate(offsets, start=1):
+        per_chunk = next((spc for first, spc in reversed(runs) if first <= k), 0)
+        per_chunk = max(0, min(per_chunk, count - sample))
+        held = uniform * per_chunk if sizes is None else sum(sizes[sample : sample + per_chunk])
+        end = max(end, offset + held)
+        sample += per_chunk
+    return [*ends, end]
