@@ -466,3 +466,32 @@ def test_unreadable_folders_and_odd_names_are_one_line_each(odd_library, tmp_pat
     assert tagged.returncode == 1 and "Traceback" not in err, err
     assert f"failed {lib}/locked: is a folder that cannot be read" in err
     assert "1 tagged" in err and "2 failed" in err
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_cli_max_duration_and_allow_damaged(tmp_path, capsys):
+    from moodscope.audio.decode import MAX_DURATION
+    from moodscope.cli.options import DecodeOptions
+    from moodscope.library.tags import read_tags
+    from test_cli import run
+
+    assert DecodeOptions().max_duration == MAX_DURATION
+    long = tmp_path / "long.wav"
+    sf.write(long, chord_signal(30.0), SR)
+    code, _, err = run(["predict", long, "--max-duration", "10"], capsys)
+    assert code == 1 and f"failed {long}: declares 30 s of audio; the limit is 10 s" in err
+    code, _, err = run(["predict", long, "--max-duration", "0"], capsys)
+    assert code == 2 and "--max-duration" in err
+
+    part = cut(encode(tmp_path / "song.mp3", chord_signal(30.0)), 0.4, "part.mp3")
+    code, out, _ = run(["predict", part], capsys)
+    assert code == 0 and "(truncated)" in out
+    db = tmp_path / "index.sqlite"
+    code, _, err = run(["tag", part, "--db", db], capsys)
+    assert code == 1 and "is truncated" in err and "--allow-damaged" in err
+    assert not read_tags(part).tagged
+    code, _, err = run(["tag", part, "--db", db, "--allow-damaged"], capsys)
+    assert code == 0, err
+    assert read_tags(part).tagged

@@ -115,7 +115,11 @@ def prediction_table(results) -> Table:
         top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
             cell(short_path(r.path)),
-            cell(r.top_emotion + (" (silent)" if r.silent else "")),
+            cell(
+                r.top_emotion
+                + (" (silent)" if r.silent else "")
+                + (" (truncated)" if r.truncated else "")
+            ),
             cell(", ".join(f"{k} {v:.0%}" for k, v in top3)),
             cell(f"{r.duration:.1f} s"),
         )

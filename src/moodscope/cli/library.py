@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from moodscope.cli.console import cell, out, prediction_table, progress_bar, say, short_path
-from moodscope.cli.options import ModelPath, ParallelOptions, with_options
+from moodscope.cli.options import DecodeOptions, ModelPath, ParallelOptions, with_options
 
 Db = typer.Option(
     None,
@@ -35,6 +35,7 @@ def _library_files(paths: list[Path]) -> list[str]:
 @with_options
 def tag(
     parallel: ParallelOptions,
+    decode: DecodeOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     db: Optional[Path] = Db,
@@ -42,6 +43,12 @@ def tag(
         False, "--dry-run", help="Predict and show the moods; write neither tags nor index."
     ),
     force: bool = typer.Option(False, "--force", help="Redo files already done and unchanged."),
+    allow_damaged: bool = typer.Option(
+        False,
+        "--allow-damaged",
+        help="Also tag files flagged truncated (they hold less audio than their container "
+        "declares); by default they fail, their prediction kept in the index.",
+    ),
 ) -> None:
     """Write mood tags into audio files and record them in the library index (resumable)."""
     from moodscope.library.index import (
@@ -69,6 +76,8 @@ def tag(
         scheduler=parallel.scheduler,
         dry_run=dry_run,
         force=force,
+        allow_damaged=allow_damaged,
+        max_duration=decode.max_duration,
     )
     with progress_bar(text(), len(files)) as update:
         for n, outcome in enumerate(outcomes, start=1):

@@ -104,6 +104,23 @@ class ParallelOptions:
 
 
 @dataclass
+class DecodeOptions:
+    """What one file may cost to decode (``predict``, ``tag``)."""
+
+    # moodscope.audio.decode.MAX_DURATION (not imported: the CLI starts without the
+    # audio stack; a test keeps the two equal).
+    max_duration: Annotated[
+        float,
+        typer.Option(
+            "--max-duration",
+            min=1.0,
+            help="Longest audio in seconds a file may declare or decode to; longer files fail "
+            "before they are decoded.",
+        ),
+    ] = 86_400.0
+
+
+@dataclass
 class RunConfigOptions:
     """The training run's seed, length and YAML config."""
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from moodscope.cli.console import out, prediction_table, progress_bar, say
-from moodscope.cli.options import ModelPath, ParallelOptions, with_options
+from moodscope.cli.options import DecodeOptions, ModelPath, ParallelOptions, with_options
 
 AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
 
@@ -17,6 +17,7 @@ AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursiv
 @with_options
 def predict(
     parallel: ParallelOptions,
+    decode: DecodeOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
@@ -30,7 +31,13 @@ def predict(
     from moodscope.inference.batch import PredictionRun
 
     job = PredictionRun(
-        paths, fmt=fmt, output=output, model=model, timeline=timeline, resume=resume
+        paths,
+        fmt=fmt,
+        output=output,
+        model=model,
+        timeline=timeline,
+        resume=resume,
+        max_duration=decode.max_duration,
     )
     if job.resumed:
         say(f"resuming: {job.resumed} file(s) already done in {job.sink.partial}")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from moodscope.audio.decode import MAX_DURATION
 from moodscope.backends import Backend, BackendLost
 from moodscope.errors import ConfigError
 from moodscope.inference.outputs import PredictionFile, check_format, render
@@ -31,6 +32,8 @@ class PredictionRun:
         ``json``/``csv`` are written to ``stream`` at the end.
     resume : bool
         Keep what an unfinished run left in ``OUTPUT.partial`` and predict only the rest.
+    max_duration : float or None
+        As in :func:`~moodscope.inference.predictor.predict`.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class PredictionRun:
         model=None,
         timeline: bool = False,
         resume: bool = False,
+        max_duration: float | None = MAX_DURATION,
     ):
         self.fmt = check_format(fmt)
         if resume and output is None:
@@ -52,6 +56,7 @@ class PredictionRun:
             raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
         self.model = load_model(model)
         self.timeline = timeline
+        self.max_duration = max_duration
         self.output = Path(output) if output is not None else None
         self.sink = (
             PredictionFile(self.output, self.fmt, timeline=timeline, resume=resume)
@@ -84,6 +89,7 @@ class PredictionRun:
                 scheduler=scheduler,
                 backend=backend,
                 progress=progress,
+                max_duration=self.max_duration,
             ):
                 if not r.ok:
                     self.failed.append(r)
