@@ -495,3 +495,46 @@ def test_cli_max_duration_and_allow_damaged(tmp_path, capsys):
     code, _, err = run(["tag", part, "--db", db, "--allow-damaged"], capsys)
     assert code == 0, err
     assert read_tags(part).tagged
+
+
+@pytest.mark.slow
+def test_no_home_means_no_cache_and_one_warning(tmp_path):
+    """A service account with no $HOME and no passwd entry (uid 12345 here, keeping root's
+    file access so it can read the virtualenv): one warning line, a run without the cache,
+    and no './~/.cache' folder made in the working directory."""
+    import os
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to run as a user with no home")
+    import tempfile
+
+    # Where that user may look without capabilities (click checks the path with access()).
+    shared = Path(tempfile.mkdtemp(prefix="moodscope-nohome-"))
+    shared.chmod(0o755)
+    song = shared / "song.wav"
+    sf.write(song, chord_signal(4.0), SR)
+    song.chmod(0o644)
+    work = shared / "work"
+    work.mkdir(mode=0o777)
+    work.chmod(0o777)
+    try:
+        keep = ("PATH", "PYTHONPATH", "LANG", "NUMBA_CACHE_DIR")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        code = "import sys; from moodscope.cli import main; main(sys.argv[1:])"
+        caps = "+dac_read_search,+dac_override"
+        done = subprocess.run(
+            [setpriv, "--reuid", "12345", "--regid", "12345", "--clear-groups",
+             "--inh-caps", caps, "--ambient-caps", caps,
+             sys.executable, "-c", code, "predict", "--workers", "1", str(song)],
+            capture_output=True, text=True, timeout=300, env=env, cwd=work,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+        assert warnings == [
+            "warning: no home folder for the feature cache (set MOODSCOPE_CACHE_DIR); running "
+            "without it"
+        ]
+        assert list(work.iterdir()) == []
+    finally:
+        shutil.rmtree(shared)
