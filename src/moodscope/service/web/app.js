@@ -201,6 +201,7 @@
     );
     const facts = [`${data.duration.toFixed(1)} s`, data.model];
     if (data.silent) facts.unshift("silent");
+    if (data.truncated) facts.unshift("truncated: the file holds less than it declares");
     card.append(top, el("p", { class: "facts" }, facts.join(" · ")));
 
     const charts = el("div", { class: "charts" });
