@@ -11,6 +11,7 @@ before anything is decoded (:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`,
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from moodscope.audio.integrity import Integrity, check_integrity
+from moodscope.audio.integrity import Integrity, check_integrity, mpeg_frame
 from moodscope.errors import AudioError, ConfigError, NotAudioError
 
 SAMPLE_RATE = 22050
@@ -29,6 +30,17 @@ AUDIO_EXTENSIONS = (
     ".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".m4a", ".mp4", ".aac",
 )  # fmt: skip
 """Extensions treated as audio when a folder is scanned."""
+
+MIN_SAMPLE_RATE = 4000
+"""Lowest native rate accepted (Hz). Below it a header is lying or the file is not music; a
+400 kB WAV declaring 8 Hz would otherwise decode to 25,000 s of audio at the analysis rate."""
+MAX_SAMPLE_RATE = 768_000
+"""Highest native rate accepted (Hz): the top of what recorders and DACs use."""
+MAX_DURATION = 86_400.0
+"""Default ``max_duration`` (s): a day; the service passes its own, lower one."""
+MAX_BLOCK_SAMPLES = 1 << 22
+"""Most native samples (all channels) one block holds when streaming, so one file's memory
+is bounded by the block whatever its header declares (16 MB of float32)."""
 
 
 def audio_files_under(folder: str | Path) -> list[Path]:
@@ -50,21 +62,7 @@ def audio_files_under(folder: str | Path) -> list[Path]:
     return sorted(found)
 
 
-MIN_SAMPLE_RATE = 4000
-"""Lowest native rate accepted (Hz). Below it a header is lying or the file is not music; a
-400 kB WAV declaring 8 Hz would otherwise decode to 25,000 s of audio at the analysis rate."""
-MAX_SAMPLE_RATE = 768_000
-"""Highest native rate accepted (Hz): the top of what recorders and DACs use."""
-MAX_DURATION = 86_400.0
-"""Default ``max_duration`` (s): a day; the service passes its own, lower one."""
-MAX_BLOCK_SAMPLES = 1 << 22
-"""Most native samples (all channels) one block holds when streaming, so one file's memory
-is bounded by the block whatever its header declares (16 MB of float32)."""
-
-
 def _check_path(path: Path) -> None:
-    import stat
-
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -128,13 +126,11 @@ def sniff(path: Path) -> str | None:
 def _mpeg_frames_chain(data: bytes) -> bool:
     """Two MPEG audio frame headers at the start of ``data``, the second where the first's
     length puts it: a sync word alone is one chance in 2,000 in random bytes."""
-    from moodscope.audio.integrity import _mpeg_frame
-
-    frame = _mpeg_frame(data[:4])
+    frame = mpeg_frame(data[:4])
     if frame is None:
         return False
     following = data[frame.length : frame.length + 4]
-    return len(following) < 4 or _mpeg_frame(following) is not None
+    return len(following) < 4 or mpeg_frame(following) is not None
 
 
 @contextmanager
@@ -172,8 +168,9 @@ class _AvReader:
         self.to_the_end = to_the_end
         self.unrecognised = unrecognised  # no known signature: undecodable = not audio
         self._file = None
+        source = str(path)
         try:
-            source = str(path).encode("utf-8") and str(path)
+            source.encode("utf-8")
         except UnicodeEncodeError:  # a name in another encoding: PyAV takes UTF-8 names only
             source = self._file = open(path, "rb")
         try:

@@ -87,7 +87,7 @@ _MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 120
 
 
 @dataclass(frozen=True)
-class _MpegFrame:
+class MpegFrame:
     mpeg1: bool
     layer: int
     rate: int
@@ -96,7 +96,7 @@ class _MpegFrame:
     mono: bool
 
 
-def _mpeg_frame(b: bytes) -> _MpegFrame | None:
+def mpeg_frame(b: bytes) -> MpegFrame | None:
     """The MPEG audio frame whose 4-byte header is ``b``, or None if it is not one."""
     if len(b) < 4 or b[0] != 0xFF or b[1] & 0xE0 != 0xE0:
         return None
@@ -113,7 +113,7 @@ def _mpeg_frame(b: bytes) -> _MpegFrame | None:
         length, samples = 144 * bitrate // rate + padding, 1152
     else:
         length, samples = 72 * bitrate // rate + padding, 576
-    return _MpegFrame(mpeg1, layer, rate, length, samples, (b[3] >> 6) == 3)
+    return MpegFrame(mpeg1, layer, rate, length, samples, (b[3] >> 6) == 3)
 
 
 def _mp3(f, head: bytes, size: int) -> Integrity:
@@ -168,15 +168,15 @@ def _mp3(f, head: bytes, size: int) -> Integrity:
     return Integrity("MP3", True, declared, missing + f"header declares ({declared:.2f} s)")
 
 
-def _first_mpeg_frame(window: bytes) -> tuple[int, _MpegFrame] | None:
+def _first_mpeg_frame(window: bytes) -> tuple[int, MpegFrame] | None:
     """Where the first MPEG frame of ``window`` starts: a header whose successor follows
     where its length says (a lone sync word is one chance in 2,000 in any data)."""
     at = window.find(b"\xff")
     while 0 <= at <= len(window) - 4:
-        frame = _mpeg_frame(window[at : at + 4])
+        frame = mpeg_frame(window[at : at + 4])
         if frame is not None:
             nxt = window[at + frame.length : at + frame.length + 4]
-            if len(nxt) < 4 or _mpeg_frame(nxt) is not None:
+            if len(nxt) < 4 or mpeg_frame(nxt) is not None:
                 return at, frame
         at = window.find(b"\xff", at + 1)
     return None
@@ -194,7 +194,7 @@ def _count_mpeg_frames(f, offset: int) -> int:
     try:
         count, at, end = 0, offset, len(data)
         while at + 4 <= end:
-            frame = _mpeg_frame(data[at : at + 4])
+            frame = mpeg_frame(data[at : at + 4])
             if frame is None:
                 at = data.find(b"\xff", at + 1)
                 if at < 0:
