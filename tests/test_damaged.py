@@ -538,3 +538,37 @@ def test_no_home_means_no_cache_and_one_warning(tmp_path):
         assert list(work.iterdir()) == []
     finally:
         shutil.rmtree(shared)
+
+
+def test_an_index_from_before_truncated_is_migrated(tmp_path):
+    """Schema 1 (no ``truncated`` column): opened for writing, it gains the column, keeps
+    its rows, and records truncated results."""
+    import sqlite3
+
+    from moodscope.inference.predictor import Prediction
+    from moodscope.library.index import IndexRow, LibraryIndex
+    from moodscope.library.tags import FileState
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE tracks (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns "
+            "INTEGER NOT NULL, sha1 TEXT, model TEXT NOT NULL, emotions TEXT, top_emotion "
+            "TEXT, duration REAL, silent INTEGER NOT NULL DEFAULT 0, tagged_at TEXT, error "
+            "TEXT, updated_at TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO tracks VALUES ('/m/a.mp3', 1, 2, NULL, 'm@1', '{\"calmness\": 1.0}', "
+            "'calmness', 3.0, 0, NULL, NULL, 'then')"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    with LibraryIndex(db) as index:
+        (old,) = index.rows()
+        assert old.path == "/m/a.mp3" and not old.truncated and old.emotions == {"calmness": 1.0}
+        flagged = Prediction("/m/b.mp3", {"calmness": 1.0}, "calmness", duration=4.0,
+                             model="m@1", truncated=True)  # fmt: skip
+        index.record(IndexRow.from_prediction(flagged, FileState(1, 2), tagged=False))
+        assert index.get("/m/b.mp3").truncated
+        assert index.get("/m/b.mp3").prediction().truncated
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
