@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -131,6 +132,29 @@ def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ex
     assert 7.0 < seconds < 12.0, seconds
     y = load_audio(part, integrity=integrity)
     assert abs(len(y) / SR - seconds) < 0.1
+
+
+def test_an_mp3_with_a_vbri_header(tmp_path):
+    """Fraunhofer's VBRI frame (what some encoders write instead of Xing): its byte and
+    frame counts are checked the same way."""
+    from moodscope.audio.integrity import mpeg_frame
+
+    path = encode(tmp_path / "cbr.mp3", chord_signal(20.0), SR, "-write_xing", "0")
+    data = bytearray(path.read_bytes())
+    start = 0
+    if data.startswith(b"ID3"):  # ffmpeg's tag: skip it (its size is syncsafe)
+        start = 10 + sum(data[6 + i] << (21 - 7 * i) for i in range(4))
+    frame = mpeg_frame(bytes(data[start : start + 4]))
+    frames = (len(data) - start) // frame.length
+    vbri = b"VBRI" + struct.pack(">HHHII", 1, 0, 75, len(data) - start, frames)
+    data[start + 36 : start + 36 + len(vbri)] = vbri
+    path.write_bytes(bytes(data))
+    whole = check_integrity(path)
+    assert not whole.truncated and whole.declared_seconds == pytest.approx(20.0, abs=0.2)
+    part = cut(path, 0.5)
+    integrity = check_integrity(part)
+    assert integrity.truncated and "VBRI" in integrity.missing
+    assert 8.0 < decoded_seconds(part) < 12.0
 
 
 def test_an_mp4_whose_sample_table_runs_past_its_data(tmp_path):
