@@ -1,6 +1,7 @@
 """A real `moodscope serve` process on 127.0.0.1, port 0 (the kernel picks a free one and
-the server says which: no bind-close-reuse race), for the service and page tests: started with the venv's `moodscope` script, stopped (and its workers with it) at the
-end, its uploads kept in a folder of its own so the tests can see them removed."""
+the server says which: no bind-close-reuse race), for the service and page tests: started
+with the venv's `moodscope` script, stopped (and its workers with it) at the end, its uploads
+kept in a folder of its own so the tests can see them removed."""
 
 from __future__ import annotations
 
