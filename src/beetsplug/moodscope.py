@@ -83,17 +83,30 @@ class _ExactDescStorageStyle(MP3DescStorageStyle):
                 del mutagen_file[frame.HashKey]
 
 
+class _OtherVersionDescStyle(_ExactDescStorageStyle):
+    """The mood frame of the other ID3 version: read when the file has nothing else, and
+    removed when the mood is written in this version's frame, so no reader sees two."""
+
+    def store(self, mutagen_file, value):
+        self.delete(mutagen_file)
+
+
+class _OtherVersionFrameStyle(MP3StorageStyle):
+    """TMOO read from a file while writing ID3v2.3 (whose writer drops TMOO on save)."""
+
+    def store(self, mutagen_file, value):
+        mutagen_file.tags.delall(self.key)
+
+
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
     """A media field stored as ``moodscope.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
-    ``ID3V23_MOOD`` frames in ID3v2.3)."""
-    if name == MOOD_FIELD:
-        id3 = (
-            [_ExactDescStorageStyle(desc) for desc in ID3V23_MOOD]
-            if id3v23
-            else [MP3StorageStyle("TMOO")]
-        )
-    else:
+    ``ID3V23_MOOD`` frames in ID3v2.3; either is read from a file of the other version)."""
+    if name != MOOD_FIELD:
         id3 = [MP3DescStorageStyle(name)]
+    elif id3v23:
+        id3 = [_ExactDescStorageStyle(d) for d in ID3V23_MOOD] + [_OtherVersionFrameStyle("TMOO")]
+    else:
+        id3 = [MP3StorageStyle("TMOO")] + [_OtherVersionDescStyle(d) for d in ID3V23_MOOD]
     return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
 
 
