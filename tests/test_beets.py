@@ -61,7 +61,7 @@ def _beet(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProces
 
 def _library(
     tmp_path: Path, titles=tuple(PIECES), *, auto: bool = True, user_mood=None, model=None,
-    ok: bool = True,
+    ok: bool = True, autotag: bool = False,
 ):  # fmt: skip
     """A beets library (``import -A`` of synthesized files) -> (root, {title: source file},
     the import's output). The files carry the tags beets would otherwise write on the first
@@ -71,7 +71,15 @@ def _library(
     root, incoming = tmp_path / "beets", tmp_path / "incoming"
     root.mkdir(parents=True)
     incoming.mkdir()
-    (root / "config.yaml").write_text(CONFIG.format(root=root, auto="yes" if auto else "no"))
+    config = CONFIG.format(root=root, auto="yes" if auto else "no")
+    if autotag:  # singletons, found by tests/beets_catalogue
+        config = config.replace("autotag: no", "autotag: yes\n    singletons: yes")
+        config = config.replace(
+            "plugins: moodscope",
+            f"plugins: moodscope catalogue\n"
+            f"pluginpath: {Path(__file__).with_name('beets_catalogue')}",
+        )
+    (root / "config.yaml").write_text(config)
     if model is not None:
         _use_model(root, model)
     sources = {}
@@ -84,9 +92,21 @@ def _library(
         media.albumartist = "Synth"
         media.save()
         sources[title] = path
-    imported = _beet(root, "import", "-A", str(incoming), ok=ok)
+    imported = _beet(root, "import", *([] if autotag else ["-A"]), str(incoming), ok=ok)
     _no_traceback(imported)
     return root, sources, imported.stdout + imported.stderr
+
+
+@pytest.mark.slow
+def test_an_import_that_writes_writes_the_moods(tmp_path):
+    """An import that applies metadata (here from a stand-in for MusicBrainz) with
+    ``import.write`` writes the moods with beets' own tags."""
+    root, _, _ = _library(tmp_path, ("Arpeggio", "Riff"), autotag=True)
+    for title, path in _paths(root).items():
+        assert path.is_relative_to(root / "lib" / "Non-Album")  # applied, not as-is
+        tags = read_tags(path)
+        assert tags.mood == _attributes(root)[title]["mood"] and tags.tagged
+    assert _beet(root, "write", "-p").stdout == ""
 
 
 def _paths(root: Path) -> dict[str, Path]:
