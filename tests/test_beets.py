@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from library_audio import encode, set_metadata
-from moodscope import synth
-from moodscope.predict import predict
-from moodscope.tags import read_tags
+from moodscope.demo import synth
+from moodscope.inference.predictor import predict
+from moodscope.library.tags import read_tags
 
 pytest.importorskip("beets")
 

@@ -1,5 +1,5 @@
 """What moodscope writes is seen where people look: every format moodscope tags, written by
-``moodscope.tags`` (what ``moodscope tag`` writes) and by the beets plugin's media fields
+``moodscope.library.tags`` (what ``moodscope tag`` writes) and by the beets plugin's media fields
 (what ``beet write`` writes), read back by the real programs -- mutagen, ffprobe, exiftool,
 kid3-cli, Quod Libet's operon and MusicBrainz Picard's own tag-reading code. The Debian
 packages come from ``make tag-readers``, which .ci/run calls; under CI=true a missing one
@@ -20,9 +20,10 @@ import pytest
 
 from conftest import _required
 from library_audio import encode
-from moodscope import EMOTIONS, synth
-from moodscope.predict import Prediction
-from moodscope.tags import write_tags
+from moodscope import EMOTIONS
+from moodscope.demo import synth
+from moodscope.inference.predictor import Prediction
+from moodscope.library.tags import write_tags
 
 SR = 22050
 FORMATS = {  # name -> (extension, ID3 version or None)
@@ -75,7 +76,7 @@ def _beets_write(path: Path, mood: str, *, id3v23: bool) -> None:
     from mediafile import MediaFile
 
     from beetsplug.moodscope import _text_field
-    from moodscope.tags import MOOD_FIELD
+    from moodscope.library.tags import MOOD_FIELD
 
     media = MediaFile(str(path), id3v23=id3v23)
     _text_field(MOOD_FIELD, id3v23=id3v23).__set__(media, mood)
@@ -211,7 +212,7 @@ def test_beets_reads_the_other_id3_versions_mood_and_leaves_one(tmp_path, file_v
     from mutagen.id3 import ID3
 
     from beetsplug.moodscope import _text_field
-    from moodscope.tags import MOOD_FIELD, read_tags
+    from moodscope.library.tags import MOOD_FIELD, read_tags
 
     path = _blank_file(tmp_path / "song.mp3", file_version, seed=0)
     write_tags(path, _prediction("sadness"))

@@ -44,7 +44,7 @@ from mediafile import (
 
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import MoodscopeError
-from moodscope.tags import (
+from moodscope.library.tags import (
     ID3V23_MOOD,
     MODEL_FIELD,
     MOOD_FIELD,
@@ -99,7 +99,7 @@ class _OtherVersionFrameStyle(MP3StorageStyle):
 
 
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
-    """A media field stored as ``moodscope.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
+    """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
     ``ID3V23_MOOD`` frames in ID3v2.3; either is read from a file of the other version)."""
     if name != MOOD_FIELD:
         id3 = [MP3DescStorageStyle(name)]
@@ -249,7 +249,7 @@ class MoodscopePlugin(BeetsPlugin):
         if not todo:
             return
 
-        from moodscope.predict import load_model, predict_iter
+        from moodscope.inference.predictor import load_model, predict_iter
 
         try:
             trained = load_model(model)
@@ -283,7 +283,7 @@ class MoodscopePlugin(BeetsPlugin):
 
     def _model_id(self, model: str | None) -> str:
         """The configured model's ``name@version``, read without loading it."""
-        from moodscope.library import model_id
+        from moodscope.library.index import model_id
 
         try:
             return model_id(model)
