@@ -33,7 +33,11 @@ FORMATS = {  # name -> (extension, ID3 version or None)
     "ogg-vorbis": ("ogg", None),
     "opus": ("opus", None),
     "m4a": ("m4a", None),
+    "wav": ("wav", 4),  # an ID3 chunk
+    "aiff": ("aiff", 4),
 }
+NOT_READ = {("operon", "wav")}
+"""What a reader does not read at all: Quod Libet 4.5 reads no ID3 chunk in a WAV file."""
 PROGRAMS = {  # reader -> the Debian package that brings it
     "ffprobe": "ffmpeg",
     "exiftool": "libimage-exiftool-perl",
@@ -175,6 +179,8 @@ def test_every_reader_sees_the_mood_in_every_format(tagged, reader, writer):
         _need(reader)
     seen = {}
     for name in FORMATS:
+        if (reader, name) in NOT_READ:
+            continue
         path, mood = tagged[writer, name]
         seen[name] = (READERS[reader](path), mood)
     wrong = {name: got for name, (got, mood) in seen.items() if not got or set(got) != {mood}}
