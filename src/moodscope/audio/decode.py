@@ -43,25 +43,6 @@ MAX_BLOCK_SAMPLES = 1 << 22
 is bounded by the block whatever its header declares (16 MB of float32)."""
 
 
-def audio_files_under(folder: str | Path) -> list[Path]:
-    """Audio files (by extension) under ``folder``, recursively, sorted; a subfolder that
-    cannot be read is listed too, so that decoding it reports it (``cannot be read``) and a
-    batch counts it as a failure instead of skipping it in silence."""
-    found: list[Path] = []
-
-    def unreadable(exc: OSError) -> None:
-        if exc.filename is not None:
-            found.append(Path(exc.filename))
-
-    for root, _dirs, files in os.walk(folder, onerror=unreadable):
-        found += (
-            path
-            for path in (Path(root, f) for f in files)
-            if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
-        )
-    return sorted(found)
-
-
 def _check_path(path: Path) -> None:
     try:
         info = path.stat()
