@@ -20,6 +20,7 @@ import soundfile as sf
 from conftest import SR, chord_signal
 from moodscope.audio.decode import MAX_BLOCK_SAMPLES, load_audio, stream_audio
 from moodscope.audio.integrity import check_integrity
+from moodscope.demo import synth
 from moodscope.errors import AudioError, NotAudioError
 from moodscope.inference.predictor import predict
 
@@ -220,7 +221,7 @@ def _flac_declaring_rate(path: Path, rate: int) -> Path:
 def hostile_files(folder: Path) -> dict[str, Path]:
     """The issue's amplification files: a 400 kB WAV declaring 8 Hz (25,000 s) and a FLAC
     whose STREAMINFO says 1 Hz (tens of hours)."""
-    noise = (0.1 * np.random.default_rng(0).standard_normal(200_000)).astype(np.float32)
+    noise = synth.noise(200_000 / SR, sr=SR, amplitude=0.1)  # 200,000 samples
     wav = folder / "8hz.wav"
     sf.write(wav, noise, 8, subtype="PCM_16")
     flac = folder / "1hz.flac"
@@ -300,8 +301,7 @@ def test_max_duration_holds_for_cached_results(tmp_path):
 def test_a_header_declaring_less_than_it_holds_is_still_bounded(tmp_path):
     """Raw ADTS declares no length: PyAV estimates one from the first frames' bit rate, so
     loud seconds then silence declare ~3 s for 20 s. The limit holds for what decodes."""
-    rng = np.random.default_rng(0)
-    y = np.concatenate([0.5 * rng.standard_normal(2 * SR), np.zeros(18 * SR)])
+    y = np.concatenate([synth.noise(2.0, sr=SR, amplitude=0.5), synth.silence(18.0, sr=SR)])
     path = encode(tmp_path / "loud-then-quiet.aac", y.astype(np.float32))
     from moodscope.audio.decode import audio_info
 

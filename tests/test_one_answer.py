@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from moodscope.demo import synth
 from moodscope.demo.synth import synthesize_piece
 from test_damaged import _flac_declaring_rate, cut, encode
 
@@ -61,7 +62,7 @@ def corpus(tmp_path_factory) -> Path:
     song = _piece("bright_arpeggio", 20.0)
     # Whole files in odd shapes.
     encode(folder / "whole.mp3", _piece("calm_pads", 9.0, 1))
-    sf.write(folder / "silent.wav", np.zeros(6 * SR, np.float32), SR)
+    sf.write(folder / "silent.wav", synth.silence(6.0, sr=SR), SR)
     big = encode(folder / "big-header.mp3", _piece("distorted_riff", 9.0, 2))
     _id3_with_padding(big, 2 * 2**20)  # 2 MB of tag before 9 s of audio
     _video(folder / "video-with-audio.mp4", _piece("slow_minor_line", 9.0, 3))
@@ -83,7 +84,7 @@ def corpus(tmp_path_factory) -> Path:
     nan[1000] = np.nan
     sf.write(folder / "nan.wav", nan, SR, subtype="FLOAT")
     (folder / "midi.aiff").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60" * 50)
-    sf.write(src / "8hz.wav", (0.1 * np.random.default_rng(0).standard_normal(50_000)), 8)
+    sf.write(src / "8hz.wav", synth.noise(50_000 / SR, sr=SR, amplitude=0.1), 8)
     shutil.copy(src / "8hz.wav", folder / "8hz.wav")
     sf.write(src / "x.flac", song, SR)
     shutil.copy(_flac_declaring_rate(src / "x.flac", 1), folder / "1hz.flac")
