@@ -36,10 +36,10 @@ def _ffmpeg() -> str:
 
 def encode(path: Path, y: np.ndarray, sr: int = SR, *args: str) -> Path:
     """``y`` written by ffmpeg in the container and codec its extension implies (MP3 by
-    LAME with its Xing/Info frame, Ogg Vorbis, AAC in MP4 or raw ADTS); WAV and FLAC by
-    libsndfile. Extra ``args`` go to ffmpeg before the output name."""
+    LAME with its Xing/Info frame, Ogg Vorbis, AAC in MP4 or raw ADTS); WAV, AIFF and FLAC
+    by libsndfile. Extra ``args`` go to ffmpeg before the output name."""
     ext = path.suffix.lower()
-    if ext in (".wav", ".flac"):
+    if ext in (".wav", ".flac", ".aiff"):
         sf.write(path, y, sr)
         return path
     wav = path.with_name(path.name + ".src.wav")
@@ -68,7 +68,7 @@ def decoded_seconds(path: Path) -> float:
     return sum(len(b) for b in stream_audio(path)) / SR
 
 
-CONTAINERS = [".mp3", ".flac", ".wav", ".ogg", ".m4a"]
+CONTAINERS = [".mp3", ".flac", ".wav", ".aiff", ".ogg", ".m4a"]
 
 
 @pytest.mark.parametrize("ext", CONTAINERS)
@@ -120,7 +120,7 @@ def test_whole_files_with_odd_but_legal_shapes_are_not_truncated(tmp_path):
     assert check_integrity(bad_size).audio_found
 
 
-@pytest.mark.parametrize("ext", [".mp3", ".flac", ".wav", ".ogg", ".m4a"])
+@pytest.mark.parametrize("ext", [".mp3", ".flac", ".wav", ".aiff", ".ogg", ".m4a"])
 def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ext):
     """The container still declares 30 s; the decoder gives the ~10 s that are there (no
     zeros up to the declared length) and the check from the bytes says it is truncated."""

@@ -67,7 +67,7 @@ def corpus(tmp_path_factory) -> Path:
     _id3_with_padding(big, 2 * 2**20)  # 2 MB of tag before 9 s of audio
     _video(folder / "video-with-audio.mp4", _piece("slow_minor_line", 9.0, 3))
     # Cut short: each container still declares 20 s.
-    for ext, args in ((".mp3", ()), (".flac", ()), (".ogg", ()), (".wav", ()),
+    for ext, args in ((".mp3", ()), (".flac", ()), (".ogg", ()), (".wav", ()), (".aiff", ()),
                       (".m4a", ("-movflags", "+faststart"))):  # fmt: skip
         whole = encode(src / f"song{ext}", song, SR, *args)
         cut(whole, 0.45, f"truncated{ext}").replace(folder / f"truncated{ext}")
@@ -94,7 +94,7 @@ def corpus(tmp_path_factory) -> Path:
 EXPECTED = {
     "whole.mp3": "ok", "silent.wav": "ok", "big-header.mp3": "ok", "video-with-audio.mp4": "ok",
     "truncated.mp3": "flagged", "truncated.flac": "flagged", "truncated.ogg": "flagged",
-    "truncated.wav": "flagged", "truncated.m4a": "flagged",
+    "truncated.wav": "flagged", "truncated.aiff": "flagged", "truncated.m4a": "flagged",
     "truncated-index.m4a": "error", "partial-download.mp3": "error", "empty.mp3": "error",
     "text.mp3": "error", "random.flac": "error", "short.wav": "error", "nan.wav": "error",
     "midi.aiff": "error", "8hz.wav": "error", "1hz.flac": "error",
@@ -217,7 +217,7 @@ def test_tag_agrees_and_leaves_flagged_files_alone(api, corpus, tmp_path):
         for o in tag_files(copy, db=tmp_path / "index.sqlite", allow_damaged=True)
     }
     for name, expected in EXPECTED.items():
-        if name == "truncated.wav":  # a tag after a cut data chunk would be played as audio
+        if name in ("truncated.wav", "truncated.aiff"):  # a tag after a cut data chunk: audio
             assert again[name].status == FAILED and "inside its data chunk" in again[name].error
             assert not read_tags(copy / name).tagged
         elif expected == "flagged":

@@ -66,6 +66,8 @@ def check_integrity(path: str | Path) -> Integrity:
             return _ogg(tail, tail_start, size)
         if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
             return _wav(head, size)
+        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            return _aiff(head, size)
         if head[4:8] == b"ftyp":
             return _mp4(path, size)
     except (struct.error, IndexError, ValueError, ZeroDivisionError, OSError):
@@ -376,6 +378,28 @@ def _wav(head: bytes, size: int) -> Integrity:
             return Integrity("WAV", False, declared)
         at += 8 + length + (length & 1)
     return Integrity("WAV")
+
+
+def _aiff(head: bytes, size: int) -> Integrity:
+    at, frames, rate = 12, None, None
+    while at + 8 <= len(head):
+        kind, length = head[at : at + 4], struct.unpack(">I", head[at + 4 : at + 8])[0]
+        if kind == b"COMM":
+            frames = struct.unpack(">I", head[at + 10 : at + 14])[0]
+            exponent, mantissa = struct.unpack(">HQ", head[at + 16 : at + 26])
+            rate = mantissa * 2.0 ** ((exponent & 0x7FFF) - 16383 - 63)
+        elif kind == b"SSND":
+            declared = frames / rate if frames and rate else None
+            held = size - at - 8
+            if held < length - 8:  # its offset and block-size fields: 8 bytes
+                return Integrity(
+                    "AIFF", True, declared,
+                    f"holds {max(held, 0):,} of the {length:,} bytes its sound data chunk "
+                    "declares",
+                )  # fmt: skip
+            return Integrity("AIFF", False, declared)
+        at += 8 + length + (length & 1)
+    return Integrity("AIFF")
 
 
 # -- MP4 ---------------------------------------------------------------------------------

@@ -365,12 +365,12 @@ def damaged_message(path: str, remedy: str = "--allow-damaged") -> str:
 
 
 def _tag_would_be_audio(path: str) -> bool:
-    """A WAV whose data chunk declares more bytes than follow it: a tag chunk appended at
-    the end lies inside the declared audio, where readers never find it and decoders play
-    it as noise."""
+    """A WAV or AIFF whose data chunk declares more bytes than follow it: a tag chunk
+    appended at the end lies inside the declared audio, where readers never find it and
+    decoders play it as noise."""
     from moodscope.audio.integrity import check_integrity
 
-    return check_integrity(path).container == "WAV"
+    return check_integrity(path).container in ("WAV", "AIFF")
 
 
 def _finish(
