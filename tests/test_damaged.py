@@ -516,6 +516,10 @@ def test_cli_max_duration_and_allow_damaged(tmp_path, capsys):
     code, _, err = run(["tag", part, "--db", db], capsys)
     assert code == 1 and "is truncated" in err and "--allow-damaged" in err
     assert not read_tags(part).tagged
+    # Again: unchanged, so skipped as a file that failed before (nothing new failed: 0).
+    code, _, err = run(["tag", part, "--db", db], capsys)
+    assert code == 0 and "1 skipped" in err and "failed before" in err, err
+    assert not read_tags(part).tagged
     code, _, err = run(["tag", part, "--db", db, "--allow-damaged"], capsys)
     assert code == 0, err
     assert read_tags(part).tagged

@@ -336,14 +336,18 @@ def model_id(model=None) -> str:
     return identify(model)
 
 
-def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
+def _plan(
+    row: IndexRow | None, state: FileState, model_id: str, allow_damaged: bool = False
+) -> str:
     """``predict``, ``write`` (the index holds a valid prediction the file lacks) or ``skip``."""
     if row is None or row.model != model_id:
         return "predict"
     if (row.size, row.mtime_ns) != (state.size, state.mtime_ns):
         return "predict"
     if row.emotions is not None and row.tagged_at is None:
-        return "write"
+        # A truncated file left untagged stays so, like a failed one, until it changes or
+        # the run allows damaged files.
+        return "skip" if row.truncated and not allow_damaged else "write"
     return "skip"  # tagged; or its prediction failed and the file has not changed since
 
 
@@ -486,7 +490,7 @@ def tag_files(
                 yield TagOutcome(path, FAILED, error=f"{path}: cannot be read ({exc.strerror})")
                 continue
             row = None if force else index.get(path)
-            plan = _plan(row, state, wanted)
+            plan = _plan(row, state, wanted, allow_damaged)
             if plan == "skip":
                 yield TagOutcome(path, SKIPPED, error=row.error, row=row)
             elif plan == "write":
