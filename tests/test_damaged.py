@@ -135,6 +135,18 @@ def test_a_file_cut_to_a_third_is_flagged_and_decodes_what_it_holds(tmp_path, ex
     assert abs(len(y) / SR - seconds) < 0.1
 
 
+def test_a_vbr_mp3_without_a_length_header_decodes_to_its_end(tmp_path):
+    """No Xing/VBRI frame: libsndfile took the first frames' bit rate for the whole file
+    and stopped at ~3 s of these 20 (loud first, quiet after, so the rate drops)."""
+    y = np.concatenate([synth.noise(2.0, sr=SR, amplitude=0.5), chord_signal(18.0) * 0.01])
+    path = encode(tmp_path / "vbr.mp3", y.astype(np.float32), SR, "-q:a", "0", "-write_xing", "0")
+    head = path.read_bytes()[:4096]
+    assert b"Xing" not in head and b"Info" not in head and b"VBRI" not in head
+    assert decoded_seconds(path) == pytest.approx(20.0, abs=0.15)
+    (result,) = predict(path)
+    assert result.ok and result.duration == pytest.approx(20.0, abs=0.15)
+
+
 def test_an_mp3_with_a_vbri_header(tmp_path):
     """Fraunhofer's VBRI frame (what some encoders write instead of Xing): its byte and
     frame counts are checked the same way."""

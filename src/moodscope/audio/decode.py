@@ -303,6 +303,16 @@ def _open_reader(path: Path, integrity: Integrity):
                              f" ({exc})") from exc  # fmt: skip
     if not integrity.audio_found:
         raise NotAudioError(path, "is not an audio file (an ID3 tag with no MPEG audio after it)")
+    if integrity.container == "MP3" and integrity.declared_seconds is None:
+        # No Xing/VBRI frame count: libsndfile takes the first frame's bit rate times the
+        # size as the length and stops there, so a VBR file loses most of its audio.
+        try:
+            with quiet_stderr():
+                return _AvReader(path)
+        except AudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyAV raises its own tree of errors
+            raise AudioError(path, f"corrupt MP3 audio ({exc})") from exc
     try:
         with quiet_stderr():  # bytes: any file name, whatever its encoding
             return sf.SoundFile(os.fsencode(path))

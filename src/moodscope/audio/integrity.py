@@ -128,6 +128,8 @@ def _mp3(f, head: bytes, size: int) -> Integrity:
     if len(window) > 1 and window[0] == 0xFF and window[1] & 0xF6 == 0xF0:
         return Integrity("AAC")  # ADTS behind an ID3 tag
     found = _first_mpeg_frame(window)
+    if start == 0 and (found is None or found[0] != 0):
+        return WHOLE  # a chance 0xFF first byte, no MPEG stream: nothing to say
     if found is None and start > 10:  # a tag whose size is wrong: look inside it too
         f.seek(10)
         window, start = f.read(TAIL_BYTES), 10
