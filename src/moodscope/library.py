@@ -312,9 +312,9 @@ def model_id(model=None) -> str:
     TrainedModel) without loading it: a rerun that finds everything done never starts
     torch. The same id :func:`moodscope.predict.load_model` gives: the checkpoint's file
     stem and the first 12 hex digits of its SHA-1."""
-    import hashlib
     from importlib import resources
 
+    from .atomic import bytes_digest
     from .errors import ModelError
 
     if hasattr(model, "model_id"):
@@ -327,7 +327,7 @@ def model_id(model=None) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: no such checkpoint ({exc.strerror})") from exc
-    return f"{path.stem}@{hashlib.sha1(data).hexdigest()[:12]}"
+    return f"{path.stem}@{bytes_digest(data)[:12]}"
 
 
 def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
@@ -342,7 +342,7 @@ def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
 
 
 def _file_sha1(path: str) -> str | None:
-    from .features.extract import file_digest
+    from .atomic import file_digest
 
     try:
         return file_digest(path)

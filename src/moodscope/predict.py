@@ -10,12 +10,12 @@ are decoded block by block, so memory stays bounded for hour-long recordings.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .atomic import bytes_digest
 from .audio import AUDIO_EXTENSIONS
 from .backends import Backend, WorkerLost, failure_message, stream, using_backend
 from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
@@ -195,7 +195,7 @@ class ModelHandle:
 
     def get(self) -> TrainedModel:
         if self._model is None:
-            digest = hashlib.sha1(self._data).hexdigest()
+            digest = bytes_digest(self._data)
             if digest not in _LOADED:
                 global _LOADS
                 _LOADS += 1
