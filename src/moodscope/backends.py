@@ -127,11 +127,11 @@ def limit_threads(n: int = 1) -> None:
 
 def _init_worker(context: Any, parent: int | None = None) -> None:
     global _CONTEXT
-    if parent is not None:
-        die_with(parent)
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops,
     # a worker neither prints a KeyboardInterrupt traceback nor leaves its item half done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        die_with(parent)
     limit_threads(1)
     _CONTEXT = context
 
