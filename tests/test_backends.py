@@ -168,7 +168,7 @@ def _running(pids: set[int]) -> set[int]:
 def _synth_folder(folder, n: int) -> None:
     import soundfile as sf
 
-    from moodscope.synth import DEMO_PIECES, synthesize_piece
+    from moodscope.demo.synth import DEMO_PIECES, synthesize_piece
 
     folder.mkdir()
     for i in range(n):
@@ -223,6 +223,6 @@ def test_workers_forkserver_and_tracker_end_with_a_killed_run(tmp_path, command,
 
 
 def _tagged(folder) -> bool:
-    from moodscope.tags import read_tags
+    from moodscope.library.tags import read_tags
 
     return any(read_tags(p).tagged for p in folder.iterdir() if p.suffix == ".flac")

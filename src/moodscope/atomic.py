@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from moodscope.errors import OutputError
 
 DIGEST = "sha1"
 """The digest of a file's content (the library index, the model id, the feature cache)."""

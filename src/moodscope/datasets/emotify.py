@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import file_digest
-from ..emotions import EMOTIONS
-from ..errors import DatasetError
-from .base import Dataset, ValidationReport
+from moodscope.atomic import file_digest
+from moodscope.datasets.base import Dataset, ValidationReport
+from moodscope.emotions import EMOTIONS
+from moodscope.errors import DatasetError
 
 GENRES: tuple[str, ...] = ("classical", "rock", "electronic", "pop")
 """The release's genres, in id-block order."""

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..atomic import bytes_digest
-from ..audio import SAMPLE_RATE
-from ..errors import ConfigError
-from ..segments import MIN_SEGMENT_SECONDS, Segment, segment_track
+from moodscope.atomic import bytes_digest
+from moodscope.audio.decode import SAMPLE_RATE
+from moodscope.errors import ConfigError
+from moodscope.features.segments import MIN_SEGMENT_SECONDS, Segment, segment_track
 
 FEATURES_VERSION = 2
 """Bumped whenever a feature's computation changes, so old cache entries are not reused."""

@@ -13,9 +13,9 @@ from types import MappingProxyType
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path
-from .audio import SAMPLE_RATE
-from .errors import ConfigError
+from moodscope.atomic import atomic_path
+from moodscope.audio.decode import SAMPLE_RATE
+from moodscope.errors import ConfigError
 
 __all__ = [
     "DEMO_PIECES",

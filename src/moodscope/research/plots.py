@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .atomic import atomic_write
-from .errors import ConfigError
+from moodscope.atomic import atomic_write
+from moodscope.errors import ConfigError
 
 __all__ = [
     "HISTORY_METRICS",

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path, describe_os_error, file_digest, remove_stale_temporaries
-from .errors import OutputError, TagError
+from moodscope.atomic import atomic_path, describe_os_error, file_digest, remove_stale_temporaries
+from moodscope.errors import OutputError, TagError
 
 MOOD_FIELD = "MOOD"
 """The players' mood field, by its Vorbis / user-field name (ID3v2.4 stores it in TMOO)."""
@@ -44,7 +44,7 @@ def share_field(label: str) -> str:
 
 
 def tag_values(prediction) -> dict[str, tuple[str, ...]]:
-    """The fields a :class:`~moodscope.predict.Prediction` is written as, by name."""
+    """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by name."""
     if prediction.error is not None or not prediction.emotions:
         raise TagError(prediction.path, f"has no prediction to write ({prediction.error})")
     values = {MOOD_FIELD: (prediction.top_emotion,)}
@@ -179,7 +179,7 @@ class _MP4Fields:
 
 
 def _container(path: str) -> str:
-    from .audio import sniff
+    from moodscope.audio.decode import sniff
 
     try:
         kind = sniff(Path(path))

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from .atomic import WRITE_THROUGH, atomic_write, describe_os_error, output_target
-from .errors import ConfigError, OutputError
-from .predict import Prediction
+from moodscope.atomic import WRITE_THROUGH, atomic_write, describe_os_error, output_target
+from moodscope.errors import ConfigError, OutputError
+from moodscope.inference.predictor import Prediction
 
 FORMATS = ("table", "json", "jsonl", "csv")
 """``table`` is for the terminal; written to a file it is JSON."""
