@@ -69,6 +69,7 @@ def tag(
         scheduler=parallel.scheduler,
         dry_run=dry_run,
         force=force,
+        on_wait=say,  # another run holds the index
     )
     with progress_bar(text(), len(files)) as update:
         for n, outcome in enumerate(outcomes, start=1):
@@ -100,7 +101,7 @@ def untag(paths: list[Path] = AudioPaths, db: Optional[Path] = Db) -> None:
 
     files = _library_files(paths)
     counts: Counter = Counter()
-    for outcome in untag_files(files, db=db):
+    for outcome in untag_files(files, db=db, on_wait=say):
         counts[outcome.status] += 1
         if outcome.status == FAILED:
             say(outcome.error, prefix="failed")
