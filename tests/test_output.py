@@ -219,3 +219,46 @@ def test_cli_output_to_dev_full_is_one_line_and_the_device_stays(tmp_path, write
     after = os.stat("/dev/full")
     assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
     assert not [n for n in os.listdir("/dev") if "full." in n or n.endswith(".partial")]
+
+
+def test_cli_output_to_a_folder_fails_in_one_line_before_any_work(tmp_path, write_audio):
+    a = write_audio("a.wav", chord_signal(4.0))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    # A checkpoint that does not exist: were the model loaded first, that would be the error.
+    proc = subprocess.run(
+        [_moodscope(), "predict", str(a), "--format", "json", "--output", str(folder),
+         "--model", str(tmp_path / "missing.ckpt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {folder}: is a folder; give a file to write (e.g. {folder}/moods.json)"
+    ]
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_cli_jsonl_into_a_pipe_closed_early_ends_quietly_with_exit_0(tmp_path, write_audio):
+    (tmp_path / "music").mkdir()
+    for i in range(6):
+        write_audio(f"music/{i}.wav", chord_signal(4.0, seed=i))
+    music = tmp_path / "music"
+    script = f"set -o pipefail; '{_moodscope()}' predict '{music}' --format jsonl | head -2"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr  # pipefail: moodscope's own exit status
+    names = [json.loads(line)["path"].rsplit("/", 1)[1] for line in proc.stdout.splitlines()]
+    assert len(names) == 2 and set(names) <= {f"{i}.wav" for i in range(6)}
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+    assert "error" not in proc.stderr
+
+
+def test_cli_output_to_dev_stdout_keeps_stdout_for_the_results(tmp_path, write_audio):
+    a = write_audio("a.wav", chord_signal(4.0))
+    proc = subprocess.run(
+        [_moodscope(), "predict", str(a), "--format", "jsonl", "--output", "/dev/stdout"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == [str(a)]
+    assert "wrote /dev/stdout" in proc.stderr and not list(tmp_path.glob(".*"))
