@@ -696,3 +696,22 @@ def test_a_failure_never_downgrades_a_result_another_run_wrote(tmp_path, db):
         failed = predict_module.Prediction(path, error=f"{path}: worker lost", model=row.model)
         assert _finish(index, failed, FileState.of(path)).status == FAILED
         assert index.get(path).emotions == first.row.emotions  # still the result
+
+
+def test_cli_lock_timeout_is_one_error_line(tmp_path):
+    import subprocess
+
+    from moodscope.library import IndexLock
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    _synth_library(folder, n=1)
+    with IndexLock(db):
+        proc = subprocess.run(
+            [_moodscope(), "tag", str(folder), "--db", str(db), "--lock-timeout", "0.5"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert "waiting for it to finish (at most 0.5 s)" in lines[0]
+    assert lines[-1].startswith(f"error: {db}: another moodscope tag (process {os.getpid()})")
+    assert "Traceback" not in proc.stderr and not db.exists()
