@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from moodscope.atomic import bytes_digest, write_atomic
+from moodscope.atomic import write_atomic
 from moodscope.errors import ModelError, MoodscopeError
 from moodscope.features.sets import FeatureConfig
+from moodscope.inference.identity import checkpoint_version
 from moodscope.models.training import TrainConfig
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
             train_config,
             dict(payload.get("info", {})),
             name=name,
-            version=bytes_digest(data)[:12],
+            version=checkpoint_version(data),
             checkpoint=data,
         )
     except MoodscopeError as exc:
