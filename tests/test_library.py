@@ -16,6 +16,7 @@ import library_audio
 from conftest import SR, chord_signal
 from library_audio import encode
 from moodscope import EMOTIONS
+from moodscope.demo import synth
 from moodscope.errors import ConfigError, LibraryError
 from moodscope.features.extract import file_digest
 from moodscope.inference import predictor as predict_module
@@ -45,15 +46,12 @@ BAD = ("empty.mp3", "notes.mp3", "short.wav", "truncated.mp3", "nan.wav")
 
 
 def _signals() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    t = np.arange(int(4.0 * SR)) / SR
-    clicks = np.zeros_like(t)
-    clicks[:: SR // 8] = 0.9
+    clicks = synth.clicks(480, 4.0, sr=SR, amplitude=0.9)
     return {
         "a.mp3": chord_signal(4.0),
-        "b.flac": (0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32),
-        "sub/c.ogg": (0.2 * rng.standard_normal(len(t))).astype(np.float32),
-        "d.m4a": (clicks + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
+        "b.flac": synth.tone(110.0, 4.0, sr=SR, amplitude=0.3),
+        "sub/c.ogg": synth.noise(4.0, sr=SR, amplitude=0.3, seed=7),
+        "d.m4a": clicks + synth.noise(4.0, sr=SR, amplitude=0.01, seed=8),
     }
 
 
