@@ -9,7 +9,6 @@ warning line and a run without it; it is bounded (``$MOODSCOPE_CACHE_MAX_MB``, d
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -20,10 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moodscope.atomic import atomic_path, atomic_write, file_digest
 from moodscope.audio.decode import MAX_DURATION, load_audio, stream_audio
 from moodscope.audio.integrity import check_integrity
 from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
-from moodscope.errors import AudioError, FeatureError
+from moodscope.errors import AudioError, FeatureError, OutputError
 from moodscope.features.segments import Segment
 from moodscope.features.sets import FeatureConfig, get_feature_set
 
@@ -162,27 +162,13 @@ class TrackFeatures:
     truncated: bool = False  # the container declares more than the file holds
 
 
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> int:
     """Write ``arrays`` to ``path`` through a temporary file; the bytes written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            size = f.tell()
-        os.replace(tmp, path)
-        return size
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # A cache entry lost to a power cut is only recomputed: no fsync.
+    with atomic_write(path, "wb", fsync=False) as f:
+        np.savez(f, **arrays)
+        size = f.tell()
+    return size
 
 
 def track_features(
@@ -266,9 +252,10 @@ def track_features(
                 truncated=np.bool_(result.truncated),
             )
             _BOUND.wrote(root, nbytes)
-        except OSError as exc:  # a full disk, a folder gone read-only mid-run
-            _warn_once(f"feature cache {root} cannot be written ({exc.strerror or exc}); "
-                       "results are not cached")  # fmt: skip
+        except (OSError, OutputError) as exc:  # a full disk, a folder gone read-only
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            _warn_once(f"feature cache {root} cannot be written ({why}); results are not "
+                       "cached")  # fmt: skip
     return result
 
 
@@ -493,15 +480,8 @@ def extract_features(
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a feature table to Parquet atomically (a crash never leaves a half file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
