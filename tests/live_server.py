@@ -42,7 +42,8 @@ class LiveServer:
 
 
 def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
-    """Start ``moodscope serve --port P *args``; return once ``/v1/health`` answers."""
+    """Start ``moodscope serve --port P *args``; return once ``/readyz`` says the workers
+    are up."""
     port = free_port()
     tmpdir = tmp / "server-tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
         if process.poll() is not None:
             raise RuntimeError(f"moodscope serve exited early:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(server.url + "/v1/health", timeout=1.0).status_code == 200:
+            if httpx.get(server.url + "/readyz", timeout=1.0).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

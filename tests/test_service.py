@@ -51,12 +51,22 @@ def _same_numbers(a: dict, b: dict, tol: float = 2e-6) -> None:
             assert a[key] == b[key], key
 
 
+def local_client(app) -> TestClient:
+    """A TestClient on 127.0.0.1 (the Host the app serves), its workers warm."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+def _wait_ready(client, timeout: float = 120.0) -> None:
+    _wait_until(lambda: client.get("/readyz").status_code == 200, timeout)
+
+
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory):
     """One worker and no queue: a second request while one runs is refused (503)."""
     uploads = tmp_path_factory.mktemp("uploads")
     app = create_app(workers=1, queue=0, max_upload_mb=8, upload_dir=str(uploads))
-    with TestClient(app) as client:
+    with local_client(app) as client:
+        _wait_ready(client)
         client.uploads = uploads
         yield client
 
@@ -77,9 +87,12 @@ def track(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def long_track(tmp_path_factory) -> Path:
-    """Long enough (90 s, ~3 s to predict) to be caught while it runs."""
+    """Long enough (10 min: seconds to predict) to be caught while it runs, small to send
+    (the chords, then silence that FLAC packs into almost nothing: ~1 MB)."""
     path = tmp_path_factory.mktemp("audio") / "long.flac"
-    sf.write(path, chord_signal(90.0, seed=3), SR)
+    y = np.zeros(600 * SR, dtype=np.float32)
+    y[: 60 * SR] = chord_signal(60.0, seed=3)
+    sf.write(path, y, SR)
     return path
 
 
@@ -256,27 +269,26 @@ def test_full_queue_is_503_with_retry_after(client, long_track, track):
     assert _post(client, track).status_code == 200  # a slot again
 
 
-def _kill_workers_while_running(client, backend, *, pool=None):
-    """Wait until a request runs on a pool other than ``pool``; kill its workers."""
+def _kill_worker_while_running(client, workers, *, not_pid=None) -> int:
+    """Wait until a request runs on a worker other than ``not_pid``; kill it."""
     _wait_until(lambda: client.get("/v1/health").json()["running"] == 1)
-    _wait_until(lambda: backend._pool is not pool and bool(backend._pool._processes))
-    killed = backend._pool
-    for pid in list(killed._processes):
-        os.kill(pid, signal.SIGKILL)
-    return killed
+    _wait_until(lambda: bool(workers.pids()) and workers.pids()[0] != not_pid)
+    (pid,) = workers.pids()
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def test_dead_worker_is_retried_once_then_500(client, app_client, long_track, track):
-    backend = app_client.app.state.predictor.backend
-    # Killed once: the request runs again on a fresh pool and is answered.
+    workers = app_client.app.state.predictor.workers
+    # Killed once: the request runs again on a fresh worker and is answered.
     thread, result = _in_background(lambda: _post(client, long_track))
-    _kill_workers_while_running(client, backend)
+    _kill_worker_while_running(client, workers)
     thread.join(timeout=120)
     assert result["response"].status_code == 200
     # Killed on the retry too: 500 naming the file, and the server goes on.
     thread, result = _in_background(lambda: _post(client, long_track))
-    first = _kill_workers_while_running(client, backend)
-    _kill_workers_while_running(client, backend, pool=first)
+    first = _kill_worker_while_running(client, workers)
+    _kill_worker_while_running(client, workers, not_pid=first)
     thread.join(timeout=120)
     response = result["response"]
     assert response.status_code == 500
@@ -288,7 +300,7 @@ def test_dead_worker_is_retried_once_then_500(client, app_client, long_track, tr
 
 def test_token_guards_every_api_call(track):
     app = create_app(workers=1, token="s3cret")
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for method, path in (("get", "/v1/health"), ("get", "/v1/model"), ("post", "/v1/predict")):
             response = getattr(client, method)(path)
             assert response.status_code == 401, path
@@ -498,3 +510,264 @@ def test_live_slow_or_vanishing_client_does_not_block_others(live, tmp_path):
     _wait_until(lambda: live.uploads_left() == [])
     health = httpx.get(live.url + "/v1/health").json()
     assert health["queued"] == 0 and health["running"] == 0
+
+
+# -- issue 19/20: limits, cancellation, operators -----------------------------------------
+
+
+def _metrics(client, **kw) -> dict[tuple[str, tuple], float]:
+    """``/metrics`` parsed by prometheus_client's own parser: (sample name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics", **kw)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def test_probes_are_open_and_answer_head_while_api_and_metrics_need_the_token():
+    app = create_app(workers=1, token="s3cret")
+    # Before the lifespan starts the workers, the process is alive but not ready.
+    bare = local_client(app)
+    assert bare.get("/healthz").status_code == 200
+    not_ready = bare.get("/readyz")
+    assert not_ready.status_code == 503 and not_ready.json()["ready"] is False
+    with local_client(app) as client:
+        _wait_ready(client)
+        auth = {"Authorization": "Bearer s3cret"}
+        for path in ("/healthz", "/readyz"):
+            assert client.get(path).status_code == 200, path
+            head = client.head(path)
+            assert head.status_code == 200 and head.content == b"", path
+        assert client.get("/readyz").json()["ready"] is True
+        assert client.get("/v1/health").status_code == 401
+        assert client.get("/v1/health", headers=auth).json()["ready"] is True
+        response = client.get("/metrics")
+        assert response.status_code == 401 and response.json()["detail"].startswith("missing")
+        samples = _metrics(client, headers=auth)
+        assert samples[("moodscope_ready", ())] == 1
+        assert samples[("moodscope_workers", ())] == 1
+    assert app.state.predictor.ready is False  # stopped: not ready any more
+
+
+def test_metrics_count_requests_outcomes_and_latency(client, track, tmp_path):
+    before = _metrics(client)
+    assert _post(client, track).status_code == 200
+    text = tmp_path / "lyrics.mp3"
+    text.write_text("la la la\n" * 50)
+    assert _post(client, text).status_code == 415
+    assert client.get("/nowhere").status_code == 404
+    after = _metrics(client)
+
+    def grew(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    route = {"route": "/v1/predict", "method": "POST"}
+    assert grew("moodscope_http_requests_total", status="200", **route) == 1
+    assert grew("moodscope_http_requests_total", status="415", **route) == 1
+    assert grew("moodscope_http_requests_total", route="other", method="GET", status="404") == 1
+    assert grew("moodscope_predictions_total", outcome="ok") == 1
+    assert grew("moodscope_predictions_total", outcome="not_audio") == 1
+    # Each answered request is one observation of the latency histogram.
+    latency = "moodscope_http_request_duration_seconds"
+    assert grew(latency + "_count", route="/v1/predict") == 2
+    assert grew(latency + "_bucket", route="/v1/predict", le="+Inf") == 2
+    assert after[("moodscope_queue_depth", ())] == 0
+    assert after[("moodscope_workers_busy", ())] == 0
+    for reason in ("died", "timeout", "cancelled"):
+        assert ("moodscope_worker_restarts_total", (("reason", reason),)) in after
+
+
+def test_unknown_host_is_421_on_every_route(client):
+    for path in ("/v1/health", "/healthz", "/", "/metrics", "/docs"):
+        response = client.get(path, headers={"Host": "rebind.attacker.example"})
+        assert response.status_code == 421, path
+        detail = response.json()["detail"]
+        assert detail.startswith("host 'rebind.attacker.example' is not served here")
+        assert "--allowed-host" in detail
+    response = _post(client, name="x.wav", data=b"RIFF", headers={"Host": "evil.example:8000"})
+    assert response.status_code == 421
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+
+
+def test_allowed_host_adds_a_name(track):
+    app = create_app(workers=1, allowed_hosts=("moods.example.org",))
+    with TestClient(app, base_url="http://moods.example.org") as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz", headers={"Host": "other.example"}).status_code == 421
+
+
+def test_health_counts_add_up_under_load(tmp_path_factory, track):
+    app = create_app(workers=2, queue=3, upload_dir=str(tmp_path_factory.mktemp("load")))
+    seen = []
+    with local_client(app) as client:
+        _wait_ready(client)
+        threads = [_in_background(lambda: _post(client, track)) for _ in range(5)]
+        while any(t.is_alive() for t, _ in threads):
+            seen.append(client.get("/v1/health").json())
+        for thread, _ in threads:
+            thread.join()
+        answers = [r["response"].status_code for _, r in threads]
+    assert answers.count(200) == 5  # 2 running + 3 queued: all admitted
+    for h in seen:
+        assert 0 <= h["running"] <= h["workers"] == 2, h
+        assert 0 <= h["queued"] and h["running"] + h["queued"] <= h["capacity"] == 5, h
+    assert max(h["running"] for h in seen) == 2  # both workers were used
+
+
+def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, long_track, track):
+    app = create_app(workers=1, request_timeout=0.5, upload_dir=str(tmp_path))
+    with local_client(app) as client:
+        _wait_ready(client)
+        workers = app.state.predictor.workers
+        (pid,) = workers.pids()
+        started = time.perf_counter()
+        response = _post(client, long_track)  # ~3 s of work
+        seconds = time.perf_counter() - started
+        assert response.status_code == 504
+        assert response.json()["detail"] == (
+            "long.flac: the prediction ran longer than the server's limit of 0.5 s "
+            "(--request-timeout); its worker was stopped"
+        )
+        _wait_until(lambda: not _alive(pid))  # the worker was killed, not left running
+        samples = _metrics(client)
+        assert samples[("moodscope_worker_restarts_total", (("reason", "timeout"),))] == 1
+        assert samples[("moodscope_predictions_total", (("outcome", "timeout"),))] == 1
+    app = create_app(workers=1, request_timeout=60, upload_dir=str(tmp_path))
+    with local_client(app) as client:  # the same file within a limit it fits in
+        _wait_ready(client)
+        started = time.perf_counter()
+        assert _post(client, long_track).status_code == 200
+        whole = time.perf_counter() - started
+    # Answered at the limit, not when the work would have ended.
+    assert seconds < 0.8 * whole, (seconds, whole)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_retry_after_follows_the_service_time_and_is_capped():
+    from moodscope.service import Admission
+
+    times: list[float | None] = [None]
+    admission = Admission(ServiceConfig(workers=2, queue=0, retry_after_max=60), lambda: times[0])
+    assert admission.retry_after() == 1  # the 2-s guess over 2 workers
+    times[0] = 9.0
+    assert admission.retry_after() == 5  # a place frees about every 9 / 2 s
+    times[0] = 25_000.0  # one hostile file's worth
+    assert admission.retry_after() == 60
+    for _ in range(2):
+        admission.enter()
+    with pytest.raises(RequestRejected) as info:
+        admission.enter()
+    assert info.value.status == 503 and info.value.headers["Retry-After"] == "60"
+
+
+def test_a_wrong_field_over_a_mib_is_400_not_413(client):
+    big = b"\0" * (3 * 2**20)  # well under the 8-MB limit, over the multipart slack
+    response = client.post("/v1/predict", files={"audio": ("song.wav", big)})
+    assert response.status_code == 400, response.text
+    assert "field named 'file'" in response.json()["detail"]
+    # Whatever else is sent, up to the whole limit: still 400, the file part is missing.
+    huge = b"\0" * (10 * 2**20)
+
+    def body():  # no Content-Length: the streaming count meets the limit first
+        yield b'--q\r\nContent-Disposition: form-data; name="upload"; filename="a.wav"\r\n\r\n'
+        yield huge
+        yield b"\r\n--q--\r\n"
+
+    response = client.post(
+        "/v1/predict", content=body(), headers={"Content-Type": "multipart/form-data; boundary=q"}
+    )
+    assert response.status_code == 400, response.text
+
+
+def _trickle_scope() -> dict:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/predict",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz")],
+    }
+
+
+def test_an_upload_under_the_minimum_rate_is_408(tmp_path):
+    from starlette.requests import Request
+
+    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="drip.wav"\r\n\r\n'
+    sent = []
+
+    async def receive():  # a byte every 50 ms: never silent, far too slow
+        if not sent:
+            sent.append(head)
+            return {"type": "http.request", "body": head, "more_body": True}
+        await asyncio.sleep(0.05)
+        assert len(sent) < 200, "the trickling upload should have been dropped by now"
+        sent.append(b"x")
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    config = ServiceConfig(upload_timeout=5, min_upload_rate=1000, upload_rate_window=0.5)
+    started = time.perf_counter()
+    with pytest.raises(RequestRejected) as info:
+        asyncio.run(receive_upload(Request(_trickle_scope(), receive), config, str(tmp_path)))
+    assert 0.5 <= time.perf_counter() - started < 3
+    assert info.value.status == 408
+    assert info.value.detail.startswith("drip.wav: the upload came at ")
+    assert "under the server's minimum of 1000 bytes/s (--min-upload-rate)" in info.value.detail
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_at_the_rate_over_several_windows_is_received(tmp_path):
+    from starlette.requests import Request
+
+    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="ok.wav"\r\n\r\n'
+    chunks = [head] + [b"y" * 200] * 30 + [b"\r\n--xyz--\r\n"]
+
+    async def receive():  # 200 bytes every 20 ms: 10 kB/s over 0.6 s, past two windows
+        await asyncio.sleep(0.02)
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    config = ServiceConfig(min_upload_rate=2000, upload_rate_window=0.25)
+    upload = asyncio.run(receive_upload(Request(_trickle_scope(), receive), config, str(tmp_path)))
+    assert upload.name == "ok.wav" and upload.size == 6000
+    assert upload.path.read_bytes() == b"y" * 6000
+
+
+def test_openapi_describes_the_prediction_and_the_error(client, track):
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    answers = schema["paths"]["/v1/predict"]["post"]["responses"]
+
+    def resolve(ref: dict) -> dict:
+        return components[ref["$ref"].rsplit("/", 1)[1]]
+
+    ok = resolve(answers["200"]["content"]["application/json"]["schema"])
+    body = _post(client, track, params={"timeline": "true"}).json()
+    assert set(body) <= set(ok["properties"])  # every field the API sends is described
+    assert set(ok["required"]) <= set(body)
+    emotions = resolve(ok["properties"]["emotions"])
+    assert list(emotions["properties"]) == list(EMOTIONS)
+    for code in ("400", "401", "413", "415", "421", "422", "500", "503", "504"):
+        error = resolve(answers[code]["content"]["application/json"]["schema"])
+        assert error["required"] == ["detail"], code
+    health = schema["paths"]["/v1/health"]["get"]["responses"]["200"]
+    assert set(resolve(health["content"]["application/json"]["schema"])["properties"]) == set(
+        client.get("/v1/health").json()
+    )
+    assert {"/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+    assert "head" in schema["paths"]["/healthz"]
