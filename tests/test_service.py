@@ -771,3 +771,168 @@ def test_openapi_describes_the_prediction_and_the_error(client, track):
     )
     assert {"/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
     assert "head" in schema["paths"]["/healthz"]
+
+
+# -- a real server with one worker and one queue place -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_live(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("small"), "--workers", "1", "--queue", "1")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+    assert server.uploads_left() == []
+
+
+def _live_metrics(server) -> dict[tuple[str, tuple], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _health(server) -> dict:
+    import httpx
+
+    return httpx.get(server.url + "/v1/health", timeout=10).json()
+
+
+def _request_head(port: int, length: int, *, host: str | None = None) -> bytes:
+    return (
+        f"POST /v1/predict HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
+        "Content-Type: multipart/form-data; boundary=dr1bble\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.slow
+def test_live_probes_host_check_and_metrics(small_live):
+    import httpx
+
+    for path in ("/healthz", "/readyz"):
+        assert httpx.head(small_live.url + path).status_code == 200
+    with socket.create_connection(("127.0.0.1", small_live.port), timeout=10) as s:
+        s.sendall(
+            b"GET /v1/health HTTP/1.1\r\nHost: rebind.example:80\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
+    assert b"host 'rebind.example:80' is not served here" in answer
+    samples = _live_metrics(small_live)  # parses: Prometheus text format
+    key = (
+        "moodscope_http_requests_total",
+        (("method", "GET"), ("route", "other"), ("status", "421")),
+    )
+    assert samples[key] >= 1
+    assert samples[("moodscope_ready", ())] == 1
+
+
+@pytest.mark.slow
+def test_live_slowloris_holds_no_queue_place(small_live, tmp_path):
+    """20 clients trickling a byte every half second, against 1 worker and 1 queue place:
+    a legitimate upload is answered about as fast as without them, and each trickler is
+    dropped with 408 once a rate window has passed."""
+    import httpx
+
+    audio = tmp_path / "legit.wav"
+    sf.write(audio, chord_signal(6.0, seed=9), SR)
+    files = {"file": ("legit.wav", audio.read_bytes())}
+
+    def legit() -> float:
+        started = time.perf_counter()
+        response = httpx.post(small_live.url + "/v1/predict", files=files, timeout=60)
+        assert response.status_code == 200, response.text
+        return time.perf_counter() - started
+
+    reference = sorted(legit() for _ in range(3))[1]
+    body = _multipart("drip.wav", b"\0" * 100_000)
+    tricklers = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", small_live.port), timeout=30)
+        s.sendall(_request_head(small_live.port, len(body)) + body[:200])
+        tricklers.append(s)
+    stop = threading.Event()
+
+    def drip():
+        sent = 200
+        while not stop.wait(0.5) and sent < len(body):
+            for s in tricklers:
+                try:
+                    s.send(body[sent : sent + 1])
+                except OSError:  # dropped by the server: what the test waits for
+                    pass
+            sent += 1
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        _wait_until(lambda: _health(small_live)["receiving"] == 20)
+        during = legit()
+        health = _health(small_live)
+        assert health["receiving"] == 20 and health["queued"] == 0
+        print(f"legitimate upload {during:.2f} s beside 20 tricklers; alone {reference:.2f} s")
+        assert during < 5 * reference
+        answers = []
+        for s in tricklers:
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+            answers.append(answer)
+    finally:
+        stop.set()
+        dripper.join(timeout=5)
+        for s in tricklers:
+            s.close()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"under the server's minimum of 16384 bytes/s" in answer
+    _wait_until(lambda: _health(small_live)["receiving"] == 0)
+    assert small_live.uploads_left() == []
+
+
+def _send_all(port: int, name: str, data: bytes) -> socket.socket:
+    body = _multipart(name, data)
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(_request_head(port, len(body)) + body)
+    return s
+
+
+@pytest.mark.slow
+def test_live_a_client_that_leaves_cancels_its_queued_or_running_work(small_live, long_track):
+    import httpx
+
+    data = long_track.read_bytes()
+    cancelled = ("moodscope_worker_restarts_total", (("reason", "cancelled"),))
+    outcome = ("moodscope_predictions_total", (("outcome", "cancelled"),))
+    before = _live_metrics(small_live)
+    running = _send_all(small_live.port, "running.flac", data)
+    _wait_until(lambda: _health(small_live)["running"] == 1)
+    queued = _send_all(small_live.port, "queued.flac", data)
+    _wait_until(lambda: _health(small_live)["queued"] == 1)
+    # The queued one leaves: out of the queue, no worker touched.
+    queued.close()
+    _wait_until(lambda: _health(small_live)["queued"] == 0)
+    health = _health(small_live)
+    assert health["running"] == 1
+    after_queued = _live_metrics(small_live)
+    assert after_queued.get(cancelled, 0) == before.get(cancelled, 0)
+    assert after_queued[outcome] == before.get(outcome, 0) + 1
+    # The running one leaves: its worker is killed and replaced, free for the next client.
+    running.close()
+    _wait_until(lambda: _health(small_live)["running"] == 0)
+    after = _live_metrics(small_live)
+    assert after[cancelled] == before.get(cancelled, 0) + 1
+    assert after[outcome] == before.get(outcome, 0) + 2
+    files = {"file": ("next.flac", data)}
+    response = httpx.post(small_live.url + "/v1/predict", files=files, timeout=120)
+    assert response.status_code == 200 and response.json()["path"] == "next.flac"
+    assert small_live.uploads_left() == []
