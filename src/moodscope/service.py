@@ -52,7 +52,7 @@ from .predict import (
     prediction_features,
 )
 from .service_config import DEFAULTS, TOKEN_ENV, ServiceConfig, resolve_token
-from .service_metrics import HostCheck, OperatorMiddleware, ServiceMetrics
+from .service_metrics import HostCheck, OperatorMiddleware, ServiceMetrics, configure_access_log
 from .service_workers import WorkerDied, WorkerSlots, WorkTimedOut
 
 API_VERSION = "v1"
@@ -937,6 +937,8 @@ def serve(
         )
     app = create_app(model, host=host, token=token, **options)
     access_log = options.get("access_log", DEFAULTS.access_log)
+    if access_log == "json":
+        configure_access_log(log_level)
     uvicorn.run(
         app,
         host=host,

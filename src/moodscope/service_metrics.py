@@ -149,6 +149,19 @@ class HostCheck:
         return ", ".join(names)
 
 
+def configure_access_log(level: str) -> None:
+    """The JSON access log's lines to stderr, one object a line, at uvicorn's ``level``
+    (its access lines are ``info``: ``warning`` and above hide them, as they hide
+    uvicorn's)."""
+    log = logging.getLogger(ACCESS_LOGGER)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if level == "trace" else level.upper())
+    log.propagate = False
+
+
 # -- the middleware ---------------------------------------------------------------------------
 
 
@@ -173,12 +186,6 @@ class OperatorMiddleware:
     ):
         self.app, self.metrics, self.hosts, self.json_log = app, metrics, hosts, json_log
         self.log = logging.getLogger(ACCESS_LOGGER)
-        if json_log and not self.log.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            self.log.addHandler(handler)
-            self.log.setLevel(logging.INFO)
-            self.log.propagate = False
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -250,6 +257,7 @@ __all__ = [
     "HostCheck",
     "OperatorMiddleware",
     "ServiceMetrics",
+    "configure_access_log",
     "default_allowed_hosts",
     "host_of",
 ]
