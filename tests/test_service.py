@@ -649,6 +649,23 @@ def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, 
     assert seconds < 0.8 * whole, (seconds, whole)
 
 
+def test_the_service_passes_its_max_duration_to_the_decoder(tmp_path, track):
+    import dataclasses
+
+    from moodscope.predict import PredictJob
+
+    if "max_duration" not in {f.name for f in dataclasses.fields(PredictJob)}:
+        pytest.skip("PredictJob has no max_duration yet (the decode branch adds it)")
+    app = create_app(workers=1, max_duration=5.0, upload_dir=str(tmp_path))
+    assert app.state.predictor.job.max_duration == 5.0
+    with local_client(app) as client:
+        _wait_ready(client)
+        response = _post(client, track)  # 7 s of audio against a 5-s limit
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith("chords.wav: ")
+    assert create_app(workers=1).state.predictor.job.max_duration == 1800
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

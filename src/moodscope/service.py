@@ -440,13 +440,25 @@ class Predictor:
 
         from .features.extract import warm_up
 
-        await asyncio.to_thread(warm_up, prediction_features(self.model))
         fd, path = tempfile.mkstemp(dir=self.upload_dir, prefix="warm-", suffix=".wav")
         os.close(fd)
+        try:
+            # Never raises past here: the slots open to requests whatever happens.
+            await asyncio.to_thread(warm_up, prediction_features(self.model))
+        except Exception as exc:  # noqa: BLE001
+            print(f"warning: features did not warm up ({exc})", file=sys.stderr, flush=True)
         try:
             noise = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
             sf.write(path, 0.1 * noise, 22050)
             await self.workers.warm(predict_task, (0, path))
+        except Exception as exc:  # noqa: BLE001 - stays not ready, says why, serves on
+            self.workers.open()
+            print(
+                f"error: the workers did not start: {type(exc).__name__}: {exc}; /readyz stays 503",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         finally:
             _remove(Path(path))
         self.ready = True

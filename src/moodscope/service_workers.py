@@ -42,6 +42,7 @@ class WorkerSlots:
         self.restarts: dict[str, int] = {"died": 0, "timeout": 0, "cancelled": 0}
         self.seconds: deque[float] = deque(maxlen=recent)  # recent run times, for Retry-After
         self._free: asyncio.Queue[ProcessBackend] | None = None
+        self._opened: set[int] = set()
 
     def start(self, context: Any) -> None:
         """Start the pools (their processes start on first use; see :meth:`warm`)."""
@@ -50,15 +51,28 @@ class WorkerSlots:
         self._free = asyncio.Queue()
 
     async def warm(self, fn: Callable, item: Any) -> None:
-        """Run ``fn(item)`` once in every worker (imports, model), then open them to requests."""
+        """Run ``fn(item)`` once in every worker (imports, model), then open them to
+        requests; raises what a worker's warm-up raised, once all are open."""
         assert self._free is not None, "start() first"
         loop = asyncio.get_running_loop()
 
         async def one(slot: ProcessBackend) -> None:
-            await asyncio.wrap_future(slot.submit(fn, item), loop=loop)
-            self._free.put_nowait(slot)
+            try:
+                await asyncio.wrap_future(slot.submit(fn, item), loop=loop)
+            finally:  # a worker that failed its warm-up still serves (and fails) requests
+                self._open(slot)
 
         await asyncio.gather(*(one(s) for s in self.slots))
+
+    def open(self) -> None:
+        """Open every worker to requests, warm or not."""
+        for slot in self.slots:
+            self._open(slot)
+
+    def _open(self, slot: ProcessBackend) -> None:
+        if id(slot) not in self._opened:
+            self._opened.add(id(slot))
+            self._free.put_nowait(slot)
 
     def pids(self) -> list[int]:
         """The worker processes' ids (those started so far)."""
