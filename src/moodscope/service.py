@@ -2,9 +2,13 @@
 seam as the CLI (:func:`moodscope.predict.predict_task` on a process pool), and the offline
 page at ``/`` that draws a track's emotions from that API.
 
-The event loop only moves bytes: an upload streams to a temporary file, its size counted as
-it arrives; decoding, features and the model run in worker processes, behind a bounded
-queue that answers 503 when full. Only ``moodscope serve`` imports this module, so the
+The event loop only moves bytes: an upload streams to a temporary file, its size and rate
+counted as it arrives, holding no place in the queue; once it has arrived it waits for one
+of the worker processes (decoding, features, the model) in a bounded queue that answers
+503 when full. A request that runs too long, or whose client leaves, gives its worker
+back (killed and replaced, :mod:`moodscope.service_workers`). The limits are defined in
+:mod:`moodscope.service_config`; probes, metrics, the Host check and the access log in
+:mod:`moodscope.service_metrics`. Only ``moodscope serve`` imports this module, so the
 other commands never pay for FastAPI.
 """
 
