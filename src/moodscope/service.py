@@ -593,6 +593,21 @@ _ERROR_TEXT = {
 }
 
 
+_EXAMPLE = {
+    "path": "song.mp3",
+    "top_emotion": "calmness",
+    "emotions": {
+        "amazement": 0.04, "solemnity": 0.13, "tenderness": 0.14, "nostalgia": 0.16,
+        "calmness": 0.22, "power": 0.07, "joyful_activation": 0.08, "tension": 0.08,
+        "sadness": 0.08,
+    },
+    "duration": 60.03,
+    "silent": False,
+    "model": "default@fbe3183cdc45",
+    "timeline": [{"start": 0.0, "end": 3.0, "emotions": {"calmness": 0.21, "...": 0.0}}],
+}  # fmt: skip
+
+
 class ErrorOut(BaseModel):
     """Every error: one line, worded like the CLI's."""
 
@@ -630,6 +645,17 @@ class PredictionOut(BaseModel):
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
+    # Sent once the branches that add them are in (decode: truncated; conf: the rest).
+    truncated: bool = Field(
+        False, description="The container declares more audio than decodes (a cut file)."
+    )
+    confidence: float | None = Field(
+        None, description="The chance that top_emotion is what most listeners report."
+    )
+    top_factor: str | None = Field(None, description="The top GEMS factor.")
+    factors: dict[str, float] | None = Field(
+        None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
+    )
     timeline: list[SegmentOut] | None = Field(
         None, description="One entry per window, with `?timeline=true`."
     )
@@ -661,7 +687,11 @@ for _model in (ErrorOut, EmotionsOut, SegmentOut, PredictionOut, HealthOut, Read
 
 
 def _responses(*codes: int, ok: type[BaseModel] | None = None) -> dict:
-    out: dict = {200: {"model": ok}} if ok is not None else {}
+    out: dict = {}
+    if ok is not None:
+        out[200] = {"model": ok}
+        if ok is PredictionOut:
+            out[200]["content"] = {"application/json": {"example": _EXAMPLE}}
     out.update({c: {"description": _ERROR_TEXT[c], "model": ErrorOut} for c in codes})
     return out
 
