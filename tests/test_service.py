@@ -604,6 +604,25 @@ def test_allowed_host_adds_a_name(track):
         assert client.get("/healthz", headers={"Host": "other.example"}).status_code == 421
 
 
+def test_json_access_log_is_one_object_a_line(tmp_path, caplog):
+    import json
+    import logging
+
+    app = create_app(workers=1, access_log="json", upload_dir=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="moodscope.access"):
+        with local_client(app) as client:
+            client.get("/healthz", headers={"User-Agent": "probe\n{\"status\": 200}"})
+            client.get("/v1/health", headers={"Host": "evil.example"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "moodscope.access"]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    first, second = map(json.loads, lines)
+    assert first["path"] == "/healthz" and first["route"] == "/healthz"
+    assert first["status"] == 200 and first["method"] == "GET"
+    assert first["user_agent"] == 'probe\n{"status": 200}'  # escaped, never a second line
+    assert second["status"] == 421 and second["host"] == "evil.example"
+    assert {"time", "client", "seconds"} <= set(first)
+
+
 def test_health_counts_add_up_under_load(tmp_path_factory, track):
     app = create_app(workers=2, queue=3, upload_dir=str(tmp_path_factory.mktemp("load")))
     seen = []
