@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from conftest import SR, chord_signal
 from live_server import start_server, stop_server
 from moodscope import EMOTIONS
-from moodscope.predict import load_model, predict
-from moodscope.service import (
+from moodscope.inference.predictor import load_model, predict
+from moodscope.service.app import (
     RequestRejected,
     ServiceConfig,
     create_app,
@@ -327,8 +327,8 @@ def test_public_address_without_token_warns():
 
 
 def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
-    import moodscope.service as service
-    from moodscope.cli import main
+    import moodscope.service.app as service
+    from moodscope.cli.commands import main
 
     seen = {}
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")
@@ -611,7 +611,7 @@ def test_json_access_log_is_one_object_a_line(tmp_path, caplog):
     app = create_app(workers=1, access_log="json", upload_dir=str(tmp_path))
     with caplog.at_level(logging.INFO, logger="moodscope.access"):
         with local_client(app) as client:
-            client.get("/healthz", headers={"User-Agent": "probe\n{\"status\": 200}"})
+            client.get("/healthz", headers={"User-Agent": 'probe\n{"status": 200}'})
             client.get("/v1/health", headers={"Host": "evil.example"})
     lines = [r.getMessage() for r in caplog.records if r.name == "moodscope.access"]
     assert len(lines) == 2 and all("\n" not in line for line in lines)
@@ -672,7 +672,7 @@ def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, 
 def test_the_service_passes_its_max_duration_to_the_decoder(tmp_path, track):
     import dataclasses
 
-    from moodscope.predict import PredictJob
+    from moodscope.inference.predictor import PredictJob
 
     if "max_duration" not in {f.name for f in dataclasses.fields(PredictJob)}:
         pytest.skip("PredictJob has no max_duration yet (the decode branch adds it)")
@@ -698,7 +698,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_retry_after_follows_the_service_time_and_is_capped():
-    from moodscope.service import Admission
+    from moodscope.service.app import Admission
 
     times: list[float | None] = [None]
     admission = Admission(ServiceConfig(workers=2, queue=0, retry_after_max=60), lambda: times[0])

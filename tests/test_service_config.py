@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from moodscope.errors import ConfigError
-from moodscope.service_config import DEFAULTS, ServiceConfig, resolve_token
+from moodscope.service.config import DEFAULTS, ServiceConfig, resolve_token
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOT_LIMITS = {"token", "allowed_hosts", "use_cache", "upload_dir", "access_log", "workers"}
