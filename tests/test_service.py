@@ -326,29 +326,85 @@ def test_public_address_without_token_warns():
     assert not public_without_token("0.0.0.0", "token")
 
 
-def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
+def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_path):
     import moodscope.service.app as service
     from moodscope.cli import main
+    from moodscope.service.config import DEFAULTS
 
-    seen = {}
+    seen, run = {}, {}
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: run.update(app=app, **kw))
     monkeypatch.delenv("MOODSCOPE_TOKEN", raising=False)
     with pytest.raises(SystemExit) as info:
         main(
             ["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "3", "--queue", "5"]
-            + ["--upload-timeout", "12.5"]
+            + ["--upload-timeout", "12.5", "--request-timeout", "7", "--max-duration", "600"]
+            + ["--allowed-host", "a.example", "--allowed-host", "b.example"]
+            + ["--min-upload-rate", "0", "--access-log", "json", "--log-level", "warning"]
         )
     assert info.value.code == 0
     assert "warning: serving on 0.0.0.0 without a token" in capsys.readouterr().err
-    assert seen["host"] == "0.0.0.0" and seen["port"] == 9001
-    assert seen["workers"] == 3 and seen["queue"] == 5 and seen["max_upload_mb"] == 100.0
+    assert seen["host"] == "0.0.0.0" and run["host"] == "0.0.0.0" and run["port"] == 9001
+    assert seen["workers"] == 3 and seen["queue"] == 5
     assert seen["token"] is None and seen["upload_timeout"] == 12.5
+    assert seen["request_timeout"] == 7 and seen["max_duration"] == 600
+    assert seen["allowed_hosts"] == ("a.example", "b.example")
+    assert seen["min_upload_rate"] == 0 and seen["access_log"] == "json"
+    assert run["log_level"] == "warning" and run["access_log"] is False  # ours, not uvicorn's
+    # Every limit left alone is the service's own default, defined once.
+    for name in ("max_upload_mb", "max_uploads", "upload_rate_window", "retry_after_max"):
+        assert seen[name] == getattr(DEFAULTS, name), name
+    # The token: from the environment or a file, silently; on the command line, with a warning.
     monkeypatch.setenv("MOODSCOPE_TOKEN", "from-env")
     with pytest.raises(SystemExit):
         main(["serve", "--host", "0.0.0.0"])
     assert seen["token"] == "from-env"
     assert "warning" not in capsys.readouterr().err
+    monkeypatch.delenv("MOODSCOPE_TOKEN")
+    secret = tmp_path / "token.txt"
+    secret.write_text("from-file\n")
+    with pytest.raises(SystemExit):
+        main(["serve", "--token-file", str(secret)])
+    assert seen["token"] == "from-file"
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--token", "in-ps"])
+    assert seen["token"] == "in-ps"
+    err = capsys.readouterr().err
+    assert "warning: --token is visible to every user of this machine" in err
+    assert "--token-file" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--request-timeout", "0"],
+        ["--upload-rate-window", "-1"],
+        ["--max-uploads", "0"],
+        ["--log-level", "loud"],
+        ["--access-log", "xml"],
+    ],
+)
+def test_serve_refuses_bad_values_before_starting(args, monkeypatch, capsys):
+    from moodscope.cli import main
+
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("it started"))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args])
+    assert info.value.code == 2
+    assert args[0] in capsys.readouterr().err
+
+
+def test_serve_with_an_empty_token_file_is_one_line(tmp_path, monkeypatch, capsys):
+    from moodscope.cli import main
+
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("it started"))
+    empty = tmp_path / "token.txt"
+    empty.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--token-file", str(empty)])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: {empty}: the token file is empty"
 
 
 # -- a real server ----------------------------------------------------------------------------
