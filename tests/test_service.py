@@ -1059,3 +1059,97 @@ def test_live_retry_after_matches_how_fast_a_burst_clears(small_live, tmp_path):
     assert waits, codes
     print(f"burst of 10 cleared in {cleared:.2f} s; Retry-After {sorted(set(waits))}")
     assert max(waits) <= max(1, math.ceil(cleared))
+
+
+@pytest.mark.slow
+def test_live_token_file_probes_and_json_access_log(tmp_path):
+    """A server as an operator runs it: the token from a file (so not in ps), probes open,
+    the API and /metrics behind the token, one JSON object a line in the log."""
+    import json
+
+    import httpx
+
+    secret = tmp_path / "token.txt"
+    secret.write_text("live-s3cret\n")
+    server = start_server(
+        tmp_path, "--workers", "1", "--token-file", str(secret), "--access-log", "json"
+    )
+    try:
+        cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+        assert b"live-s3cret" not in cmdline
+        for path in ("/healthz", "/readyz"):
+            assert httpx.get(server.url + path).status_code == 200
+            assert httpx.head(server.url + path).status_code == 200
+        assert httpx.get(server.url + "/v1/health").status_code == 401
+        assert httpx.get(server.url + "/metrics").status_code == 401
+        auth = {"Authorization": "Bearer live-s3cret"}
+        assert httpx.get(server.url + "/v1/health", headers=auth).json()["ready"] is True
+        assert httpx.get(server.url + "/metrics", headers=auth).status_code == 200
+    finally:
+        stop_server(server)
+    log = server.log.read_text()
+    assert "warning" not in log  # a token from a file, on 127.0.0.1: nothing to warn about
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    routes = {(e["route"], e["method"], e["status"]) for e in entries}
+    assert {
+        ("/healthz", "HEAD", 200),
+        ("/v1/health", "GET", 401),
+        ("/metrics", "GET", 200),
+    } <= routes
+    assert not [line for line in log.splitlines() if '" 200' in line]  # no uvicorn text lines
+
+
+@pytest.mark.slow
+def test_live_small_files_with_heavy_work_cannot_hold_the_workers(tmp_path, long_track):
+    """Issue 19's amplification: two small uploads that take long to predict, on both
+    workers. Past --request-timeout each gets 504 and its worker is replaced, so a
+    legitimate upload waits about the limit, not the hostile files' whole run."""
+    import httpx
+
+    launched = time.perf_counter()
+    server = start_server(tmp_path, "--workers", "2", "--request-timeout", "1")
+    start_up = time.perf_counter() - launched  # bounds a fresh worker's start: it includes one
+    try:
+        quick = tmp_path / "quick.wav"
+        sf.write(quick, chord_signal(6.0, seed=12), SR)
+        files = {"file": ("quick.wav", quick.read_bytes())}
+        started = time.perf_counter()
+        assert httpx.post(server.url + "/v1/predict", files=files, timeout=60).is_success
+        reference = time.perf_counter() - started
+
+        async def attack_then_legit():
+            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+                heavy = {"file": ("heavy.flac", long_track.read_bytes())}
+                attacks = [asyncio.create_task(client.post("/v1/predict", files=heavy))]
+                attacks.append(asyncio.create_task(client.post("/v1/predict", files=heavy)))
+                await asyncio.sleep(0.3)  # both on a worker
+                started = time.perf_counter()
+                legit = await client.post("/v1/predict", files=files)
+                waited = time.perf_counter() - started
+                return await asyncio.gather(*attacks), legit, waited
+
+        attacks, legit, waited = asyncio.run(attack_then_legit())
+        assert [a.status_code for a in attacks] == [504, 504]
+        assert legit.status_code == 200
+        print(
+            f"legitimate upload answered in {waited:.2f} s beside two heavy ones; alone "
+            f"{reference:.2f} s; server start-up {start_up:.2f} s"
+        )
+        # The limit, a fresh worker's start (the killed ones are replaced), its own run.
+        assert waited < 1.0 + start_up + 5 * reference
+        samples = _live_metrics_with(server)
+        assert samples[("moodscope_worker_restarts_total", (("reason", "timeout"),))] == 2
+    finally:
+        stop_server(server)
+
+
+def _live_metrics_with(server, **kw):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10, **kw).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
