@@ -1153,3 +1153,41 @@ def _live_metrics_with(server, **kw):
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def test_every_serve_command_in_the_docs_parses(tmp_path, monkeypatch):
+    """docs/serve.md's command lines run through the real option parser (uvicorn stubbed),
+    and every path its curl lines probe is a route of the app."""
+    import re
+    import shlex
+
+    import moodscope.service.app as service
+    from moodscope.cli import main
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", docs, flags=re.S))
+    commands = [line for line in blocks.splitlines() if "moodscope serve" in line]
+    assert len(commands) >= 4
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "token.txt").write_text("t0ken\n")
+    secret = tmp_path / "secret"
+    secret.write_text("t0ken\n")
+    started = []
+    monkeypatch.setattr(service, "create_app", lambda model, **kw: started.append(kw) or "app")
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: None)
+    for line in commands:
+        words = shlex.split(line.replace("/run/secrets/moodscope_token", str(secret)))
+        env = dict(w.split("=", 1) for w in words[: words.index("moodscope")])
+        for name, value in env.items():
+            monkeypatch.setenv(name, "t0ken" if "$(" in value else value)
+        with pytest.raises(SystemExit) as info:
+            main(words[words.index("moodscope") + 1 :])
+        assert info.value.code == 0, line
+        assert started[-1]["token"] == "t0ken", line
+        for name in env:
+            monkeypatch.delenv(name)
+    app_paths = set(create_app(workers=1).openapi()["paths"])
+    probed = re.findall(r"curl [^\n]*?http://127\.0\.0\.1:8000(/\S*)", blocks)
+    assert len(probed) >= 2
+    for url in probed:
+        assert url in app_paths, url
