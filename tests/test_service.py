@@ -332,6 +332,8 @@ def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_pat
     from moodscope.service.config import DEFAULTS
 
     seen, run = {}, {}
+    # The access log's handler is process-wide state: recorded here, not installed.
+    monkeypatch.setattr(service, "configure_access_log", lambda level: run.update(json=level))
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: run.update(app=app, **kw))
     monkeypatch.delenv("MOODSCOPE_TOKEN", raising=False)
@@ -351,6 +353,7 @@ def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_pat
     assert seen["allowed_hosts"] == ("a.example", "b.example")
     assert seen["min_upload_rate"] == 0 and seen["access_log"] == "json"
     assert run["log_level"] == "warning" and run["access_log"] is False  # ours, not uvicorn's
+    assert run["json"] == "warning"
     # Every limit left alone is the service's own default, defined once.
     for name in ("max_upload_mb", "max_uploads", "upload_rate_window", "retry_after_max"):
         assert seen[name] == getattr(DEFAULTS, name), name

@@ -149,13 +149,26 @@ class HostCheck:
         return ", ".join(names)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (uvicorn's own loggers do
+    the same), never to a stream replaced since."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_access_log(level: str) -> None:
     """The JSON access log's lines to stderr, one object a line, at uvicorn's ``level``
     (its access lines are ``info``: ``warning`` and above hide them, as they hide
     uvicorn's)."""
     log = logging.getLogger(ACCESS_LOGGER)
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if level == "trace" else level.upper())
