@@ -972,7 +972,7 @@ def test_live_slowloris_holds_no_queue_place(small_live, tmp_path):
     dripper.start()
     try:
         _wait_until(lambda: _health(small_live)["receiving"] == 20)
-        during = legit()
+        during = sorted(legit() for _ in range(3))[1]
         health = _health(small_live)
         assert health["receiving"] == 20 and health["queued"] == 0
         print(f"legitimate upload {during:.2f} s beside 20 tricklers; alone {reference:.2f} s")
