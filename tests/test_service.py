@@ -272,8 +272,12 @@ def test_full_queue_is_503_with_retry_after(client, long_track, track):
 
 def _kill_worker_while_running(client, workers, *, not_pid=None) -> int:
     """Wait until a request runs on a worker other than ``not_pid``; kill it."""
-    _wait_until(lambda: client.get("/v1/health").json()["running"] == 1)
-    _wait_until(lambda: bool(workers.pids()) and workers.pids()[0] != not_pid)
+
+    def running_anew() -> bool:  # not a fresh worker warming up: that runs no request
+        pids = workers.pids()
+        return bool(pids) and pids[0] != not_pid and workers.busy == 1
+
+    _wait_until(running_anew)
     (pid,) = workers.pids()
     os.kill(pid, signal.SIGKILL)
     return pid
@@ -726,6 +730,40 @@ def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, 
         whole = time.perf_counter() - started
     # Answered at the limit, not when the work would have ended.
     assert seconds < 0.8 * whole, (seconds, whole)
+
+
+def test_a_replaced_worker_takes_no_request_until_it_is_warm(
+    tmp_path, long_track, track, monkeypatch
+):
+    """A worker killed at the time limit is replaced and warmed before it takes a request:
+    meanwhile the queue goes to the warm worker, never to a cold start."""
+    from moodscope.service.app import Predictor
+
+    warm_one = Predictor._warm_worker
+    warmed: list = []
+    gate = threading.Event()
+
+    async def held_back(self, slot):
+        warmed.append(slot)
+        await warm_one(self, slot)
+        if len(warmed) > 2:  # not the start-up's two: a replacement, held until the gate
+            await asyncio.to_thread(gate.wait, 60)
+
+    monkeypatch.setattr(Predictor, "_warm_worker", held_back)
+    app = create_app(workers=2, queue=8, request_timeout=1.0, upload_dir=str(tmp_path))
+    with local_client(app) as client:
+        _wait_ready(client)
+        assert _post(client, long_track).status_code == 504
+        _wait_until(lambda: len(warmed) == 3)  # the replacement warms up
+        seen = []
+        threads = [_in_background(lambda: _post(client, track)) for _ in range(3)]
+        while any(t.is_alive() for t, _ in threads):
+            seen.append(client.get("/v1/health").json()["running"])
+        assert [r["response"].status_code for _, r in threads] == [200] * 3
+        assert max(seen) == 1  # only the warm worker took requests
+        gate.set()
+        _wait_until(lambda: app.state.predictor.workers._free.qsize() == 2)
+        assert _post(client, track).status_code == 200
 
 
 def test_the_service_passes_its_max_duration_to_the_decoder(tmp_path, track):

@@ -410,7 +410,7 @@ class Predictor:
         self.model = load_model(model)
         self.config = config
         self.job = _predict_job(self.model, config)
-        self.workers = WorkerSlots(config.workers)
+        self.workers = WorkerSlots(config.workers, prepare=self._warm_worker)
         self.admission = Admission(config, self.workers.service_seconds)
         self.metrics = ServiceMetrics(self.state)
         self.ready = False  # the model is loaded and every worker has run once
@@ -443,35 +443,39 @@ class Predictor:
         self._warming = asyncio.create_task(self._warm())
 
     async def _warm(self) -> None:
-        """Compile what compiles (once, here), then run one short prediction in each
-        worker (imports, model, weights), so the first requests do not pay for it."""
-        import numpy as np
-        import soundfile as sf
-
+        """Compile what compiles (once, here), then warm every worker and open it to
+        requests; ready once all are warm."""
         from moodscope.features.extract import warm_up
 
-        fd, path = tempfile.mkstemp(dir=self.upload_dir, prefix="warm-", suffix=".wav")
-        os.close(fd)
         try:
-            # Never raises past here: the slots open to requests whatever happens.
             await asyncio.to_thread(warm_up, prediction_features(self.model))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the workers compile their own
             print(f"warning: features did not warm up ({exc})", file=sys.stderr, flush=True)
-        try:
-            noise = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
-            sf.write(path, 0.1 * noise, 22050)
-            await self.workers.warm(predict_task, (0, path))
-        except Exception as exc:  # noqa: BLE001 - stays not ready, says why, serves on
-            self.workers.open()
+        failed = await self.workers.warm()
+        if failed:
+            exc = failed[0]
             print(
                 f"error: the workers did not start: {type(exc).__name__}: {exc}; /readyz stays 503",
                 file=sys.stderr,
                 flush=True,
             )
             return
+        self.ready = True
+
+    async def _warm_worker(self, slot) -> None:
+        """One short prediction in a fresh worker (imports, model, weights), so the first
+        request on it does not pay for them."""
+        import numpy as np
+        import soundfile as sf
+
+        fd, path = tempfile.mkstemp(dir=self.upload_dir, prefix="warm-", suffix=".wav")
+        os.close(fd)
+        try:
+            noise = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
+            sf.write(path, 0.1 * noise, 22050)
+            await asyncio.wrap_future(slot.submit(predict_task, (0, path)))
         finally:
             _remove(Path(path))
-        self.ready = True
 
     def close(self) -> None:
         self.ready = False
