@@ -67,7 +67,7 @@ def test_the_wheel_carries_every_licence_file(wheel):
 @pytest.mark.slow
 def test_the_wheel_metadata_states_the_licence_and_the_model_terms(wheel):
     meta = _metadata(wheel)
-    assert meta["License-Expression"] == "MIT"
+    assert meta["License-Expression"] == "MIT AND ISC"  # moodscope, and musicnn's port
     assert not [c for c in meta.get_all("Classifier") if c.startswith("License ::")]
     assert "Topic :: Multimedia :: Sound/Audio :: Analysis" in meta.get_all("Classifier")
     assert meta.get_all("Project-URL")
