@@ -37,8 +37,27 @@ def _positive(value: float) -> float:
     return value
 
 
-def _limit(flag: str, help: str, *, check=_positive, **kw):
-    return typer.Option(flag, callback=check, help=help, **kw)
+_LIMITS = {  # flag: (help, the check of its value)
+    "--max-upload-mb": ("Largest upload, MiB (more: 413).", _positive),
+    "--max-uploads": ("Uploads received at once (more: 503).", {"min": 1}),
+    "--queue": ("Received uploads waiting for a worker (more: 503).", {"min": 0}),
+    "--upload-timeout": ("Seconds an upload may send nothing (then 408).", _positive),
+    "--min-upload-rate": (
+        "Bytes/s an upload must average over each window (slower: 408; 0: no minimum).",
+        {"min": 0},
+    ),
+    "--upload-rate-window": ("Seconds the upload rate is averaged over.", _positive),
+    "--request-timeout": ("Seconds a prediction may run (then 504, worker replaced).", _positive),
+    "--max-duration": ("Seconds of audio a file may hold (more: 422).", _positive),
+    "--retry-after-max": ("Cap on a 503's Retry-After, s.", {"min": 1}),
+}
+
+
+def _limit(flag: str):
+    help, check = _LIMITS[flag]
+    if callable(check):
+        return typer.Option(flag, callback=check, help=help)
+    return typer.Option(flag, help=help, **check)
 
 
 @dataclass
@@ -46,41 +65,17 @@ class ServiceLimits:
     """What one request may take; each default is the service's own
     (:class:`moodscope.service.config.ServiceConfig`, defined once there)."""
 
-    max_upload_mb: Annotated[
-        float, _limit("--max-upload-mb", "Largest upload, MiB (more: 413).")
-    ] = DEFAULTS.max_upload_mb
-    max_uploads: Annotated[
-        int, _limit("--max-uploads", "Uploads received at once (more: 503).", check=None, min=1)
-    ] = DEFAULTS.max_uploads
-    queue: Annotated[
-        int,
-        _limit("--queue", "Received uploads waiting for a worker (more: 503).", check=None, min=0),
-    ] = DEFAULTS.queue
-    upload_timeout: Annotated[
-        float, _limit("--upload-timeout", "Seconds an upload may send nothing (then 408).")
-    ] = DEFAULTS.upload_timeout
-    min_upload_rate: Annotated[
-        float,
-        _limit(
-            "--min-upload-rate",
-            "Bytes/s an upload must average over each window (slower: 408; 0: no minimum).",
-            check=None,
-            min=0,
-        ),
-    ] = DEFAULTS.min_upload_rate
-    upload_rate_window: Annotated[
-        float, _limit("--upload-rate-window", "Seconds the upload rate is averaged over.")
-    ] = DEFAULTS.upload_rate_window
-    request_timeout: Annotated[
-        float,
-        _limit("--request-timeout", "Seconds a prediction may run (then 504, worker replaced)."),
-    ] = DEFAULTS.request_timeout
-    max_duration: Annotated[
-        float, _limit("--max-duration", "Seconds of audio a file may hold (more: 422).")
-    ] = DEFAULTS.max_duration
-    retry_after_max: Annotated[
-        int, _limit("--retry-after-max", "Cap on a 503's Retry-After, s.", check=None, min=1)
-    ] = DEFAULTS.retry_after_max
+    max_upload_mb: Annotated[float, _limit("--max-upload-mb")] = DEFAULTS.max_upload_mb
+    max_uploads: Annotated[int, _limit("--max-uploads")] = DEFAULTS.max_uploads
+    queue: Annotated[int, _limit("--queue")] = DEFAULTS.queue
+    upload_timeout: Annotated[float, _limit("--upload-timeout")] = DEFAULTS.upload_timeout
+    min_upload_rate: Annotated[float, _limit("--min-upload-rate")] = DEFAULTS.min_upload_rate
+    upload_rate_window: Annotated[float, _limit("--upload-rate-window")] = (
+        DEFAULTS.upload_rate_window
+    )
+    request_timeout: Annotated[float, _limit("--request-timeout")] = DEFAULTS.request_timeout
+    max_duration: Annotated[float, _limit("--max-duration")] = DEFAULTS.max_duration
+    retry_after_max: Annotated[int, _limit("--retry-after-max")] = DEFAULTS.retry_after_max
 
 
 @with_options
