@@ -445,10 +445,14 @@ def test_live_50_concurrent_uploads_answer_as_predict(live, emotify_dir):
     bodies = {str(t): t.read_bytes() for t in tracks}
     order = [str(tracks[i % len(tracks)]) for i in range(50)]
     health_seconds: list[float] = []
+    upload_seconds: list[float] = []
 
     async def upload(client, path):
         files = {"file": (Path(path).name, bodies[path], "audio/mpeg")}
-        return path, await client.post("/v1/predict?timeline=true", files=files)
+        start = time.perf_counter()
+        response = await client.post("/v1/predict?timeline=true", files=files)
+        upload_seconds.append(time.perf_counter() - start)
+        return path, response
 
     async def watch_health(client, stop):
         while not stop.is_set():
@@ -475,14 +479,17 @@ def test_live_50_concurrent_uploads_answer_as_predict(live, emotify_dir):
         assert response.status_code == 200, response.text
         _same_numbers(response.json(), expected[path])
     # The event loop never decodes: health answers at once while both workers are busy.
+    # The yardstick is this run's own quickest upload (one prediction at least): a loop
+    # that decoded would hold every health call for about that long.
     health_seconds.sort()
-    median = health_seconds[len(health_seconds) // 2]
+    median, quickest = health_seconds[len(health_seconds) // 2], min(upload_seconds)
     print(
         f"50 uploads in {seconds:.1f} s; /v1/health median {median * 1000:.1f} ms, "
-        f"max {health_seconds[-1] * 1000:.1f} ms over {len(health_seconds)} calls"
+        f"max {health_seconds[-1] * 1000:.1f} ms over {len(health_seconds)} calls; "
+        f"quickest upload {quickest * 1000:.0f} ms"
     )
     assert len(health_seconds) >= 10
-    assert median < 0.1 and health_seconds[-1] < 0.5
+    assert median < quickest / 4 and health_seconds[-1] < quickest
     assert live.uploads_left() == []
 
 
