@@ -16,7 +16,6 @@ other commands never pay for FastAPI.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import math
 import os
@@ -395,12 +394,10 @@ def _rejected_prediction(prediction: Prediction) -> RequestRejected:
 
 
 def _predict_job(model: Any, config: ServiceConfig) -> PredictJob:
-    options: dict[str, Any] = {"use_cache": config.use_cache}
-    # Passed through to the decoder where it knows the limit (the decode branch adds
-    # PredictJob.max_duration); until then the time limit below bounds the work alone.
-    if "max_duration" in {f.name for f in dataclasses.fields(PredictJob)}:
-        options["max_duration"] = config.max_duration
-    return PredictJob(ModelHandle(model), **options)
+    # The decoder checks max_duration on the header before decoding, then on what decodes.
+    return PredictJob(
+        ModelHandle(model), use_cache=config.use_cache, max_duration=config.max_duration
+    )
 
 
 class Predictor:
@@ -656,7 +653,7 @@ class PredictionOut(BaseModel):
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
-    # Sent once the branches that add them are in (decode: truncated; conf: the rest).
+    # Sent once the branches that add them are in (conf: confidence and the factors).
     truncated: bool = Field(
         False, description="The container declares more audio than decodes (a cut file)."
     )
