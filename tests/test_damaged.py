@@ -612,3 +612,28 @@ def test_an_index_from_before_truncated_is_migrated(tmp_path):
         assert index.get("/m/b.mp3").prediction().truncated
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_the_service_limit_reaches_the_decoder(tmp_path):
+    """The service's own max_duration (1800 s by default) is checked on the header before
+    decoding: 2000 s of silence (an 80-kB FLAC) gets 422 at once, naming the limit."""
+    from fastapi.testclient import TestClient
+
+    from moodscope.audio.decode import audio_info
+    from moodscope.service.app import create_app
+
+    path = tmp_path / "long-silence.flac"
+    block = synth.silence(100.0, sr=8000)
+    with sf.SoundFile(path, "w", 8000, 1, format="FLAC") as f:
+        for _ in range(20):
+            f.write(block)
+    assert path.stat().st_size < 200_000 and audio_info(path)[0] == pytest.approx(2000.0)
+    assert not check_integrity(path).truncated
+    app = create_app(workers=1, upload_dir=str(tmp_path / "uploads"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        data = path.read_bytes()
+        response = client.post("/v1/predict", files={"file": ("long-silence.flac", data)})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "long-silence.flac: declares 2000 s of audio; the limit is 1800 s (max_duration)"
+    )
