@@ -19,7 +19,7 @@ from pathlib import Path
 from .audio import AUDIO_EXTENSIONS
 from .backends import Backend, WorkerLost, failure_message, stream, using_backend
 from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
-from .emotions import EMOTIONS
+from .emotions import EMOTIONS, factor_shares, top_factor
 from .errors import AudioError, MoodscopeError, NotAudioError
 from .features.extract import TrackFeatures, track_features
 from .features.sets import FeatureConfig
@@ -56,6 +56,18 @@ class Prediction:
     cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
     worker that died on it). For callers that branch on it (the service's status codes); the
     outputs keep to the one-line ``error``."""
+    confidence: float | None = None
+    """The chance that ``top_emotion`` is the one most listeners would report, from the
+    model's calibration map; None when the model has none (it says so, it does not guess)."""
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """The three GEMS factors' shares (sublimity, vitality, unease), summing to 1."""
+        return factor_shares(self.emotions)
+
+    @property
+    def top_factor(self) -> str | None:
+        return top_factor(self.factors)
 
     @classmethod
     def failed(cls, path: str, exc: BaseException, model: str | None = None) -> Prediction:
@@ -75,10 +87,14 @@ class Prediction:
     def to_dict(self, *, timeline: bool = False) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
+        factors = self.factors
         out = {
             "path": self.path,
             "top_emotion": self.top_emotion,
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
             "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
+            "top_factor": top_factor(factors),
+            "factors": {k: round(v, 6) for k, v in factors.items()},
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
             "model": self.model,
@@ -108,6 +124,7 @@ class Prediction:
             silent=bool(d.get("silent", False)),
             error=d.get("error"),
             model=d.get("model"),
+            confidence=d.get("confidence"),
         )
 
 
@@ -262,6 +279,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
         duration=features.duration,
         silent=features.peak < SILENCE_PEAK,
         model=model.model_id,
+        confidence=model.confidence(mean),
     )
 
 
