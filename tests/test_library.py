@@ -363,7 +363,15 @@ def test_cli_tag_find_untag(music, db, capsys):
     items = json.loads(out)
     assert code == 0 and len(items) == 4 and "4 track(s) found" in err
     assert [i["share"] for i in items] == sorted((i["share"] for i in items), reverse=True)
-    assert set(items[0]) == {"path", "share", "top_emotion", "emotions", "duration", "model"}
+    assert set(items[0]) == {
+        "path",
+        "share",
+        "top_emotion",
+        "confidence",
+        "emotions",
+        "duration",
+        "model",
+    }
     code, out, _ = run(["find", "--mood", "calmness", "--format", "m3u8", "--db", db], capsys)
     lines = out.splitlines()
     assert code == 0 and lines[0] == "#EXTM3U" and lines[2::2] == [i["path"] for i in items]
