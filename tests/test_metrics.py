@@ -46,3 +46,13 @@ def test_a_confidence_of_exactly_one_falls_in_the_last_bin():
     result = calibration_error(np.array([1.0, 0.0]), np.array([True, False]))
     assert [(b["low"], b["high"]) for b in result["bins"]] == [(0.0, 0.1), (0.9, 1.0)]
     assert result["ece"] == 0.0
+
+
+def test_threshold_table_counts_what_reaches_each_threshold():
+    from moodscope.metrics import threshold_table
+
+    confidence = np.array([0.2, 0.35, 0.5, 0.5, 0.9])
+    correct = np.array([False, False, True, False, True])
+    rows = threshold_table(confidence, correct, thresholds=(0.5, 0.95))
+    assert rows[0] == {"min_confidence": 0.5, "coverage": 0.6, "n_tracks": 3, "accuracy": 2 / 3}
+    assert rows[1]["n_tracks"] == 0 and rows[1]["accuracy"] is None

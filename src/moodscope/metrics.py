@@ -124,6 +124,32 @@ def risk_coverage(
     return {"table": table, "curve": curve.tolist(), "n_tracks": n}
 
 
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""``--min-confidence`` values whose coverage and accuracy are reported."""
+
+
+def threshold_table(
+    confidence: np.ndarray, correct: np.ndarray, thresholds: Sequence[float] = THRESHOLDS
+) -> list[dict]:
+    """For each threshold C: the share of tracks whose confidence reaches C (what
+    ``tag --min-confidence C`` writes a mood for) and the accuracy of those tracks (None
+    when none reach it)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    rows = []
+    for c in thresholds:
+        kept = confidence >= c
+        rows.append(
+            {
+                "min_confidence": float(c),
+                "coverage": float(kept.mean()),
+                "n_tracks": int(kept.sum()),
+                "accuracy": float(correct[kept].mean()) if kept.any() else None,
+            }
+        )
+    return rows
+
+
 def calibration_error(confidence: np.ndarray, correct: np.ndarray, *, bins: int = 10) -> dict:
     """Expected calibration error (the tracks' share-weighted mean gap between confidence and
     accuracy over ``bins`` equal-width confidence bins) and the reliability diagram's bins."""

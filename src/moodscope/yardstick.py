@@ -15,7 +15,13 @@ import pandas as pd
 
 from .calibration import Calibration, confidence_score, crossfit_confidence
 from .emotions import EMOTIONS, FACTORS, factor_shares, top_factor
-from .metrics import COVERAGES, calibration_error, classification_metrics, risk_coverage
+from .metrics import (
+    COVERAGES,
+    calibration_error,
+    classification_metrics,
+    risk_coverage,
+    threshold_table,
+)
 
 TARGET_LISTENERS = 6
 """Listeners of each track held out as the target the model and the panels are scored on."""
@@ -51,6 +57,7 @@ def confidence_metrics(
     }
     if confidence is not None:
         out["calibration"] = calibration_error(confidence, correct)
+        out["thresholds"] = threshold_table(confidence, correct)
         half = np.zeros(len(correct), dtype=bool)
         from .metrics import ranked_by_confidence
 
