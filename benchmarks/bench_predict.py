@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 threadpool_limits(1)
 mode, files = sys.argv[1], sys.argv[2:]
 if mode == "decode":
-    from moodscope.audio import stream_audio
+    from moodscope.audio.decode import stream_audio
     for block in stream_audio(files[0], sr=16000):
         pass
     start = time.perf_counter()
@@ -45,7 +45,7 @@ if mode == "decode":
             pass
     print(json.dumps({"wall": time.perf_counter() - start}))
 else:
-    from moodscope.predict import load_model, predict
+    from moodscope.inference.predictor import load_model, predict
     model = load_model()
     predict(files[:1], model, use_cache=False)  # warm: weights loaded, kernels compiled
     start = time.perf_counter()

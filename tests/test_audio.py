@@ -8,7 +8,7 @@ import soundfile as sf
 
 from conftest import SR, chord_signal
 from moodscope import AudioError, MoodscopeError, load_audio
-from moodscope.audio import audio_info, stream_audio
+from moodscope.audio.decode import audio_info, stream_audio
 
 
 @pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".mp3"])

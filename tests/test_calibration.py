@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from moodscope.calibration import (
+from moodscope.errors import ConfigError, ModelError
+from moodscope.inference.calibration import (
     Calibration,
     confidence_score,
     confidence_words,
     crossfit_confidence,
     fit_calibration,
 )
-from moodscope.errors import ConfigError, ModelError
 
 
 def _world(n: int, seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moodscope.metrics import calibration_error, ranked_by_confidence, risk_coverage
+from moodscope.research.metrics import calibration_error, ranked_by_confidence, risk_coverage
 
 
 def test_risk_coverage_keeps_the_most_confident_first():
@@ -49,7 +49,7 @@ def test_a_confidence_of_exactly_one_falls_in_the_last_bin():
 
 
 def test_threshold_table_counts_what_reaches_each_threshold():
-    from moodscope.metrics import threshold_table
+    from moodscope.research.metrics import threshold_table
 
     confidence = np.array([0.2, 0.35, 0.5, 0.5, 0.9])
     correct = np.array([False, False, True, False, True])

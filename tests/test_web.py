@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from live_server import start_server, stop_server
-from moodscope.calibration import confidence_words
-from moodscope.synth import synthesize_piece
+from moodscope.demo.synth import synthesize_piece
+from moodscope.inference.calibration import confidence_words
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
 

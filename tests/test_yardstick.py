@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from moodscope.emotions import EMOTIONS, FACTORS, factor_shares, top_factor
-from moodscope.yardstick import factor_metrics, listener_panels, panel_worth
+from moodscope.research.yardstick import factor_metrics, listener_panels, panel_worth
 
 
 def _listeners(n_tracks=60, per_track=14, hit=0.6, other=0.12, seed=0):

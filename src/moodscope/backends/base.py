@@ -1,0 +1,195 @@
+"""Where per-file work runs -- this process, a pool of local processes, or a Dask cluster --
+and the one loop that streams results back as they finish (:func:`stream`).
+
+A backend runs ``fn(item, context)``: the ``context`` (the model, the feature config) reaches
+each worker once when the backend starts, the items travel one by one. ``predict``, ``tag``,
+``features`` and the service all go through here; none has a loop of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from moodscope.errors import MoodscopeError
+
+T = TypeVar("T")
+
+
+class WorkerLost(MoodscopeError):
+    """The process running an item died (killed, out of memory, a crash in a decoder)."""
+
+
+class BackendLost(MoodscopeError):
+    """The backend itself is gone (a Dask scheduler that cannot be reached): the run stops."""
+
+
+class Backend:
+    """Runs ``fn(item, context)`` on some workers; subclasses say where.
+
+    Use as a context manager: ``with open_backend(workers=2) as backend: ...``.
+    """
+
+    workers: int = 1
+    """Items that run at once."""
+
+    def start(self, context: Any) -> None:
+        """Make ``context`` available to every worker (before any submit; again when the
+        backend is reused for another run)."""
+        self.context = context
+
+    def submit(self, fn: Callable[[Any, Any], T], item: Any) -> Future:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Replace workers that died (a local pool breaks as a whole when one does)."""
+
+    def check(self) -> None:
+        """Raise :class:`BackendLost` if the backend can no longer run anything."""
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InlineBackend(Backend):
+    """Everything in this process, one item at a time (no start-up cost).
+
+    While it is open, torch runs on one thread, as in every worker: a second OpenMP thread
+    saves little on one file and, when the other core is busy, spins -- a cold
+    `moodscope predict one.mp3` took 10 s instead of 2 on a loaded 2-core machine.
+    """
+
+    _threads: int | None = None
+
+    def start(self, context: Any) -> None:
+        super().start(context)
+        torch = sys.modules.get("torch")  # never imported just for this
+        if torch is not None and self._threads is None:
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def close(self) -> None:
+        if self._threads is not None:
+            sys.modules["torch"].set_num_threads(self._threads)
+            self._threads = None
+
+    def submit(self, fn, item) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(item, self.context))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+    def describe(self) -> str:
+        return "this process"
+
+
+# -- local process pool --------------------------------------------------------------------
+
+def limit_threads(n: int = 1) -> None:
+    """One worker process per core: stop BLAS, OpenMP, numba and torch from starting more."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it BLAS is untouched
+        pass
+    import torch
+
+    torch.set_num_threads(n)
+
+
+HEALTH_CHECK_SECONDS = 5.0
+"""While no item finishes, how often :func:`stream` asks the backend whether it is alive."""
+
+def stream(
+    backend: Backend,
+    fn: Callable[[Any, Any], T],
+    items: Iterable[Any],
+    *,
+    in_flight: int | None = None,
+) -> Iterator[tuple[Any, T | BaseException]]:
+    """Run ``fn(item, context)`` for every item on ``backend``; yield ``(item, result)`` as
+    each finishes, in completion order.
+
+    At most ``in_flight`` items (default: twice the backend's workers) are submitted at a
+    time, so memory holds a window of the batch, never all of it. ``fn`` is expected to
+    return its own error values; an exception it raises anyway, or the death of the worker
+    that ran it, is yielded in place of the result. When a local worker dies, the items its
+    pool was running are rerun one at a time; the one that kills a worker on its own is
+    given up with :class:`WorkerLost` (no crash loop). :class:`BackendLost` is raised.
+    """
+    limit = max(2, in_flight or 2 * backend.workers)
+    items = iter(items)
+    pending: dict[Future, Any] = {}
+    suspects: list[Any] = []
+
+    def fill() -> None:
+        # After a local pool broke, the items it was running are suspects: they run one at
+        # a time, so the one that kills a worker alone is known and the others are cleared.
+        if suspects:
+            if not pending:
+                item = suspects.pop()
+                pending[backend.submit(fn, item)] = item
+            return
+        while len(pending) < limit:
+            item = next(items, _END)
+            if item is _END:
+                return
+            pending[backend.submit(fn, item)] = item
+
+    fill()
+    while pending:
+        done, _ = wait(pending, timeout=HEALTH_CHECK_SECONDS, return_when=FIRST_COMPLETED)
+        if not done:
+            backend.check()
+        broken = []
+        # In submission order: several can finish together (this process runs each as it
+        # is submitted), and a set's order would shuffle them from run to run.
+        for future in [f for f in pending if f in done]:
+            item = pending.pop(future)
+            exc = future.exception()
+            if isinstance(exc, BackendLost):
+                raise exc
+            if isinstance(exc, BrokenProcessPool):
+                broken.append(item)
+                continue
+            yield item, (exc if exc is not None else future.result())
+        if broken:
+            broken += pending.values()
+            pending.clear()
+            backend.restart()
+            if len(broken) == 1:  # it ran alone: it is the one that kills its worker
+                yield broken[0], WorkerLost("the worker process died while reading it")
+            else:
+                suspects.extend(reversed(broken))
+        fill()
+
+
+_END = object()
+
+
+def failure_message(path: str, exc: BaseException) -> str:
+    """One line naming ``path`` and what went wrong, for an item's error entry."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MoodscopeError):
+        return text if str(path) in text else f"{path}: {text}"
+    if type(exc).__name__ == "KilledWorker":  # dask gave up after its workers died on it
+        return f"{path}: the Dask workers running it died ({text[:200]})"
+    return f"{path}: {type(exc).__name__}: {text[:300]}"

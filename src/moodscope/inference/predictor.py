@@ -1,0 +1,404 @@
+"""Predict the emotions of any audio: per track a distribution over the emotions, the top
+emotion, and a timeline (one entry per segment).
+
+Tracks of any length are cut into fixed windows as long as the segments the model was
+trained on, to 0.1 s (3 s for the 20-segment models: 60-s excerpts / 20), hop = window, the
+remainder shorter than a window dropped; a clip shorter than one window is an error. Files
+are decoded block by block, so memory stays bounded for hour-long recordings.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from moodscope.audio.decode import AUDIO_EXTENSIONS
+from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
+from moodscope.emotions import EMOTIONS, factor_shares, top_factor
+from moodscope.errors import AudioError, MoodscopeError, NotAudioError
+from moodscope.features.extract import TrackFeatures, track_features
+from moodscope.features.sets import FeatureConfig
+from moodscope.inference.checkpoint import (
+    TrainedModel,
+    checkpoint_bytes,
+    load_checkpoint,
+    load_checkpoint_bytes,
+)
+
+SILENCE_PEAK = 1e-4
+"""A file whose largest sample is below this (-80 dBFS) is reported as silent."""
+
+
+@dataclass
+class TimelinePoint:
+    """One window of a track's timeline: its span in seconds and the emotion shares there."""
+
+    start: float
+    end: float
+    emotions: dict[str, float]
+
+
+@dataclass
+class Prediction:
+    """The result for one file; ``error`` is set (and the rest empty) when it failed.
+
+    Every output -- the CLI's JSON/JSONL/CSV, the service's JSON, file tags and the library
+    index -- is written from this one object.
+    """
+
+    path: str
+    emotions: dict[str, float] = field(default_factory=dict)
+    top_emotion: str | None = None
+    timeline: list[TimelinePoint] = field(default_factory=list)
+    duration: float | None = None
+    silent: bool = False
+    error: str | None = None
+    model: str | None = None  # the model's ``name@version``
+    error_kind: str | None = None
+    """With ``error``: ``"not_audio"`` (the content is not audio), ``"unusable"`` (audio that
+    cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
+    worker that died on it). For callers that branch on it (the service's status codes); the
+    outputs keep to the one-line ``error``."""
+    confidence: float | None = None
+    """The chance that ``top_emotion`` is the one most listeners would report, from the
+    model's calibration map; None when the model has none (it says so, it does not guess)."""
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """The three GEMS factors' shares (sublimity, vitality, unease), summing to 1."""
+        return factor_shares(self.emotions)
+
+    @property
+    def top_factor(self) -> str | None:
+        return top_factor(self.factors)
+
+    @classmethod
+    def failed(cls, path: str, exc: BaseException, model: str | None = None) -> Prediction:
+        """The entry for a file whose prediction raised ``exc``."""
+        if isinstance(exc, NotAudioError):
+            kind = "not_audio"
+        elif isinstance(exc, MoodscopeError) and not isinstance(exc, WorkerLost):
+            kind = "unusable"
+        else:
+            kind = "crash"
+        return cls(path, error=failure_message(path, exc), model=model, error_kind=kind)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, *, timeline: bool = False) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        factors = self.factors
+        out = {
+            "path": self.path,
+            "top_emotion": self.top_emotion,
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
+            "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
+            "top_factor": top_factor(factors),
+            "factors": {k: round(v, 6) for k, v in factors.items()},
+            "duration": None if self.duration is None else round(self.duration, 3),
+            "silent": self.silent,
+            "model": self.model,
+        }
+        if timeline:
+            out["timeline"] = [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "emotions": {k: round(v, 6) for k, v in s.emotions.items()},
+                }
+                for s in self.timeline
+            ]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Prediction:
+        """The inverse of :meth:`to_dict` (to the 6 decimals it keeps)."""
+        return cls(
+            path=d["path"],
+            emotions=dict(d.get("emotions") or {}),
+            top_emotion=d.get("top_emotion"),
+            timeline=[
+                TimelinePoint(s["start"], s["end"], dict(s["emotions"]))
+                for s in d.get("timeline", [])
+            ],
+            duration=d.get("duration"),
+            silent=bool(d.get("silent", False)),
+            error=d.get("error"),
+            model=d.get("model"),
+            confidence=d.get("confidence"),
+        )
+
+
+def default_model_path() -> Path:
+    """The checkpoint shipped inside the package."""
+    # Through the top package: importing moodscope.models would load every registered
+    # model's library (scikit-learn) just to find a file.
+    return Path(str(resources.files("moodscope").joinpath("models", "default", "default.ckpt")))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> TrainedModel:
+    return load_checkpoint(path)
+
+
+def load_model(model: str | Path | TrainedModel | None = None) -> TrainedModel:
+    """A trained model: ``None`` -> the shipped default; a path -> that checkpoint.
+
+    Loaded once per process (cached by path and modification time).
+    """
+    if isinstance(model, TrainedModel):
+        return model
+    path = Path(model) if model is not None else default_model_path()
+    mtime = path.stat().st_mtime if path.is_file() else 0.0
+    return _load_cached(str(path.resolve() if path.exists() else path), mtime)
+
+
+def prediction_features(model: TrainedModel) -> FeatureConfig:
+    """Fixed windows as long as the model's training segments (see module docstring)."""
+    config = model.feature_config
+    if config.segments is None:
+        return config
+    seconds = float(model.info.get("segment_seconds") or 60.0 / config.segments)
+    # Emotify's excerpts run 59-60 s, so 20 segments average 2.985 s: windows use 3.0 s.
+    return FeatureConfig(feature_set=config.feature_set, segments=None, window=round(seconds, 1))
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and audio files (by extension) under folders, recursively, sorted."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
+            )
+        else:
+            found.append(p)
+    return found
+
+
+def _ordered(labels: Sequence[str]) -> list[int]:
+    """Column order for output: the GEMS order when the labels are emotions."""
+    if set(labels) <= set(EMOTIONS):
+        return sorted(range(len(labels)), key=lambda i: EMOTIONS.index(labels[i]))
+    return list(range(len(labels)))
+
+
+class ModelHandle:
+    """A trained model that can travel to worker processes: pickled as its checkpoint's
+    bytes (sent once per worker) and loaded there once per process."""
+
+    def __init__(self, model: TrainedModel):
+        self._model: TrainedModel | None = model
+        self._data = model.checkpoint
+        self.name, self.version = model.name, model.version
+
+    def __getstate__(self) -> dict:
+        if self._data is None:
+            self._data = checkpoint_bytes(self._model)
+        return {"name": self.name, "version": self.version, "data": self._data}
+
+    def __setstate__(self, state: dict) -> None:
+        self.name, self.version, self._data = state["name"], state["version"], state["data"]
+        self._model = None
+
+    def __eq__(self, other: object) -> bool:
+        """The same model: the same object here, or the same checkpoint bytes."""
+        if not isinstance(other, ModelHandle):
+            return NotImplemented
+        if self._model is not None and self._model is other._model:
+            return True
+        return self._data is not None and self._data == other._data
+
+    __hash__ = None
+
+    def get(self) -> TrainedModel:
+        if self._model is None:
+            digest = hashlib.sha1(self._data).hexdigest()
+            if digest not in _LOADED:
+                global _LOADS
+                _LOADS += 1
+                model = load_checkpoint_bytes(self._data, name=self.name)
+                model.version = self.version  # an unsaved model keeps the id it had
+                _LOADED[digest] = model
+            self._model = _LOADED[digest]
+        return self._model
+
+
+_LOADED: dict[str, TrainedModel] = {}
+"""Models loaded in this (worker) process, by the SHA-1 of their checkpoint bytes."""
+_LOADS = 0  # how many times this process loaded a model from bytes (tests read it)
+
+
+@dataclass
+class PredictJob:
+    """What every worker needs to predict: sent to each worker once."""
+
+    model: ModelHandle
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+
+def predict_file(
+    path: str | Path,
+    model: TrainedModel,
+    *,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Prediction:
+    """One file's prediction in this process; a file that cannot be used gives a
+    :class:`Prediction` with ``error`` set, never an exception."""
+    path = str(path)
+    try:
+        features = track_features(
+            path, prediction_features(model), cache_dir=cache_dir, use_cache=use_cache
+        )
+        return _prediction(path, model, features)
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+        return Prediction.failed(path, exc, model.model_id)
+
+
+def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Prediction]:
+    """The unit of work a backend runs: ``(index, path)`` -> ``(index, Prediction)``."""
+    index, path = item
+    model = job.model.get()
+    return index, predict_file(path, model, use_cache=job.use_cache, cache_dir=job.cache_dir)
+
+
+def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
+    order = _ordered(model.labels)
+    names = [model.labels[i] for i in order]
+    mean, proba = model.predict_track(features.features)
+    mean, proba = mean[order] / mean.sum(), proba[:, order]
+    return Prediction(
+        path,
+        emotions=dict(zip(names, map(float, mean))),
+        top_emotion=names[int(mean.argmax())],
+        timeline=[
+            TimelinePoint(float(a), float(b), dict(zip(names, map(float, p))))
+            for a, b, p in zip(features.starts, features.ends, proba)
+        ],
+        duration=features.duration,
+        silent=features.peak < SILENCE_PEAK,
+        model=model.model_id,
+        confidence=model.confidence(mean),
+    )
+
+
+def _stream_predictions(
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | TrainedModel | None,
+    *,
+    workers: int,
+    scheduler: str | None,
+    backend: Backend | None,
+    use_cache: bool,
+    cache_dir: str | Path | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int, Iterator[tuple[int, Prediction]]]:
+    """The number of files, and ``(input index, Prediction)`` pairs as they finish."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = [str(p) for p in find_audio(paths)]
+    trained = load_model(model)
+    cache = None if cache_dir is None else str(cache_dir)
+
+    def outcomes() -> Iterator[tuple[int, Prediction]]:
+        job = PredictJob(ModelHandle(trained), use_cache, cache)
+        with using_backend(
+            backend, workers=workers, scheduler=scheduler, items=len(files)
+        ) as runner:
+            runner.start(job)
+            for done, ((index, path), out) in enumerate(
+                stream(runner, predict_task, enumerate(files)), start=1
+            ):
+                if isinstance(out, BaseException):
+                    out = index, Prediction.failed(path, out, trained.model_id)
+                if progress is not None:
+                    progress(done, len(files))
+                yield out
+
+    return len(files), outcomes()
+
+
+def predict_iter(
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | TrainedModel | None = None,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Iterator[Prediction]:
+    """Like :func:`predict`, but yield each file's :class:`Prediction` as soon as it is
+    done (completion order), holding only the files in flight in memory."""
+    _, outcomes = _stream_predictions(**locals())  # every argument, passed on
+    for _, prediction in outcomes:
+        yield prediction
+
+
+def predict(
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | TrainedModel | None = None,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    backend: Backend | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> list[Prediction]:
+    """Predict each file's emotion distribution, top emotion and timeline.
+
+    Parameters
+    ----------
+    paths : path or iterable of paths
+        Audio files; folders are searched recursively for audio extensions.
+    model : None, path or TrainedModel
+        ``None`` uses the model shipped with moodscope.
+    workers : int
+        Local processes for decoding, features and the model (1: this process).
+    scheduler : str, optional
+        Run on a Dask cluster instead: ``"tcp://HOST:PORT"`` or ``"local:N"`` (see
+        :func:`moodscope.backends.open_backend`); workers read the files from these paths.
+    backend : Backend, optional
+        An open backend to run on (it stays open); overrides ``workers`` and ``scheduler``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each file.
+
+    Returns
+    -------
+    list of Prediction
+        One per file, in input order; a file that failed has ``error`` set instead of
+        raising, so one bad file never stops a batch.
+    """
+    n_files, outcomes = _stream_predictions(**locals())  # every argument, passed on
+    out: list[Prediction | None] = [None] * n_files
+    for index, prediction in outcomes:
+        out[index] = prediction
+    return out
+
+
+__all__ = [
+    "AudioError",
+    "ModelHandle",
+    "Prediction",
+    "PredictJob",
+    "TimelinePoint",
+    "default_model_path",
+    "find_audio",
+    "load_model",
+    "predict",
+    "predict_file",
+    "predict_iter",
+    "predict_task",
+    "prediction_features",
+]

@@ -1,0 +1,260 @@
+"""Write a cross-validation or evaluation run: metrics.json, report.md, report.html, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from moodscope.research.plots import (
+    plot_confusion_matrix,
+    plot_reliability,
+    plot_risk_coverage,
+)
+from moodscope.research.report import Report, write_json
+
+
+def _fmt(stat) -> str:
+    if stat is None:
+        return "n/a"
+    if isinstance(stat, dict):
+        return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    return f"{stat:.3f}"
+
+
+def _per_class(report: Report, per_class: dict, heading: str) -> None:
+    """Precision, recall, F1 and support per class (values or mean ± std over folds)."""
+    report.heading(heading)
+    report.table(
+        ["class", "precision", "recall", "F1", "tracks"],
+        [
+            [label, _fmt(c["precision"]), _fmt(c["recall"]), _fmt(c["f1"]), c["support"]]
+            for label, c in per_class.items()
+        ],
+    )
+
+
+def _correlation(report: Report, correlation: dict | None) -> None:
+    """Pearson r of predicted probability against listener share, per emotion (if known)."""
+    if correlation:
+        report.heading("Predicted probability vs listener share (Pearson r per emotion)")
+        report.table(["emotion", "r"], [[k, _fmt(v)] for k, v in correlation.items()])
+
+
+def held_out_sections(report: Report, held: dict | None, *, figures: bool = True) -> None:
+    """The yardsticks of :mod:`moodscope.yardstick` (risk-coverage, calibration, factors,
+    listener panels) as headings, tables and figures."""
+    if not held:
+        return
+    from moodscope.research.yardstick import worth_words
+
+    rc = held["risk_coverage"]
+    ranked = "confidence" if held["ranked_by"] == "confidence" else f"the raw {held['ranked_by']}"
+    report.heading("Accuracy against coverage (held-out tracks)")
+    report.paragraph(
+        f"The {rc['n_tracks']} tracks ranked by {ranked}, most confident first; each row keeps "
+        "that share of them. `min confidence` is the threshold (`--min-confidence`) that "
+        "keeps them."
+    )
+    top = [k for k in ("top2_accuracy", "top3_accuracy") if k in rc["table"][0]]
+    report.table(
+        ["coverage", "tracks", "min confidence", "mean confidence", "accuracy"]
+        + [k.replace("_accuracy", " accuracy").replace("top", "top-") for k in top],
+        [
+            [
+                f"{r['coverage']:.0%}",
+                r["n_tracks"],
+                f"{r['min_confidence']:.3f}",
+                f"{r['mean_confidence']:.3f}",
+                f"{r['accuracy']:.3f}",
+                *[f"{r[k]:.3f}" for k in top],
+            ]
+            for r in rc["table"]
+        ],
+    )
+    if figures:
+        report.figure(plot_risk_coverage(held), "risk_coverage", "Risk-coverage curve")
+    cal = held.get("calibration")
+    report.heading("Calibration (held-out tracks)")
+    if cal is None:
+        report.paragraph(
+            "The model carries no calibration map, so its predictions have no confidence "
+            "(the ranking above uses the raw score)."
+        )
+    else:
+        report.paragraph(
+            f"Expected calibration error {cal['ece']:.3f} (10 equal-width bins); mean "
+            f"confidence {cal['mean_confidence']:.3f} against accuracy {cal['accuracy']:.3f}; "
+            f"the more confident half is {held['confident_half_accuracy']:.3f} accurate, the "
+            f"other half {held['other_half_accuracy']:.3f}."
+        )
+        report.table(
+            ["confidence bin", "tracks", "mean confidence", "accuracy"],
+            [
+                [
+                    f"{b['low']:.1f}-{b['high']:.1f}",
+                    b["n_tracks"],
+                    f"{b['mean_confidence']:.3f}",
+                    f"{b['accuracy']:.3f}",
+                ]
+                for b in cal["bins"]
+            ],
+        )
+        if figures:
+            report.figure(plot_reliability(cal), "reliability", "Reliability diagram")
+        report.heading("What a `--min-confidence` keeps (held-out tracks)")
+        report.table(
+            ["min confidence C", "tracks at or above C", "their accuracy"],
+            [
+                [
+                    f"{t['min_confidence']:.2f}",
+                    f"{t['coverage']:.0%} ({t['n_tracks']})",
+                    "n/a" if t["accuracy"] is None else f"{t['accuracy']:.3f}",
+                ]
+                for t in held["thresholds"]
+            ],
+        )
+    factors = held.get("factors")
+    if factors:
+        report.heading("The three GEMS factors (held-out tracks)")
+        report.paragraph(
+            "The predicted top factor (sublimity: amazement, solemnity, tenderness, nostalgia, "
+            "calmness; vitality: power, joyful activation; unease: tension, sadness) against "
+            "the factor with the largest summed listener share."
+        )
+        report.table(
+            ["metric", "value"],
+            [
+                ["factor accuracy", f"{factors['accuracy']:.3f}"],
+                ["factor balanced accuracy", f"{factors['balanced_accuracy']:.3f}"],
+                [f"always {factors['majority']}", f"{factors['majority_accuracy']:.3f}"],
+                *[
+                    [f"{f} recall ({c['support']} tracks)", f"{c['recall']:.3f}"]
+                    for f, c in factors["per_factor"].items()
+                ],
+            ],
+        )
+    listeners = held.get("listeners")
+    if listeners:
+        report.heading("The model against listener panels (held-out tracks)")
+        report.paragraph(
+            f"For each track {listeners['target_listeners']} of its listeners are held out as "
+            "the target (their most-ticked emotion); the model's top emotion and the "
+            "most-ticked emotion of n *other* listeners are scored against it, ties counted "
+            f"as a choice at random; {listeners['repeats']} draws per track, "
+            f"{listeners['n_tracks']} tracks. In words: {worth_words(listeners)}."
+        )
+        report.table(
+            ["who answers", "agreement with the held-out listeners"],
+            [
+                [
+                    f"majority of {p['listeners']} other listener{'s' * (p['listeners'] > 1)}",
+                    f"{p['agreement']:.3f}",
+                ]  # fmt: skip
+                for p in listeners["panels"]
+            ]
+            + [["the model", f"{listeners['model']:.3f}"]],
+        )
+
+
+def crossval_report(result: dict, title: str) -> Report:
+    report = Report(title)
+    s = result["summary"]
+    report.paragraph(
+        f"Model `{result['model']}`, features `{result['features']['feature_set']}` "
+        f"({result['features']['segments']} segments per track), {result['protocol']}; "
+        f"SMOTE on training tracks only: {result['smote']}. Every value is the mean ± std "
+        "over folds; a track's prediction is the mean of its segments' probabilities."
+    )
+    report.heading("Headline (track level)")
+    report.table(
+        ["metric", "mean ± std"],
+        [
+            ["track accuracy", _fmt(s["track_accuracy"])],
+            ["track balanced accuracy", _fmt(s["track_balanced_accuracy"])],
+            ["track macro-F1", _fmt(s["track_macro_f1"])],
+            ["segment accuracy", _fmt(s["segment_accuracy"])],
+            ["mean emotion correlation (r)", _fmt(s["emotion_correlation_mean"])],
+        ],
+    )
+    report.heading("Per fold")
+    report.table(
+        ["fold", "tracks", "accuracy", "balanced acc.", "macro-F1", "mean r", "epochs", "train s"],
+        [
+            [
+                f["fold"],
+                f["n_tracks"],
+                _fmt(f["track_accuracy"]),
+                _fmt(f["track_balanced_accuracy"]),
+                _fmt(f["track_macro_f1"]),
+                _fmt(f["emotion_correlation_mean"]),
+                f["epochs"],
+                f"{f['train_seconds']:.1f}",
+            ]
+            for f in result["folds"]
+        ],
+    )
+    _per_class(report, s["per_class"], "Per class (track level)")
+    if s["per_genre"]:
+        report.heading("Per genre")
+        report.table(
+            ["genre", "track accuracy", "track macro-F1"],
+            [
+                [g, _fmt(v["track_accuracy"]), _fmt(v["track_macro_f1"])]
+                for g, v in s["per_genre"].items()
+            ],
+        )
+    _correlation(report, s.get("emotion_correlation"))
+    report.figure(
+        plot_confusion_matrix(
+            np.asarray(s["confusion_matrix"]), result["labels"], title="tracks, all folds"
+        ),
+        "confusion",
+        "Confusion matrix of the out-of-fold track predictions",
+    )
+    return report
+
+
+def write_crossval(result: dict, out_dir: str | Path, title: str) -> Path:
+    out_dir = Path(out_dir)
+    serializable = {k: v for k, v in result.items() if k != "out_of_fold"}
+    write_json(out_dir / "metrics.json", serializable)
+    oof = result["out_of_fold"]
+    oof.index.name = "track_id"
+    oof.to_csv(out_dir / "out_of_fold.csv")
+    crossval_report(result, title).write(out_dir)
+    return out_dir
+
+
+def evaluation_report(metrics: dict, title: str, description: str) -> Report:
+    report = Report(title)
+    report.paragraph(description)
+    report.table(
+        ["metric", "value"],
+        [
+            ["tracks", metrics["n_tracks"]],
+            ["track accuracy", _fmt(metrics["track_accuracy"])],
+            ["track balanced accuracy", _fmt(metrics["track_balanced_accuracy"])],
+            ["track macro-F1", _fmt(metrics["track_macro_f1"])],
+            ["segment accuracy", _fmt(metrics["segment_accuracy"])],
+            ["mean emotion correlation (r)", _fmt(metrics.get("emotion_correlation_mean"))],
+        ],
+    )
+    _per_class(report, metrics["per_class"], "Per class")
+    if metrics["per_genre"]:
+        report.heading("Per genre")
+        report.table(
+            ["genre", "tracks", "track accuracy", "track macro-F1"],
+            [
+                [g, v["n_tracks"], _fmt(v["track_accuracy"]), _fmt(v["track_macro_f1"])]
+                for g, v in metrics["per_genre"].items()
+            ],
+        )
+    _correlation(report, metrics.get("emotion_correlation"))
+    report.figure(
+        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), metrics["labels"]),
+        "confusion",
+        "Confusion matrix (tracks)",
+    )
+    held_out_sections(report, metrics.get("held_out"))
+    return report
