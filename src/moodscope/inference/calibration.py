@@ -147,20 +147,25 @@ def crossfit_confidence(
     return out
 
 
+CONFIDENCE_WORDS: tuple[tuple[float, str], ...] = (
+    (0.7, "sure"),
+    (0.5, "fairly sure"),
+    (0.35, "unsure"),
+    (0.0, "guessing"),
+)
+"""How a confidence is said, from the lowest confidence each phrase covers (the page reads
+these from ``GET /v1/model``)."""
+
+
 def confidence_words(confidence: float | None) -> str:
-    """How a person would say it: ``"fairly sure"`` and so on (the page says the same)."""
+    """How a person would say it: ``"fairly sure"`` and so on (see :data:`CONFIDENCE_WORDS`)."""
     if confidence is None:
         return "not calibrated"
-    if confidence >= 0.7:
-        return "sure"
-    if confidence >= 0.5:
-        return "fairly sure"
-    if confidence >= 0.35:
-        return "unsure"
-    return "guessing"
+    return next(words for low, words in CONFIDENCE_WORDS if confidence >= low)
 
 
 __all__ = [
+    "CONFIDENCE_WORDS",
     "METHODS",
     "SCORES",
     "Calibration",
