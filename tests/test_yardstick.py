@@ -74,3 +74,47 @@ def test_factor_metrics_against_listener_shares():
     assert m["accuracy"] == pytest.approx(0.75)
     assert m["majority"] == "sublimity" and m["majority_accuracy"] == pytest.approx(0.75)
     assert m["per_factor"]["unease"]["support"] == 0
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_on_held_out_dev_tracks_the_confidence_ranks_and_means_what_it_says(emotify_dir):
+    """The shipped recipe under 5-fold CV on the dev copy, the confidence cross-fitted:
+    the most confident half is right more often than the rest, and on average the
+    confidence is the accuracy (within 0.1)."""
+    from moodscope.datasets import EmotifyDataset
+    from moodscope.features import extract_features
+    from moodscope.inference.predictor import load_model
+    from moodscope.models.training import TrainConfig
+    from moodscope.research.evaluation import crossval
+    from moodscope.research.yardstick import crossval_yardstick
+
+    shipped = load_model()
+    assert shipped.calibration is not None
+    dataset = EmotifyDataset(emotify_dir)
+    table, failures = extract_features(dataset, shipped.feature_config, workers=2)
+    assert not failures
+    tracks, labels = dataset.by_track(), list(dataset.labels)
+    cv = crossval(
+        table,
+        tracks,
+        model=shipped.info["model"],
+        feature_config=shipped.feature_config,
+        labels=labels,
+        train_config=TrainConfig(seed=0),
+        model_kwargs=shipped.classifier.model_kwargs,
+        shares=tracks[labels],
+        aggregate=shipped.aggregate,
+        soft=shipped.info["soft_labels"],
+    )
+    held, fitted = crossval_yardstick(
+        cv, dataset, score=shipped.calibration.score, method=shipped.calibration.method
+    )
+    assert held["confident_half_accuracy"] > held["other_half_accuracy"]
+    cal = held["calibration"]
+    assert abs(cal["mean_confidence"] - cal["accuracy"]) <= 0.1
+    table_rows = held["risk_coverage"]["table"]
+    assert [r["n_tracks"] for r in table_rows] == [80, 160, 240, 320]
+    panels = held["listeners"]["panels"]
+    assert panels[-1]["agreement"] > panels[0]["agreement"]  # more listeners, more agreement
+    assert fitted.n_tracks == 320
