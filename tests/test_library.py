@@ -422,6 +422,33 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
     assert seen["db"] == db and len(seen["files"]) == len(GOOD) + len(BAD)
 
 
+def test_cli_tag_and_find_with_min_confidence(music, db, capsys):
+    good = [music / n for n in GOOD]
+    confidence = {Path(p.path).name: p.confidence for p in predict(good)}
+    ranked = sorted(confidence.values())
+    threshold = round((ranked[0] + ranked[1]) / 2, 6)  # three files reach it, one does not
+    assert ranked[0] < threshold <= ranked[1]
+    code, out, err = run(["tag", *good, "--db", db, "--min-confidence", threshold], capsys)
+    assert code == 0, err
+    assert f"3 of the 4 got a mood (confidence >= {threshold:g}), 1 only shares" in err
+    moods = {p.name: read_tags(p).mood for p in good}
+    assert sorted(n for n, m in moods.items() if m is None) == [min(confidence, key=confidence.get)]
+    assert all(_ffprobe_tags(p)["MOODSCOPE_CONFIDENCE"] for p in good)
+
+    code, out, _ = run(["find", "--mood", "calmness", "--min-confidence", threshold,
+                        "--format", "json", "--db", db], capsys)  # fmt: skip
+    found = {Path(i["path"]).name for i in json.loads(out)}
+    assert code == 0 and found == {n for n, m in moods.items() if m is not None}
+    code, out, _ = run(["find", "--mood", "calmness", "--db", db], capsys)
+    assert code == 0 and "how sure" in out
+    code, out, _ = run(["predict", good[0]], capsys)
+    assert code == 0 and "how sure" in out
+
+    for value in ("1.5", "-0.1", "high"):
+        code, _, err = run(["tag", *good, "--db", db, "--min-confidence", value], capsys)
+        assert code == 2 and "--min-confidence" in err
+
+
 # -- real Emotify tracks, end to end (the "done when") -----------------------------
 
 FORMAT_EXTS = ("mp3", "flac", "ogg", "m4a")
