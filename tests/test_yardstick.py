@@ -118,3 +118,13 @@ def test_on_held_out_dev_tracks_the_confidence_ranks_and_means_what_it_says(emot
     panels = held["listeners"]["panels"]
     assert panels[-1]["agreement"] > panels[0]["agreement"]  # more listeners, more agreement
     assert fitted.n_tracks == 320
+
+
+def test_a_wide_panel_uses_only_tracks_with_enough_listeners():
+    few, truth_few = _listeners(n_tracks=20, per_track=11, seed=1)
+    many, truth_many = _listeners(n_tracks=20, per_track=18, seed=2)
+    many["track_id"] = "m" + many["track_id"]
+    truth = pd.concat([truth_few, truth_many.rename(lambda t: "m" + t)])
+    result = listener_panels(pd.concat([few, many]), truth, max_panel=10, repeats=2)
+    assert result["n_tracks"] == 20 and len(result["panels"]) == 10
+    assert listener_panels(pd.concat([few, many]), truth, repeats=2)["n_tracks"] == 40

@@ -155,6 +155,26 @@ def held_out_sections(report: Report, held: dict | None, *, figures: bool = True
             ]
             + [["the model", f"{listeners['model']:.3f}"]],
         )
+        wide = listeners.get("wide")
+        if wide:
+            fewest = wide["target_listeners"] + wide["panels"][-1]["listeners"]
+            report.paragraph(
+                f"The same on the {wide['n_tracks']} tracks with {fewest} or more listeners, "
+                f"panels up to {wide['panels'][-1]['listeners']}: the model is worth "
+                + (
+                    f"more than {wide['panels'][-1]['listeners']}"
+                    if wide["beyond"]
+                    else "n/a"
+                    if wide["worth"] is None
+                    else f"{wide['worth']:.1f}"
+                )
+                + " listeners."
+            )
+            report.table(
+                ["who answers", "agreement with the held-out listeners"],
+                [[f"majority of {p['listeners']}", f"{p['agreement']:.3f}"] for p in wide["panels"]]
+                + [["the model", f"{wide['model']:.3f}"]],
+            )
 
 
 def crossval_report(result: dict, title: str) -> Report:

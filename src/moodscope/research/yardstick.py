@@ -8,6 +8,7 @@ Everything takes track-level distributions of tracks the model did not train on
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ TARGET_LISTENERS = 6
 """Listeners of each track held out as the target the model and the panels are scored on."""
 PANEL_REPEATS = 20
 """Random draws of target and panel listeners per track, averaged."""
+WIDE_PANEL = 10
+"""The largest panel of the second comparison, on the tracks with enough listeners for it."""
 
 
 def topk_hits(proba: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (2, 3)) -> dict:
@@ -127,7 +130,8 @@ def listener_panels(
     annotations : pd.DataFrame
         One row per listener and track: ``track_id`` and the nine 0/1 emotion columns.
     max_panel : int, optional
-        The largest panel; default as many as the track with the fewest listeners allows.
+        The largest panel; tracks with fewer than ``target_listeners + max_panel``
+        listeners are left out. Default: as many as every track allows.
 
     Returns
     -------
@@ -142,11 +146,12 @@ def listener_panels(
         for t, rows in annotations.groupby("track_id", sort=False)
         if str(t) in predicted.index
     }
-    groups = {t: r for t, r in groups.items() if len(r) > target_listeners}
+    fewest = target_listeners + (max_panel or 1)
+    groups = {t: r for t, r in groups.items() if len(r) >= fewest}
     if not groups:
         return None
     most = min(len(r) for r in groups.values()) - target_listeners
-    largest = most if max_panel is None else min(max_panel, most)
+    largest = most if max_panel is None else max_panel
     column = {label: i for i, label in enumerate(labels)}
     model_scores, panel_scores = [], np.zeros((largest,))
     cells = 0
@@ -154,7 +159,7 @@ def listener_panels(
         choice = np.zeros(len(labels), dtype=bool)
         choice[column[predicted[t]]] = True
         for r in range(repeats):
-            rng = np.random.default_rng([seed, r, int(t) if t.isdigit() else hash(t) % 2**31])
+            rng = np.random.default_rng([seed, r, zlib.crc32(t.encode())])
             order = rng.permutation(len(rows))
             target = _tied_top(rows[order[:target_listeners]].sum(axis=0))
             others = rows[order[target_listeners:]]
@@ -201,11 +206,20 @@ def worth_words(listeners: dict | None) -> str:
     )
     if listeners["beyond"]:
         largest = listeners["panels"][-1]
-        return (
+        words = (
             f"{head}, more often than the majority of {largest['listeners']} other listeners "
             f"({largest['agreement']:.0%})"
         )
-    return f"{head}, as often as the majority of {listeners['worth']:.1f} other listeners"
+    else:
+        words = f"{head}, as often as the majority of {listeners['worth']:.1f} other listeners"
+    wide = listeners.get("wide")
+    if wide and wide.get("worth") is not None and not wide["beyond"]:
+        fewest = wide["target_listeners"] + wide["panels"][-1]["listeners"]
+        words += (
+            f"; on the {wide['n_tracks']} tracks with {fewest} or more listeners it is worth "
+            f"a panel of {wide['worth']:.1f}"
+        )
+    return words
 
 
 def held_out_report(
@@ -232,6 +246,8 @@ def held_out_report(
     if annotations is not None:
         top = pd.Series([labels[i] for i in np.asarray(proba).argmax(axis=1)], index=track_ids)
         out["listeners"] = listener_panels(annotations, top)
+        if out["listeners"] is not None:
+            out["listeners"]["wide"] = listener_panels(annotations, top, max_panel=WIDE_PANEL)
     return out
 
 
