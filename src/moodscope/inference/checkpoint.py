@@ -9,7 +9,6 @@ with it needs numpy and torch only: no scikit-learn import on the inference path
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
 import os
 import tempfile
@@ -23,6 +22,7 @@ import torch
 from moodscope.errors import ModelError, MoodscopeError
 from moodscope.features.sets import FeatureConfig
 from moodscope.inference.calibration import Calibration
+from moodscope.inference.identity import checkpoint_version
 from moodscope.models.training import TrainConfig
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
             train_config,
             dict(payload.get("info", {})),
             name=name,
-            version=hashlib.sha1(data).hexdigest()[:12],
+            version=checkpoint_version(data),
             checkpoint=data,
             calibration=(
                 Calibration.from_state(payload["calibration"])

@@ -322,45 +322,20 @@ class TagOutcome:
 
 def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     """Audio files under ``paths`` as absolute paths with symlinks resolved, each once, in
-    the order found: files as given, folders searched recursively for audio extensions
-    (the rule of :func:`~moodscope.inference.predictor.find_audio`, here without importing
-    torch, so a rerun that has nothing to do starts in a second)."""
-    from moodscope.audio.decode import AUDIO_EXTENSIONS
+    the order found (:func:`moodscope.audio.files.find_audio`, which imports no torch, so a
+    rerun that has nothing to do starts in a second)."""
+    from moodscope.audio.files import find_audio
 
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    found: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
-        else:
-            found.append(str(p))
-    return list(dict.fromkeys(os.path.realpath(f) for f in found))
+    return [str(p) for p in find_audio(paths, resolve=True)]
 
 
 def model_id(model=None) -> str:
-    """``name@version`` of ``model`` (None: the shipped one; a checkpoint path; a
-    TrainedModel) without loading it: a rerun that finds everything done never starts
-    torch. The same id :func:`moodscope.inference.predictor.load_model` gives: the checkpoint's file
-    stem and the first 12 hex digits of its SHA-1."""
-    import hashlib
-    from importlib import resources
+    """``name@version`` of ``model`` without loading it (see
+    :func:`moodscope.inference.identity.model_id`): a rerun that finds everything done
+    never starts torch."""
+    from moodscope.inference.identity import model_id as identify
 
-    from moodscope.errors import ModelError
-
-    if hasattr(model, "model_id"):
-        return model.model_id
-    if model is None:
-        path = Path(str(resources.files("moodscope").joinpath("models", "default", "default.ckpt")))
-    else:
-        path = Path(model)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: no such checkpoint ({exc.strerror})") from exc
-    return f"{path.stem}@{hashlib.sha1(data).hexdigest()[:12]}"
+    return identify(model)
 
 
 def _plan(

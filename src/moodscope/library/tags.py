@@ -1,11 +1,11 @@
 """Mood tags in audio files, written so that a file is never damaged.
 
-The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:MOOD``,
-Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share, the confidence and the
-model in ``MOODSCOPE_*`` user fields; with a ``min_confidence`` the mood field is written
-only where the confidence reaches it (a mood the user had stays). A file is rewritten as a
-copy beside it that is tagged, flushed and renamed over the original, so at any instant it
-is either the old file or the new one.
+The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:mood`` and
+``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share,
+the confidence and the model in ``MOODSCOPE_*`` user fields; with a ``min_confidence`` the
+mood field is written only where the confidence reaches it (a mood the user had stays). A
+file is rewritten as a copy beside it that is tagged, flushed and renamed over the original,
+so at any instant it is either the old file or the new one.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ CONFIDENCE_FIELD = "MOODSCOPE_CONFIDENCE"
 """The chance that the top emotion is the listeners' dominant one (absent: not calibrated)."""
 SHARE_DECIMALS = 3
 """Shares are written as ``0.412``."""
+
+ID3V23_MOOD = ("mood", "QuodLibet::mood")
+"""The TXXX descriptions the mood is written under in ID3v2.3, which has no TMOO: ``mood`` as
+Picard writes it and reads it (exactly; beets' mediafile and TagLib read any case),
+and Quod Libet's own ``QuodLibet::mood`` (it reads TMOO, or TXXX named ``QuodLibet::...``)."""
 
 MP4_FREEFORM = "----:com.apple.iTunes:"
 """The freeform atom namespace iTunes, foobar2000 and Mp3tag use for user fields."""
@@ -111,7 +116,8 @@ class MoodTags:
 
 
 class _ID3Fields:
-    """ID3v2 (MP3, WAV and AIFF ID3 chunks): TMOO in v2.4, TXXX:MOOD in v2.3, TXXX user
+    """ID3v2 (MP3, WAV and AIFF ID3 chunks): TMOO in v2.4, the :data:`ID3V23_MOOD` TXXX frames
+    in v2.3 (read: any TXXX named ``mood`` in any case, or ``QuodLibet::mood``), TXXX user
     fields. The file's own version is kept."""
 
     def __init__(self, tags):
@@ -121,12 +127,36 @@ class _ID3Fields:
     def _key(self, name: str) -> str:
         return "TMOO" if name == MOOD_FIELD and not self.v23 else f"TXXX:{name}"
 
+    def _v23_mood_frames(self) -> list:
+        """The TXXX frames that hold the mood in a v2.3 tag, ``mood`` (any case) first."""
+        frames = self.tags.getall("TXXX")
+        return [f for f in frames if f.desc.lower() == "mood"] + [
+            f for f in frames if f.desc.lower() == ID3V23_MOOD[1].lower()
+        ]
+
     def names(self) -> list[str]:
-        names = [frame.desc for frame in self.tags.getall("TXXX")]
-        return names + ([MOOD_FIELD] if not self.v23 and self.tags.getall("TMOO") else [])
+        moods = {d.lower() for d in ID3V23_MOOD} if self.v23 else set()
+        names = [
+            MOOD_FIELD if frame.desc.lower() in moods else frame.desc
+            for frame in self.tags.getall("TXXX")
+        ]
+        if not self.v23 and self.tags.getall("TMOO"):
+            names.append(MOOD_FIELD)
+        return list(dict.fromkeys(names))
 
     def get(self, name: str) -> tuple[str, ...]:
+        if name == MOOD_FIELD and self.v23:
+            frames = self._v23_mood_frames()
+            return tuple(str(t) for t in frames[0].text) if frames else ()
         return tuple(str(t) for frame in self.tags.getall(self._key(name)) for t in frame.text)
+
+    def stale(self, name: str, values: tuple[str, ...]) -> bool:
+        """Whether ``name`` holds ``values`` but not in the frames :meth:`set` writes (a v2.3
+        mood under ``TXXX:MOOD`` only, as moodscope wrote it before Picard's convention)."""
+        if name != MOOD_FIELD or not self.v23:
+            return False
+        found = sorted((f.desc, tuple(map(str, f.text))) for f in self._v23_mood_frames())
+        return found != sorted((desc, values) for desc in ID3V23_MOOD)
 
     def set(self, name: str, values: tuple[str, ...]) -> None:
         from mutagen.id3 import TMOO, TXXX, Encoding
@@ -135,11 +165,18 @@ class _ID3Fields:
         encoding = Encoding.UTF16 if self.v23 else Encoding.UTF8
         if self._key(name) == "TMOO":
             self.tags.add(TMOO(encoding=encoding, text=list(values)))
+        elif name == MOOD_FIELD:
+            for desc in ID3V23_MOOD:
+                self.tags.add(TXXX(encoding=encoding, desc=desc, text=list(values)))
         else:
             self.tags.add(TXXX(encoding=encoding, desc=name, text=list(values)))
 
     def delete(self, name: str) -> None:
-        self.tags.delall(self._key(name))
+        if name == MOOD_FIELD and self.v23:
+            for frame in self._v23_mood_frames():
+                del self.tags[frame.HashKey]
+        else:
+            self.tags.delall(self._key(name))
 
     def save(self, audio) -> None:
         if self.v23:
@@ -311,12 +348,18 @@ def _target_after_untagging(state) -> dict[str, tuple[str, ...]]:
     return {MOOD_FIELD: mood} if mood else {}
 
 
+def _stale(fields, target) -> bool:
+    """Whether a field of ``target`` that the file already holds is in an old form."""
+    stale = getattr(fields, "stale", None)
+    return stale is not None and any(stale(name, values) for name, values in target.items())
+
+
 def _apply(fields, state, target) -> None:
     for name in state:
         if name not in target:
             fields.delete(name)
     for name, values in target.items():
-        if state.get(name) != values:
+        if state.get(name) != values or _stale(fields, {name: values}):
             fields.set(name, values)
 
 
@@ -431,7 +474,7 @@ def _rewrite(
     fields = _fields(audio, path, create=True)
     state = _ours(fields)
     target = target_of(state)
-    if target == state:  # already as wanted: leave the file alone
+    if target == state and not _stale(fields, target):  # already as wanted: leave it
         return FileState.of(real, sha1=_sha1(real))
 
     folder = os.path.dirname(real)
@@ -571,6 +614,7 @@ def _alive(pid: int) -> bool:
 __all__ = [
     "CONFIDENCE_FIELD",
     "FIELD_PREFIX",
+    "ID3V23_MOOD",
     "MODEL_FIELD",
     "MOOD_FIELD",
     "PREVIOUS_MOOD_FIELD",
