@@ -166,7 +166,11 @@ Every prediction carries a `confidence`: the chance that its top emotion is the 
 dominant one, from the {args.confidence_score} of the distribution through a {args.calibration}
 map fitted on the out-of-fold predictions of this cross-validation (stored in the
 checkpoint). The numbers below are on held-out tracks with the confidence itself
-cross-fitted: each fold's tracks go through a map fitted on the other folds only.
+cross-fitted: each fold's tracks go through a map fitted on the other folds only. The map
+was fitted on the fold models' predictions, while the shipped model trains on every track;
+and on music unlike these 60-s excerpts the confidence ranks answers more than it gives
+their chance. The page and the CLI say it in words: sure (0.7 and up), fairly sure (0.5),
+unsure (0.35), guessing (below).
 
 {held}
 
