@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 RUN = {"predict", "tag", "untag", "find", "plot", "demo"}
 RUN_WITH_DATA = {"validate", "features", "plot-classes"}  # the Emotify copy by default
 PARSE_ONLY = {"reproduce", "crossval", "compare", "train", "evaluate"}
-NOT_MOODSCOPE = ("make ", "source ", "export ", "pip ", "dask ", "python ", "curl ")
+NOT_MOODSCOPE = ("make ", "source ", "export ", "pip ", "dask ", "python ", "curl ", "beet ")
 
 
 def blocks(lang: str) -> list[tuple[str, str]]:

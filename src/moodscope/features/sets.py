@@ -6,7 +6,6 @@ first, pretrained embeddings register beside it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -14,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from moodscope.atomic import bytes_digest
 from moodscope.audio.decode import SAMPLE_RATE
 from moodscope.errors import ConfigError
 from moodscope.features.segments import MIN_SEGMENT_SECONDS, Segment, segment_track
@@ -123,4 +123,4 @@ class FeatureConfig:
     def key(self) -> str:
         """A short hash of everything that changes the numbers (config + code version)."""
         payload = json.dumps({**self.to_dict(), "version": FEATURES_VERSION}, sort_keys=True)
-        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+        return bytes_digest(payload.encode())[:16]

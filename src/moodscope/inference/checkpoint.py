@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from moodscope.atomic import write_atomic
 from moodscope.errors import ModelError, MoodscopeError
 from moodscope.features.sets import FeatureConfig
 from moodscope.inference.calibration import Calibration
@@ -197,17 +196,7 @@ def checkpoint_bytes(model: TrainedModel) -> bytes:
 def save_checkpoint(model: TrainedModel, path: str | Path) -> Path:
     """Write ``model`` to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    data = checkpoint_bytes(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, checkpoint_bytes(model))
     # ``model`` is left as it is: it may be the one load_model() shares in this process,
     # whose id must stay that of the file it came from. Load the file for the new id.
     return path

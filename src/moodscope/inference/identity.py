@@ -4,10 +4,10 @@ rerun with nothing to do can compare ids without loading any model."""
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
+from moodscope.atomic import bytes_digest
 from moodscope.errors import ModelError
 
 
@@ -20,7 +20,7 @@ def default_model_path() -> Path:
 
 def checkpoint_version(data: bytes) -> str:
     """The version part of a model id: the first 12 hex digits of the checkpoint's SHA-1."""
-    return hashlib.sha1(data).hexdigest()[:12]
+    return bytes_digest(data)[:12]
 
 
 def model_id(model=None) -> str:

@@ -10,11 +10,11 @@ are decoded block by block, so memory stays bounded for hour-long recordings.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moodscope.atomic import bytes_digest
 from moodscope.audio.files import find_audio
 from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
 from moodscope.emotions import EMOTIONS, factor_shares, top_factor
@@ -200,7 +200,7 @@ class ModelHandle:
 
     def get(self) -> TrainedModel:
         if self._model is None:
-            digest = hashlib.sha1(self._data).hexdigest()
+            digest = bytes_digest(self._data)
             if digest not in _LOADED:
                 global _LOADS
                 _LOADS += 1

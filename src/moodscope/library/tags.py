@@ -10,16 +10,15 @@ so at any instant it is either the old file or the new one.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moodscope.errors import TagError
+from moodscope.atomic import atomic_path, describe_os_error, file_digest, remove_stale_temporaries
+from moodscope.errors import OutputError, TagError
 
 MOOD_FIELD = "MOOD"
 """The players' mood field, by its Vorbis / user-field name (ID3v2.4 stores it in TMOO)."""
@@ -477,45 +476,35 @@ def _rewrite(
     if target == state and not _stale(fields, target):  # already as wanted: leave it
         return FileState.of(real, sha1=_sha1(real))
 
-    folder = os.path.dirname(real)
-    remove_stale_copies(folder)
+    # The copy's data is fsynced before the rename (atomic_path), so after a crash or a
+    # power cut the name holds the old file or the new one, whole. The folder is not
+    # fsynced: were the rename lost, the old file is back, and the index (size, mtime) sees
+    # it as not done.
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(real)[:80]}.moodscope-{os.getpid()}-",
-            suffix=".tmp",
-        )  # fmt: skip
-    except OSError as exc:
-        problem = f"no temporary copy can be made in {folder} ({_os_problem(exc)})"
-        raise TagError(path, problem) from exc
-    try:
-        with open(real, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        _copy_attributes(real, tmp, before, path)
-        copy = _open(tmp, kind)
-        copy_fields = _fields(copy, path, create=True)
-        _apply(copy_fields, _ours(copy_fields), target)
-        try:
-            copy_fields.save(copy)
-        except OSError:
-            raise  # a full disk, a vanished folder: reported below
-        except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
-            raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
-        _fsync(tmp)
-        sha1 = _sha1(tmp)
-        if not _state(real, path).unchanged(before):
-            raise TagError(path, "changed while moodscope was tagging it; not tagged (run again)")
-        # The copy's data is on disk before the rename, so after a crash or a power cut the
-        # name holds the old file or the new one, whole. The folder is not fsynced: were
-        # the rename lost, the old file is back, and the index (size, mtime) sees it as not
-        # done.
-        os.replace(tmp, real)
+        with atomic_path(real) as tmp:
+            with open(real, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            _copy_attributes(real, tmp, before, path)
+            copy = _open(tmp, kind)
+            copy_fields = _fields(copy, path, create=True)
+            _apply(copy_fields, _ours(copy_fields), target)
+            try:
+                copy_fields.save(copy)
+            except OSError:
+                raise  # a full disk, a vanished folder: reported below
+            except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
+                raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
+            sha1 = _sha1(tmp)
+            if not _state(real, path).unchanged(before):
+                raise TagError(
+                    path, "changed while moodscope was tagging it; not tagged (run again)"
+                )
     except FileNotFoundError:
         raise TagError(path, "vanished while moodscope was tagging it") from None
+    except OutputError as exc:  # creating, fsyncing or renaming the copy
+        raise TagError(path, f"not tagged: {_os_problem(exc.__cause__)}") from exc
     except OSError as exc:
         raise TagError(path, f"not tagged: {_os_problem(exc)}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return FileState.of(real, sha1=sha1)
 
 
@@ -543,72 +532,20 @@ def _copy_attributes(real: str, tmp: str, before: FileState, path: str) -> None:
             ) from None
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha1(path: str) -> str:
-    from moodscope.features.extract import file_digest
-
     return file_digest(path)
 
 
 def _os_problem(exc: OSError) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full (no space left on device)"
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return exc.strerror or _one_line(exc)
+    return describe_os_error(exc)
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-_STALE = re.compile(r"^\..*\.moodscope-(\d+)-[^/]*\.tmp$")
-_SWEPT: set[str] = set()
-
-
-def remove_stale_copies(folder: str | Path) -> int:
-    """Delete temporary copies left in ``folder`` by a moodscope process that was killed
-    while tagging (their writer is no longer running); once per folder and process."""
-    folder = str(folder)
-    if folder in _SWEPT:
-        return 0
-    _SWEPT.add(folder)
-    removed = 0
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    for name in names:
-        match = _STALE.match(name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(os.path.join(folder, name))
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+remove_stale_copies = remove_stale_temporaries
+"""Temporary copies left by a killed tagging process (see :mod:`moodscope.atomic`)."""
 
 
 __all__ = [
