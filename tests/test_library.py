@@ -370,9 +370,12 @@ def test_cli_tag_find_untag(music, db, capsys):
         "top_emotion",
         "confidence",
         "emotions",
+        "top_factor",
+        "factors",
         "duration",
         "model",
     }
+    assert sum(items[0]["factors"].values()) == pytest.approx(1.0)
     code, out, _ = run(["find", "--mood", "calmness", "--format", "m3u8", "--db", db], capsys)
     lines = out.splitlines()
     assert code == 0 and lines[0] == "#EXTM3U" and lines[2::2] == [i["path"] for i in items]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodscope.emotions import EMOTIONS
+from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import ConfigError, LibraryError, TagError
 from moodscope.library.tags import FileState, remove_tags, write_tags
 
@@ -721,10 +721,13 @@ class Match:
             out["share"] = round(self.share, 6)
         if self.distance is not None:
             out["distance"] = round(self.distance, 6)
+        factors = factor_shares(self.emotions)
         out.update(
             top_emotion=self.top_emotion,
             confidence=self.confidence,
             emotions=self.emotions,
+            top_factor=top_factor(factors),
+            factors={k: round(v, 6) for k, v in factors.items()},
             duration=self.duration,
             model=self.model,
         )
