@@ -586,7 +586,7 @@ def test_an_index_from_before_truncated_is_migrated(tmp_path):
     import sqlite3
 
     from moodscope.inference.predictor import Prediction
-    from moodscope.library.index import IndexRow, LibraryIndex
+    from moodscope.library.index import SCHEMA_VERSION, IndexRow, LibraryIndex
     from moodscope.library.tags import FileState
 
     db = tmp_path / "old.sqlite"
@@ -611,7 +611,7 @@ def test_an_index_from_before_truncated_is_migrated(tmp_path):
         assert index.get("/m/b.mp3").truncated
         assert index.get("/m/b.mp3").prediction().truncated
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_the_service_limit_reaches_the_decoder(tmp_path):
