@@ -6,6 +6,7 @@ a file keeps its entry and editing it does not; a second run over the same data 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -45,6 +46,7 @@ class TrackFeatures:
     ends: np.ndarray  # [n_segments] seconds
     peak: float = 1.0  # largest absolute sample: 0 for digital silence
     duration: float = 0.0  # seconds of audio decoded
+    precision: str = "float32"  # the network's number format ("bfloat16": musicnn.fast)
 
 
 def file_digest(path: str | Path) -> str:
@@ -73,8 +75,13 @@ def track_features(
     *,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    precision: str = "float32",
 ) -> TrackFeatures:
     """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
+
+    ``precision``: the number format to compute in where the feature set has it
+    (``"bfloat16"``: musicnn's fast path), else float32; the result says which ran, and
+    each format has cache entries of its own.
 
     Raises
     ------
@@ -85,7 +92,8 @@ def track_features(
     path = Path(path)
     if len(config.parts) > 1:
         parts = [
-            track_features(path, c, cache_dir=cache_dir, use_cache=use_cache) for c in config.parts
+            track_features(path, c, cache_dir=cache_dir, use_cache=use_cache, precision=precision)
+            for c in config.parts
         ]
         if len({len(p.features) for p in parts}) != 1:
             raise FeatureError(f"{path}: the joined feature sets cut different segments")
@@ -96,11 +104,13 @@ def track_features(
             first.ends,
             first.peak,
             first.duration,
+            next((p.precision for p in parts if p.precision != "float32"), "float32"),
         )
+    precision = config.precision(precision)
     entry = None
     if use_cache and path.is_file():
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        entry = cache / "features" / config.key() / f"{file_digest(path)}.npz"
+        entry = cache / "features" / config.key(precision) / f"{file_digest(path)}.npz"
         if entry.is_file():
             try:
                 with np.load(entry) as z:
@@ -110,21 +120,26 @@ def track_features(
                         z["ends"],
                         float(z["peak"]),
                         float(z["duration"]),
+                        precision,
                     )
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+    compute = get_feature_set(config.feature_set).compute
+    if precision != "float32":
+        compute = functools.partial(compute, precision=precision)
     if config.segments is None:
-        result = _windowed_features(path, config)
+        result = _windowed_features(path, config, compute)
     else:
         y = load_audio(path, sr=config.sr, min_duration=config.min_duration)
         segments = config.segment(y)
         result = TrackFeatures(
-            get_feature_set(config.feature_set).compute(y, segments),
+            compute(y, segments),
             np.array([s.start for s in segments]),
             np.array([s.end for s in segments]),
             float(np.abs(y).max()),
             len(y) / config.sr,
         )
+    result.precision = precision
     if not np.all(np.isfinite(result.features)):
         raise FeatureError(f"{path}: features are not finite (NaN or inf)")
     if entry is not None:
@@ -139,10 +154,10 @@ def track_features(
     return result
 
 
-def _windowed_features(path: Path, config: FeatureConfig) -> TrackFeatures:
+def _windowed_features(path: Path, config: FeatureConfig, compute: Callable) -> TrackFeatures:
     """Fixed windows computed block by block as the file is decoded: memory stays bounded
     by one block (about a minute of audio) whatever the file's length."""
-    sr, compute = config.sr, get_feature_set(config.feature_set).compute
+    sr = config.sr
     win = int(round(config.window * sr))
     hop = max(1, int(round((config.hop or config.window) * sr)))
     buffer, offset, next_start = np.zeros(0, np.float32), 0, 0
