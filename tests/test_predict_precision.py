@@ -32,6 +32,15 @@ def test_exact_is_float32_and_the_default_follows_the_cpu(write_audio, tmp_path)
     assert Prediction.from_dict(default.to_dict()).precision == default.precision
 
 
+def test_tagging_takes_exact_too(write_audio, tmp_path):
+    from moodscope.library import tag_files
+
+    path = write_audio("c.flac", chord_signal(7.0, 44100), 44100, 2)
+    for exact, want in ((True, "float32"), (False, fast_precision())):
+        (outcome,) = tag_files([path], db=tmp_path / "lib.sqlite", dry_run=True, exact=exact)
+        assert outcome.prediction.precision == want
+
+
 def test_a_failed_file_claims_no_precision(tmp_path):
     (result,) = predict(tmp_path / "missing.mp3")
     assert not result.ok and result.precision is None

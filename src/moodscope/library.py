@@ -397,6 +397,7 @@ def tag_files(
     force: bool = False,
     dry_run: bool = False,
     use_cache: bool = True,
+    exact: bool = False,
 ) -> Iterator[TagOutcome]:
     """Predict, tag and index every audio file under ``paths``; yield one
     :class:`TagOutcome` per file as it finishes.
@@ -419,6 +420,8 @@ def tag_files(
         The library index; default :func:`default_db_path`.
     dry_run : bool
         Predict only: write neither tags nor the index (outcomes say ``would tag``).
+    exact : bool
+        Run the network in float32 (as :func:`moodscope.predict.predict`'s ``exact``).
     """
     files = library_files(paths)
     wanted = model_id(model)
@@ -456,6 +459,7 @@ def tag_files(
                 scheduler=scheduler,
                 backend=backend,
                 use_cache=use_cache,
+                exact=exact,
             )
             # Writes run on one thread of their own, in order, while the next files are
             # predicted: a write waits on the disk (fsync, rename) far more than it computes.
