@@ -12,7 +12,7 @@ from pathlib import Path
 import soundfile as sf
 
 from moodscope.backends import open_backend
-from moodscope.predict import load_model, predict
+from moodscope.inference.predictor import load_model, predict
 
 from .common import stereo_mp3s
 

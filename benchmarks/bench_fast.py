@@ -111,7 +111,7 @@ def holds(a: dict) -> bool:
 
 def _guard(quick: bool) -> list[str]:
     from moodscope.backends import limit_threads
-    from moodscope.predict import load_model, predict
+    from moodscope.inference.predictor import load_model, predict
 
     root = emotify_dir()
     if root is not None:

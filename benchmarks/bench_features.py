@@ -11,11 +11,11 @@ import tempfile
 
 from threadpoolctl import threadpool_limits
 
-from moodscope.audio import load_audio
+from moodscope.audio.decode import load_audio
 from moodscope.datasets import EmotifyDataset
 from moodscope.features import FeatureConfig, extract_features
 from moodscope.features.paper import paper_features, paper_features_reference
-from moodscope.segments import equal_segments
+from moodscope.features.segments import equal_segments
 
 from .common import emotify_dir, timed
 

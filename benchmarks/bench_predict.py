@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 threadpool_limits(1)
 mode, files = sys.argv[1], sys.argv[2:]
 if mode == "decode":
-    from moodscope.audio import stream_audio
+    from moodscope.audio.decode import stream_audio
     for block in stream_audio(files[0], sr=16000):
         pass
     start, cpu = time.perf_counter(), time.process_time()
@@ -46,7 +46,10 @@ if mode == "decode":
             pass
     print(json.dumps({"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
 else:
-    from moodscope.predict import load_model, predict
+    try:
+        from moodscope.inference.predictor import load_model, predict
+    except ImportError:  # the pinned commit's layout, before the subpackages
+        from moodscope.predict import load_model, predict
     kw = {"exact": True} if mode == "exact" else {}
     model = load_model()
     predict(files[:1], model, use_cache=False, **kw)  # warm: weights loaded, kernels compiled
@@ -65,7 +68,7 @@ import torch
 torch.set_num_threads(1)
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
-from moodscope.predict import load_model, predict
+from moodscope.inference.predictor import load_model, predict
 files = sys.argv[1:]
 model = load_model()
 predict(files[:1], model, use_cache=False)

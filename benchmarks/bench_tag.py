@@ -18,9 +18,9 @@ import numpy as np
 import soundfile as sf
 
 from moodscope.backends import limit_threads
-from moodscope.library import IndexRow, LibraryIndex, tag_files
-from moodscope.predict import load_model, predict
-from moodscope.tags import FileState, write_tags
+from moodscope.inference.predictor import load_model, predict
+from moodscope.library.index import IndexRow, LibraryIndex, tag_files
+from moodscope.library.tags import FileState, write_tags
 
 from .common import bench_count, child_peak_rss_mb, dev_tracks, moodscope_cli
 

@@ -48,7 +48,7 @@ def stereo_mp3s(folder: Path, n: int) -> tuple[list[Path], str]:
     root = emotify_dir()
     sources = []
     if root is not None:
-        from moodscope.audio import load_audio
+        from moodscope.audio.decode import load_audio
         from moodscope.datasets import EmotifyDataset
 
         table = EmotifyDataset(root).tracks
@@ -56,7 +56,7 @@ def stereo_mp3s(folder: Path, n: int) -> tuple[list[Path], str]:
             sources.append((Path(path).stem, load_audio(path, sr=22050)))
         what = f"{len(sources)} Emotify dev tracks re-encoded as 44.1 kHz stereo MP3"
     else:
-        from moodscope.synth import DEMO_PIECES, synthesize_piece
+        from moodscope.demo.synth import DEMO_PIECES, synthesize_piece
 
         for i in range(n):
             name = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
@@ -85,7 +85,7 @@ def dev_tracks(folder: Path, n: int) -> tuple[list[Path], str]:
         return [Path(p) for p in paths], f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
     import soundfile as sf
 
-    from moodscope.synth import DEMO_PIECES, synthesize_piece
+    from moodscope.demo.synth import DEMO_PIECES, synthesize_piece
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

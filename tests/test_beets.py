@@ -14,8 +14,8 @@ import pytest
 
 from conftest import SR, chord_signal
 from library_audio import encode, set_metadata
-from moodscope.predict import predict
-from moodscope.tags import read_tags
+from moodscope.inference.predictor import predict
+from moodscope.library.tags import read_tags
 
 pytest.importorskip("beets")
 

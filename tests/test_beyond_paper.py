@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from conftest import chord_signal
-from moodscope.evaluation import crossval
-from moodscope.experiment import train_and_test
 from moodscope.features import FeatureConfig, aggregate_tracks, get_feature_set, track_features
 from moodscope.features.aggregate import aggregate_rows, local_aggregates
-from moodscope.protocols import share_targets
-from moodscope.training import TrainConfig
+from moodscope.models.training import TrainConfig
+from moodscope.research.evaluation import crossval
+from moodscope.research.experiment import train_and_test
+from moodscope.research.splits import share_targets
 from test_training import tiny_table
 
 LABELS = ["calm", "power", "tension"]
@@ -37,7 +37,7 @@ def test_musicnn_feature_set_contract(write_audio, name):
 def test_full_musicnn_feature_set_contract(write_audio, name):
     import torch
 
-    from moodscope.audio import load_audio
+    from moodscope.audio.decode import load_audio
     from moodscope.musicnn import load_musicnn, log_mel, patches
 
     y = chord_signal(12.0, 16000)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moodscope import ModelError
-from moodscope.checkpoint import load_checkpoint, save_checkpoint
-from moodscope.experiment import train_and_test
 from moodscope.features import FeatureConfig
+from moodscope.inference.checkpoint import load_checkpoint, save_checkpoint
+from moodscope.research.experiment import train_and_test
 from test_training import FAST, tiny_table
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import chord_signal, make_emotify_subset
-from moodscope.cli import main
+from moodscope.cli.commands import main
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -146,9 +146,10 @@ class _StubDataset:
 @pytest.fixture
 def captured(monkeypatch):
     """Run train/crossval/compare up to the Python API call and keep what reached it."""
-    import moodscope.cli
-    import moodscope.evaluation
-    import moodscope.experiment
+    import moodscope.cli.commands
+    import moodscope.research.comparison
+    import moodscope.research.evaluation
+    import moodscope.research.experiment
     from moodscope.errors import MoodscopeError
     from moodscope.features import FeatureConfig
 
@@ -159,14 +160,15 @@ def captured(monkeypatch):
         raise MoodscopeError("captured")
 
     monkeypatch.setattr(
-        moodscope.cli,
+        moodscope.cli.commands,
         "_dataset_table",
         lambda *a: (_StubDataset(), FeatureConfig(segments=a[3]), pd.DataFrame()),
     )
-    monkeypatch.setattr(moodscope.experiment, "train_and_test", lambda table, **kw: stop(**kw))
-    monkeypatch.setattr(moodscope.evaluation, "crossval", lambda table, tracks, **kw: stop(**kw))
+    research = moodscope.research
+    monkeypatch.setattr(research.experiment, "train_and_test", lambda table, **kw: stop(**kw))
+    monkeypatch.setattr(research.evaluation, "crossval", lambda table, tracks, **kw: stop(**kw))
     monkeypatch.setattr(
-        moodscope.evaluation, "compare_models", lambda ds, table, models, **kw: stop(**kw)
+        moodscope.research.comparison, "compare_models", lambda ds, table, models, **kw: stop(**kw)
     )
     return seen
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import chord_signal
-from moodscope.predict import load_model, predict, predict_iter
+from moodscope.inference.predictor import load_model, predict, predict_iter
 
 distributed = pytest.importorskip("distributed")
 
@@ -72,7 +72,7 @@ def test_local_cluster_gives_the_local_results(music, local_results):
 def test_workers_load_the_model_once_and_a_killed_worker_loses_nothing(music, local_results):
     from distributed import Client, LocalCluster
 
-    from moodscope.cluster import DaskBackend
+    from moodscope.backends.cluster import DaskBackend
 
     files = sorted(str(p) for p in music.iterdir()) * 3  # 18 tasks, each file thrice
     with LocalCluster(
@@ -90,7 +90,9 @@ def test_workers_load_the_model_once_and_a_killed_worker_loses_nothing(music, lo
                     killed = pids[busy[0]]
                     os.kill(killed, signal.SIGKILL)
         assert killed is not None, "no worker was busy to kill"
-        loads = client.run(lambda: __import__("moodscope.predict").predict._LOADS)
+        loads = client.run(
+            lambda: __import__("moodscope.inference.predictor", fromlist=["_LOADS"])._LOADS
+        )
     assert sorted(r.path for r in seen) == sorted(files)  # each task exactly once
     by_path = {r.path: r for r in local_results}
     for r in seen:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moodscope.evaluation import crossval, emotion_correlation, track_level_metrics
-from moodscope.experiment import track_predictions
 from moodscope.features import FeatureConfig
+from moodscope.research.evaluation import crossval, emotion_correlation, track_level_metrics
+from moodscope.research.experiment import track_predictions
 from test_training import tiny_table
 
 

@@ -20,7 +20,7 @@ from moodscope.features import (
     write_table,
 )
 from moodscope.features import extract as extract_module
-from moodscope.segments import equal_segments
+from moodscope.features.segments import equal_segments
 
 
 def test_feature_names_are_the_papers():

@@ -16,10 +16,11 @@ import library_audio
 from conftest import SR, chord_signal
 from library_audio import encode
 from moodscope import EMOTIONS
-from moodscope import predict as predict_module
 from moodscope.errors import ConfigError, LibraryError
 from moodscope.features.extract import file_digest
-from moodscope.library import (
+from moodscope.inference import predictor as predict_module
+from moodscope.inference.predictor import find_audio, load_model, predict
+from moodscope.library.index import (
     FAILED,
     SKIPPED,
     TAGGED,
@@ -36,8 +37,7 @@ from moodscope.library import (
     tag_files,
     untag_files,
 )
-from moodscope.predict import find_audio, load_model, predict
-from moodscope.tags import read_tags
+from moodscope.library.tags import read_tags
 from test_cli import run
 
 GOOD = ("a.mp3", "b.flac", "sub/c.ogg", "d.m4a")
@@ -91,7 +91,7 @@ def _saved_copy(path):
     """A checkpoint of the shipped model under another name (the cached one keeps its id)."""
     import copy
 
-    from moodscope.checkpoint import save_checkpoint
+    from moodscope.inference.checkpoint import save_checkpoint
 
     return save_checkpoint(copy.copy(load_model()), path)
 
@@ -400,9 +400,9 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
         seen.update(kwargs, files=files, model=model)
         return iter(())
 
-    import moodscope.library
+    import moodscope.library.index
 
-    monkeypatch.setattr(moodscope.library, "tag_files", fake)
+    monkeypatch.setattr(moodscope.library.index, "tag_files", fake)
     ckpt = db.parent / "m.ckpt"
     code, _, _ = run(["tag", music, "--workers", "3", "--scheduler", "tcp://10.0.0.1:8786",
                       "--force", "--model", ckpt, "--db", db], capsys)  # fmt: skip

@@ -90,8 +90,8 @@ def test_list_models_pattern():
 def test_class_weight_reaches_scikit_learn_models_as_balanced_weights():
     from sklearn.linear_model import LogisticRegression
 
-    from moodscope.estimators import Classifier
-    from moodscope.training import TrainConfig
+    from moodscope.models.estimators import Classifier
+    from moodscope.models.training import TrainConfig
 
     rng = np.random.default_rng(0)
     y = np.array([0] * 30 + [1] * 10 + [2] * 5)

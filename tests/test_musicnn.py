@@ -282,8 +282,8 @@ def test_batched_segment_features_equal_the_per_window_path():
     import torch
 
     from moodscope.features.musicnn_sets import musicnn_segment_features
+    from moodscope.features.segments import fixed_windows
     from moodscope.musicnn.model import load_musicnn
-    from moodscope.segments import fixed_windows
 
     rng = np.random.default_rng(3)
     t = np.arange(16000 * 13) / 16000

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import chord_signal
 from moodscope.errors import ConfigError
-from moodscope.output import PredictionFile, render
-from moodscope.predict import Prediction, Segment
+from moodscope.inference.outputs import PredictionFile, render
+from moodscope.inference.predictor import Prediction, TimelinePoint
 from test_cli import run
 
 
@@ -21,7 +21,7 @@ def _prediction(path: str, top: str = "calmness") -> Prediction:
         path,
         emotions=emotions,
         top_emotion=top,
-        timeline=[Segment(0.0, 3.0, emotions)],
+        timeline=[TimelinePoint(0.0, 3.0, emotions)],
         duration=3.5,
         model="m@1",
     )

@@ -1,4 +1,4 @@
-"""Tests for moodscope.plots: every figure builds, and save_figure writes a PNG atomically."""
+"""Tests for moodscope.research.plots: every figure builds; save_figure writes a PNG atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from moodscope.errors import ConfigError
-from moodscope.plots import (
+from moodscope.research.plots import (
     PLOT_KINDS,
     plot_audio,
     plot_class_counts,

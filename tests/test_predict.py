@@ -14,7 +14,7 @@ from conftest import SR, chord_signal
 from moodscope import EMOTIONS
 from moodscope.backends import WorkerLost
 from moodscope.errors import AudioError, NotAudioError
-from moodscope.predict import Prediction, default_model_path, load_model, predict
+from moodscope.inference.predictor import Prediction, default_model_path, load_model, predict
 from test_cli import run
 
 
@@ -190,7 +190,7 @@ def test_long_file_streams_in_windows(tmp_path):
 
 
 def test_predict_with_a_checkpoint_path(tmp_path, write_audio):
-    from moodscope.checkpoint import save_checkpoint
+    from moodscope.inference.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(load_model(), tmp_path / "copy.ckpt")
     (a,) = predict(write_audio("a.wav", chord_signal(4.0)), model=ckpt)
@@ -207,7 +207,7 @@ def test_predicting_imports_only_what_inference_uses(write_audio):
     path = write_audio("one.wav", chord_signal(4.0))
     code = (
         "import sys\n"
-        "from moodscope.cli import main\n"
+        "from moodscope.cli.commands import main\n"
         "try:\n"
         f"    main(['predict', {str(path)!r}, '--format', 'json'])\n"
         "except SystemExit as exc:\n"

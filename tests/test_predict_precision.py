@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import chord_signal
+from moodscope.inference.predictor import Prediction, load_model, predict
 from moodscope.musicnn.fast import fast_precision
-from moodscope.predict import Prediction, load_model, predict
 
 SHARE_TOL = 0.01
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from moodscope.features import FEATURE_NAMES
-from moodscope.protocols import paper_split, prepare, track_folds, track_holdout, track_split
+from moodscope.research.splits import paper_split, prepare, track_folds, track_holdout, track_split
 from test_training import tiny_table
 
 COLS = list(FEATURE_NAMES)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from moodscope.checkpoint import load_checkpoint
+from moodscope.inference.checkpoint import load_checkpoint
 from test_cli import run
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -231,7 +231,7 @@ def test_evaluate_on_release_format_originals(emotify_dir, tmp_path, capsys):
         dst.parent.mkdir(parents=True, exist_ok=True)
         sf.write(dst, np.stack([y, 0.9 * y], axis=1), 44100, format="MP3")
         assert sf.info(dst).channels == 2 and sf.info(dst).samplerate == 44100
-    from moodscope.predict import default_model_path
+    from moodscope.inference.predictor import default_model_path
 
     out = tmp_path / "eval"
     code, stdout, _ = run(

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moodscope import AudioError, ConfigError
-from moodscope.segments import equal_segments, fixed_windows, segment_track
+from moodscope.features.segments import equal_segments, fixed_windows, segment_track
 
 
 @given(n_samples=st.integers(22050 * 10, 22050 * 200), n=st.integers(1, 20))

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from conftest import SR, chord_signal
 from live_server import start_server, stop_server
 from moodscope import EMOTIONS
-from moodscope.predict import load_model, predict
-from moodscope.service import (
+from moodscope.inference.predictor import load_model, predict
+from moodscope.service.app import (
     RequestRejected,
     ServiceConfig,
     create_app,
@@ -314,8 +314,8 @@ def test_public_address_without_token_warns():
 
 
 def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
-    import moodscope.service as service
-    from moodscope.cli import main
+    import moodscope.service.app as service
+    from moodscope.cli.commands import main
 
     seen = {}
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")

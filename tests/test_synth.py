@@ -1,4 +1,4 @@
-"""Tests for moodscope.synth: building blocks, demo pieces and writing them to disk."""
+"""Tests for moodscope.demo.synth: building blocks, demo pieces and writing them to disk."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from moodscope.audio import load_audio
-from moodscope.errors import ConfigError
-from moodscope.synth import (
+from moodscope.audio.decode import load_audio
+from moodscope.demo.synth import (
     DEMO_PIECES,
     adsr,
     chord,
@@ -19,6 +18,7 @@ from moodscope.synth import (
     tone,
     write_demo_pieces,
 )
+from moodscope.errors import ConfigError
 
 SR = 22050
 DURATION = 6.0

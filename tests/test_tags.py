@@ -17,8 +17,8 @@ from conftest import SR, chord_signal
 from library_audio import FORMATS, decode_exact, encode, read_metadata, set_metadata
 from moodscope import EMOTIONS
 from moodscope.errors import TagError
-from moodscope.predict import Prediction
-from moodscope.tags import (
+from moodscope.inference.predictor import Prediction
+from moodscope.library.tags import (
     FileState,
     read_tags,
     remove_stale_copies,

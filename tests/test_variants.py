@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from moodscope.errors import ConfigError
-from moodscope.evaluation import crossval
 from moodscope.features import FeatureConfig
-from moodscope.training import TrainConfig
-from moodscope.variants import (
+from moodscope.models.training import TrainConfig
+from moodscope.research.evaluation import crossval
+from moodscope.research.variants import (
     PAPER_VARIANT,
     Variant,
     choose_variant,

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from live_server import start_server, stop_server
-from moodscope.synth import synthesize_piece
+from moodscope.demo.synth import synthesize_piece
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
 

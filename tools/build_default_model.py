@@ -17,14 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from moodscope.checkpoint import save_checkpoint
 from moodscope.datasets import EmotifyDataset
-from moodscope.evaluation import crossval
-from moodscope.experiment import train_and_test
 from moodscope.features import FeatureConfig, extract_features
+from moodscope.inference.checkpoint import save_checkpoint
 from moodscope.models import model_entry
-from moodscope.report import write_json, write_text_atomic
-from moodscope.training import TrainConfig
+from moodscope.models.training import TrainConfig
+from moodscope.research.evaluation import crossval
+from moodscope.research.experiment import train_and_test
+from moodscope.research.report import write_json, write_text_atomic
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "src" / "moodscope" / "models" / "default"
 

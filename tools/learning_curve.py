@@ -4,7 +4,7 @@
         --aggregate track --soft --model logistic_regression --model-kwargs '{"C": 0.01}' \
         [--fractions 0.4,0.6,0.8,1.0] [--repeats 3] [--out runs/learning_curve.md]
 
-It runs :func:`moodscope.evaluation.crossval` (5-fold, stratified, grouped by track, seed
+It runs :func:`moodscope.research.evaluation.crossval` (5-fold, stratified, grouped by track, seed
 0) with ``train_fraction``: each fold's test tracks stay the same while its training
 tracks are subsampled (a random ``fraction`` of them, ``repeats`` draws per fraction).
 The result says whether the dev copy's size, rather than the model, limits the scores: a
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from moodscope.datasets import EmotifyDataset
-from moodscope.evaluation import crossval
 from moodscope.features import FeatureConfig, extract_features
-from moodscope.report import write_text_atomic
-from moodscope.training import TrainConfig
+from moodscope.models.training import TrainConfig
+from moodscope.research.evaluation import crossval
+from moodscope.research.report import write_text_atomic
 
 METRICS = ("track_accuracy", "track_macro_f1", "emotion_correlation_mean")
 

@@ -33,7 +33,7 @@ from mediafile import (
 )
 
 from moodscope.emotions import EMOTIONS
-from moodscope.tags import (
+from moodscope.library.tags import (
     MODEL_FIELD,
     MOOD_FIELD,
     MP4_FREEFORM,
@@ -58,7 +58,7 @@ def share_attribute(emotion: str) -> str:
 
 
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
-    """A media field stored as ``moodscope.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
+    """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
     id3 = (
         MP3StorageStyle("TMOO") if name == MOOD_FIELD and not id3v23 else MP3DescStorageStyle(name)
     )
@@ -137,7 +137,7 @@ class MoodscopePlugin(BeetsPlugin):
     ) -> None:
         """Predict each item (moodscope's ``predict_iter``), store its attributes, and
         write its tags when ``write``. A file that cannot be read is logged and skipped."""
-        from moodscope.predict import load_model, predict_iter
+        from moodscope.inference.predictor import load_model, predict_iter
 
         trained = load_model(self.config["model"].get() or None)
         todo: dict[str, Item] = {}

@@ -1,7 +1,8 @@
 """moodscope: recognise the emotion music induces, on the nine GEMS categories.
 
 The public Python API; the command line (``moodscope``) is a thin layer over it. Names load
-on first use, so ``moodscope predict`` imports only what inference needs.
+on first use, so ``moodscope predict`` imports only what inference needs. No subpackage
+shares a name with a function exported here (``moodscope.predict`` is always the function).
 """
 
 from __future__ import annotations
@@ -11,41 +12,42 @@ import importlib
 __version__ = "0.1.0"
 
 _WHERE = {
-    "SAMPLE_RATE": "audio",
-    "audio_info": "audio",
-    "load_audio": "audio",
-    "stream_audio": "audio",
-    "EMOTIONS": "emotions",
-    "EmotifyDataset": "datasets",
-    "FolderDataset": "datasets",
-    "load_dataset": "datasets",
-    "AudioError": "errors",
-    "ConfigError": "errors",
-    "DatasetError": "errors",
-    "FeatureError": "errors",
-    "ModelError": "errors",
-    "MoodscopeError": "errors",
-    "FEATURE_NAMES": "features",
-    "FeatureConfig": "features",
-    "extract_features": "features",
-    "paper_features": "features",
-    "track_features": "features",
-    "Segment": "segments",
-    "equal_segments": "segments",
-    "fixed_windows": "segments",
-    "segment_track": "segments",
-    "Prediction": "predict",
-    "load_model": "predict",
-    "predict": "predict",
-    "predict_iter": "predict",
+    "SAMPLE_RATE": "moodscope.audio.decode",
+    "audio_info": "moodscope.audio.decode",
+    "load_audio": "moodscope.audio.decode",
+    "stream_audio": "moodscope.audio.decode",
+    "EMOTIONS": "moodscope.emotions",
+    "EmotifyDataset": "moodscope.datasets",
+    "FolderDataset": "moodscope.datasets",
+    "load_dataset": "moodscope.datasets",
+    "AudioError": "moodscope.errors",
+    "ConfigError": "moodscope.errors",
+    "DatasetError": "moodscope.errors",
+    "FeatureError": "moodscope.errors",
+    "ModelError": "moodscope.errors",
+    "MoodscopeError": "moodscope.errors",
+    "FEATURE_NAMES": "moodscope.features",
+    "FeatureConfig": "moodscope.features",
+    "extract_features": "moodscope.features",
+    "paper_features": "moodscope.features",
+    "track_features": "moodscope.features",
+    "Segment": "moodscope.features.segments",
+    "equal_segments": "moodscope.features.segments",
+    "fixed_windows": "moodscope.features.segments",
+    "segment_track": "moodscope.features.segments",
+    "Prediction": "moodscope.inference.predictor",
+    "TimelinePoint": "moodscope.inference.predictor",
+    "load_model": "moodscope.inference.predictor",
+    "predict": "moodscope.inference.predictor",
+    "predict_iter": "moodscope.inference.predictor",
 }
 
 
 def __getattr__(name: str):
     if name in _WHERE:
-        module = importlib.import_module(f".{_WHERE[name]}", __name__)
-        # "predict" is both a module and a function: the function is the API.
-        return getattr(module, name)
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # looked up once; a submodule import can never replace it
+        return value
     raise AttributeError(f"module 'moodscope' has no attribute {name!r}")
 
 

@@ -1,5 +1,5 @@
 """`python -m moodscope` runs the command line."""
 
-from .cli import main
+from moodscope.cli.commands import main
 
 main()

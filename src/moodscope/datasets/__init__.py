@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Dataset, ValidationReport
-from .emotify import EMOTIONS, GENRES, EmotifyDataset, track_path
-from .folder import FolderDataset
+from moodscope.datasets.base import Dataset, ValidationReport
+from moodscope.datasets.emotify import EMOTIONS, GENRES, EmotifyDataset, track_path
+from moodscope.datasets.folder import FolderDataset
 
 __all__ = [
     "EMOTIONS",

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..audio import audio_info
-from ..errors import AudioError
+from moodscope.audio.decode import audio_info
+from moodscope.errors import AudioError
 
 TRACK_COLUMNS = ("track_id", "genre", "path", "label")
 

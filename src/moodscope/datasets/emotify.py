@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..emotions import EMOTIONS
-from ..errors import DatasetError
-from .base import Dataset, ValidationReport
+from moodscope.datasets.base import Dataset, ValidationReport
+from moodscope.emotions import EMOTIONS
+from moodscope.errors import DatasetError
 
 GENRES: tuple[str, ...] = ("classical", "rock", "electronic", "pop")
 """The release's genres, in id-block order."""

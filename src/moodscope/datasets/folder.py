@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DatasetError
-from .base import Dataset
+from moodscope.datasets.base import Dataset
+from moodscope.errors import DatasetError
 
 
 class FolderDataset(Dataset):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError
+from moodscope.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

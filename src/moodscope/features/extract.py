@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..audio import load_audio, stream_audio
-from ..backends import Backend, ProcessBackend, failure_message, stream, using_backend
-from ..errors import AudioError, FeatureError
-from ..segments import Segment
-from .sets import FeatureConfig, get_feature_set
+from moodscope.audio.decode import load_audio, stream_audio
+from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
+from moodscope.errors import AudioError, FeatureError
+from moodscope.features.segments import Segment
+from moodscope.features.sets import FeatureConfig, get_feature_set
 
 if TYPE_CHECKING:
     import pandas as pd

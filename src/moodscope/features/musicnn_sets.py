@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..musicnn.fast import PRECISIONS
-from ..musicnn.model import SAMPLE_RATE, load_musicnn, log_mel_batch, musicnn_tags, patches
-from ..segments import Segment
-from .sets import FeatureSet, register_feature_set
+from moodscope.features.segments import Segment
+from moodscope.features.sets import FeatureSet, register_feature_set
+from moodscope.musicnn.fast import PRECISIONS
+from moodscope.musicnn.model import SAMPLE_RATE, load_musicnn, log_mel_batch, musicnn_tags, patches
 
 PENULTIMATE = 200
 POOLED = 753  # 561 front-end + 3 x 64 mid-end channels

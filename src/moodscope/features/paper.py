@@ -16,9 +16,9 @@ import librosa
 import numpy as np
 import scipy.fft
 
-from ..errors import ConfigError
-from ..segments import Segment
-from .sets import FeatureSet, register_feature_set
+from moodscope.errors import ConfigError
+from moodscope.features.segments import Segment
+from moodscope.features.sets import FeatureSet, register_feature_set
 
 FEATURE_NAMES: tuple[str, ...] = (
     "chroma_stft",
@@ -177,7 +177,7 @@ def paper_features(
     y : np.ndarray [shape=(n,), dtype=float32]
         The whole track, mono, at ``config.sr`` Hz.
     segments : sequence of Segment
-        Segments of ``y`` (see :mod:`moodscope.segments`).
+        Segments of ``y`` (see :mod:`moodscope.features.segments`).
     config : PaperFeatureConfig
 
     Returns

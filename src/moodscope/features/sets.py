@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..errors import ConfigError
-from ..segments import MIN_SEGMENT_SECONDS, Segment, segment_track
+from moodscope.audio.decode import SAMPLE_RATE
+from moodscope.errors import ConfigError
+from moodscope.features.segments import MIN_SEGMENT_SECONDS, Segment, segment_track
 
 FEATURES_VERSION = 2
 """Bumped whenever a feature's computation changes, so old cache entries are not reused."""

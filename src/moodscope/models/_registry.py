@@ -11,7 +11,10 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ModelError
+from moodscope.errors import ModelError
+
+VAL_FRACTION = 0.15 / 0.85
+"""Share of the training tracks carved out for early stopping (the paper's 70/15/15)."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,6 @@ class ModelEntry:
     @property
     def val_fraction(self) -> float:
         """Share of the training tracks to carve out as validation tracks for this model."""
-        from ..protocols import VAL_FRACTION
-
         return VAL_FRACTION if self.early_stopping else 0.0
 
 

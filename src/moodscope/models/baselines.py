@@ -13,7 +13,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from ._registry import register_model
+from moodscope.models._registry import register_model
 
 
 @register_model(kind="sklearn", smote=False)

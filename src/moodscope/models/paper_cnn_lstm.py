@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ._registry import register_model
+from moodscope.models._registry import register_model
 
 # Keras BatchNormalization defaults: momentum 0.99 (PyTorch counts 1 - 0.99), epsilon 1e-3.
 BN_KW = {"eps": 1e-3, "momentum": 0.01}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._registry import register_model
+from moodscope.models._registry import register_model
 
 
 class AttentionGRU(nn.Module):

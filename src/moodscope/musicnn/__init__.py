@@ -3,7 +3,7 @@
 See :mod:`moodscope.musicnn.model` and ``LICENSE-musicnn.txt``.
 """
 
-from .model import (
+from moodscope.musicnn.model import (
     MODEL_NAMES,
     PATCH_FRAMES,
     SAMPLE_RATE,

@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moodscope.errors import ModelError
-
-from . import fast as _fast
+from moodscope.musicnn import fast as _fast
 
 __all__ = [
     "FFT_HOP",

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, ConfigError, NotAudioError
+from moodscope.errors import AudioError, ConfigError, NotAudioError
 
 SAMPLE_RATE = 22050
 """The analysis rate of the paper (librosa's default)."""

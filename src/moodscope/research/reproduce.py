@@ -5,7 +5,8 @@ For each segmentation: the paper's 28 features -> SMOTE over all segments -> Sta
 the measured numbers beside the paper's Tables 4-5 and states the share of test segments
 whose track also has segments (or SMOTE points made from them) in training. Beside them,
 the same model trained without the leak: track-disjoint CV of its training variants
-(:mod:`moodscope.variants`), one chosen on validation tracks carved from the training folds.
+(:mod:`~moodscope.research.variants`), one chosen on validation tracks carved from the
+training folds.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .audio import SAMPLE_RATE, load_audio
-from .checkpoint import save_checkpoint
-from .datasets import EmotifyDataset
-from .errors import ConfigError
-from .experiment import HoldoutResult, train_and_test
-from .features import FeatureConfig, extract_features
-from .plots import plot_audio, plot_class_counts, plot_confusion_matrix, plot_history
-from .report import Report, write_json, write_text_atomic
-from .training import BALANCES, TrainConfig
-from .variants import CHOOSE_BY, PAPER_VARIANT, choose_variant, crossval_variants
+from moodscope.audio.decode import SAMPLE_RATE, load_audio
+from moodscope.datasets import EmotifyDataset
+from moodscope.errors import ConfigError
+from moodscope.features import FeatureConfig, extract_features
+from moodscope.inference.checkpoint import save_checkpoint
+from moodscope.models.training import BALANCES, TrainConfig
+from moodscope.research.experiment import HoldoutResult, train_and_test
+from moodscope.research.plots import (
+    plot_audio,
+    plot_class_counts,
+    plot_confusion_matrix,
+    plot_history,
+)
+from moodscope.research.report import Report, write_json, write_text_atomic
+from moodscope.research.variants import CHOOSE_BY, PAPER_VARIANT, choose_variant, crossval_variants
 
 PAPER_ACCURACY = {10: 0.748, 20: 0.947}
 """Table 4 of the paper: test accuracy by number of segments per track."""
@@ -174,7 +180,7 @@ def _compact(result: dict) -> dict:
 def _honest(dataset, table, feature_config, config: ReproduceConfig, n: int, on_fold) -> dict:
     """The same model under track-disjoint CV: every training variant, the one the
     validation tracks choose, and the baselines on the same folds."""
-    from .evaluation import crossval
+    from moodscope.research.evaluation import crossval
 
     tracks, shares = dataset.by_track(), dataset.share_table()
     labels = list(dataset.labels)

@@ -19,12 +19,11 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, train_test
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
-from .errors import ConfigError
-from .metrics import leak_fraction
+from moodscope.errors import ConfigError
+from moodscope.models._registry import VAL_FRACTION
+from moodscope.research.metrics import leak_fraction
 
 PROTOCOLS = ("paper", "track", "all")
-VAL_FRACTION = 0.15 / 0.85
-"""Share of the training tracks carved out for early stopping (the paper's 70/15/15)."""
 
 
 @dataclass

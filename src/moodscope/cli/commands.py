@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import MoodscopeError
+from moodscope.errors import MoodscopeError
 
 app = typer.Typer(
     add_completion=False,
@@ -103,8 +103,8 @@ def features(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute, ignoring the cache."),
 ) -> None:
     """Extract per-segment features of a dataset into a Parquet table."""
-    from .datasets import load_dataset
-    from .features import FeatureConfig, extract_features, write_table
+    from moodscope.datasets import load_dataset
+    from moodscope.features import FeatureConfig, extract_features, write_table
 
     dataset = load_dataset(_data_dir(data), labels)
     config = FeatureConfig(feature_set=feature_set, segments=segments)
@@ -138,7 +138,7 @@ def validate(
     ),
 ) -> None:
     """Check that every track of a dataset has a readable audio file."""
-    from .datasets import EmotifyDataset, load_dataset
+    from moodscope.datasets import EmotifyDataset, load_dataset
 
     dataset = load_dataset(_data_dir(data), labels)
     if isinstance(dataset, EmotifyDataset):
@@ -173,8 +173,8 @@ def plot(
     out_path: Path = typer.Option(..., "--out", help="PNG file to write."),
 ) -> None:
     """Plot one audio file (the paper's Figs. 4-6)."""
-    from .audio import SAMPLE_RATE, load_audio
-    from .plots import plot_audio, save_figure
+    from moodscope.audio.decode import SAMPLE_RATE, load_audio
+    from moodscope.research.plots import plot_audio, save_figure
 
     y = load_audio(audio, sr=SAMPLE_RATE)
     save_figure(plot_audio(y, SAMPLE_RATE, kind=kind, title=audio.name), out_path)
@@ -188,8 +188,8 @@ def plot_classes(
     out_path: Path = typer.Option(..., "--out", help="PNG file to write."),
 ) -> None:
     """Bar chart of tracks per class (the paper's Fig. 7)."""
-    from .datasets import load_dataset
-    from .plots import plot_class_counts, save_figure
+    from moodscope.datasets import load_dataset
+    from moodscope.research.plots import plot_class_counts, save_figure
 
     dataset = load_dataset(_data_dir(data), labels)
     counts = dataset.class_counts()
@@ -231,8 +231,8 @@ def _train_config(config_file: Optional[Path], **overrides):
     """TrainConfig from defaults <- YAML file (its `train:` section) <- CLI flags."""
     import yaml
 
-    from .errors import ConfigError
-    from .training import TrainConfig
+    from moodscope.errors import ConfigError
+    from moodscope.models.training import TrainConfig
 
     values: dict = {}
     model_kwargs: dict = {}
@@ -260,8 +260,8 @@ SoftOpt = typer.Option(False, "--soft", help="Train on listener shares (soft lab
 
 def _dataset_table(data, labels, feature_set: str, segments: int, workers: int):
     """Load a dataset and its feature table (progress bar, failures reported) for a run."""
-    from .datasets import load_dataset
-    from .features import FeatureConfig, extract_features
+    from moodscope.datasets import load_dataset
+    from moodscope.features import FeatureConfig, extract_features
 
     dataset = load_dataset(_data_dir(data), labels)
     feature_config = FeatureConfig(feature_set=feature_set, segments=segments)
@@ -286,7 +286,7 @@ def _soft_shares(dataset, soft: bool):
     """Per-track shares for soft-label training (Emotify), or None."""
     if not soft:
         return None
-    from .errors import ConfigError
+    from moodscope.errors import ConfigError
 
     shares = dataset.share_table()
     if shares is None:
@@ -332,7 +332,7 @@ def _training_options(
     stop_on: Optional[str],
 ) -> dict:
     """TrainConfig overrides from the shared training flags (None: not given)."""
-    from .errors import ConfigError
+    from moodscope.errors import ConfigError
 
     if class_weight and smote:
         raise ConfigError("--smote and --class-weight are two ways to balance; pick one")
@@ -348,7 +348,7 @@ def _training_options(
 def _variant_list(variants: Optional[str]) -> Optional[list[str]]:
     if variants is None:
         return None
-    from .variants import variants_of
+    from moodscope.research.variants import variants_of
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     variants_of(names)  # fail fast on a typo
@@ -381,9 +381,9 @@ def train(
     """Train a model on a dataset, test it on held-out data, save a checkpoint."""
     import yaml
 
-    from .checkpoint import EXTENSION, save_checkpoint
-    from .experiment import train_and_test
-    from .report import write_json, write_text_atomic
+    from moodscope.inference.checkpoint import EXTENSION, save_checkpoint
+    from moodscope.research.experiment import train_and_test
+    from moodscope.research.report import write_json, write_text_atomic
 
     train_config, model_kwargs = _train_config(
         config_file,
@@ -453,8 +453,8 @@ def reproduce(
 ) -> None:
     """Reproduce the paper's Tables 4-5 and Figs. 4-12 (paper mode, with its leak), beside
     the same model trained without the leak."""
-    from .errors import ConfigError
-    from .reproduce import ReproduceConfig, run_reproduce
+    from moodscope.errors import ConfigError
+    from moodscope.research.reproduce import ReproduceConfig, run_reproduce
 
     counts = list(segments or [])
     for value in extra or []:
@@ -536,9 +536,9 @@ def crossval(
     """Track-disjoint stratified K-fold cross-validation of a model (the honest number)."""
     import yaml
 
-    from .evaluation import crossval as run_crossval
-    from .evaluation_report import write_crossval
-    from .report import write_text_atomic
+    from moodscope.research.evaluation import crossval as run_crossval
+    from moodscope.research.evaluation_report import write_crossval
+    from moodscope.research.report import write_text_atomic
 
     train_config, model_kwargs = _train_config(
         config_file,
@@ -618,7 +618,7 @@ def compare(
     workers: int = WorkersOpt,
 ) -> None:
     """Cross-validate several models on the same folds and tabulate them side by side."""
-    from .evaluation import compare_models
+    from moodscope.research.comparison import compare_models
 
     balances = _variant_list(variants)
     train_config, model_kwargs = _train_config(
@@ -657,11 +657,11 @@ def evaluate(
     workers: int = WorkersOpt,
 ) -> None:
     """Evaluate a trained model on every track of a labelled dataset it has not seen."""
-    from .checkpoint import load_checkpoint
-    from .datasets import load_dataset
-    from .evaluation import evaluate_model
-    from .evaluation_report import evaluation_report
-    from .report import write_json
+    from moodscope.datasets import load_dataset
+    from moodscope.inference.checkpoint import load_checkpoint
+    from moodscope.research.evaluation import evaluate_model
+    from moodscope.research.evaluation_report import evaluation_report
+    from moodscope.research.report import write_json
 
     model = load_checkpoint(checkpoint)
     dataset = load_dataset(_data_dir(data), labels)
@@ -735,10 +735,10 @@ def predict(
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
     import json
 
-    from .backends import BackendLost
-    from .errors import ConfigError
-    from .output import PredictionFile, check_format, render
-    from .predict import find_audio, load_model, predict_iter
+    from moodscope.backends import BackendLost
+    from moodscope.errors import ConfigError
+    from moodscope.inference.outputs import PredictionFile, check_format, render
+    from moodscope.inference.predictor import find_audio, load_model, predict_iter
 
     check_format(fmt)
     if resume and output is None:
@@ -814,8 +814,8 @@ AudioPathsArg = typer.Argument(..., help="Audio files or folders (searched recur
 
 
 def _library_files(paths: list[Path]) -> list[str]:
-    from .errors import ConfigError
-    from .library import library_files
+    from moodscope.errors import ConfigError
+    from moodscope.library.index import library_files
 
     files = library_files(paths)
     if not files:
@@ -838,7 +838,14 @@ def tag(
     """Write mood tags into audio files and record them in the library index (resumable)."""
     from collections import Counter
 
-    from .library import FAILED, SKIPPED, TAGGED, WOULD_TAG, default_db_path, tag_files
+    from moodscope.library.index import (
+        FAILED,
+        SKIPPED,
+        TAGGED,
+        WOULD_TAG,
+        default_db_path,
+        tag_files,
+    )
 
     files = _library_files(paths)
     done = WOULD_TAG if dry_run else TAGGED
@@ -881,7 +888,7 @@ def untag(paths: list[Path] = AudioPathsArg, db: Optional[Path] = DbOpt) -> None
     """Remove exactly the tags moodscope wrote (a mood the file had before comes back)."""
     from collections import Counter
 
-    from .library import FAILED, SKIPPED, UNTAGGED, untag_files
+    from moodscope.library.index import FAILED, SKIPPED, UNTAGGED, untag_files
 
     files = _library_files(paths)
     counts: Counter = Counter()
@@ -924,9 +931,9 @@ def find(
     an M3U8 playlist."""
     import json
 
-    from .errors import ConfigError
-    from .library import default_db_path, find_by_mood, find_like, playlist_m3u8
-    from .report import write_text_atomic
+    from moodscope.errors import ConfigError
+    from moodscope.library.index import default_db_path, find_by_mood, find_like, playlist_m3u8
+    from moodscope.research.report import write_text_atomic
 
     if fmt not in FIND_FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FIND_FORMATS)}")
@@ -976,7 +983,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) with uvicorn."""
     try:
-        from .service import serve as run_service
+        from moodscope.service.app import serve as run_service
     except ImportError as exc:
         raise MoodscopeError(
             f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"
@@ -999,7 +1006,7 @@ def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's files."),
 ) -> None:
     """Synthesise a few contrasting pieces and analyse them (no data or network needed)."""
-    from .demo import run_demo
+    from moodscope.demo.run import run_demo
 
     run_demo(out_dir, console=out)
 
@@ -1008,7 +1015,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning moodscope's errors into one line and exit code 1."""
     import logging
 
-    from . import cluster
+    from moodscope.backends import cluster
 
     # dask.distributed logs a lost connection as a traceback; the CLI says it in one line.
     cluster.LOG_LEVEL = logging.CRITICAL

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .atomic import write_text_atomic
+from moodscope.atomic import write_text_atomic
 
 
 def write_json(path: str | Path, data) -> Path:

@@ -8,17 +8,14 @@ each worker once when the backend starts, the items travel one by one. ``predict
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .errors import ConfigError, MoodscopeError
+from moodscope.errors import MoodscopeError
 
 T = TypeVar("T")
 
@@ -103,9 +100,6 @@ class InlineBackend(Backend):
 
 # -- local process pool --------------------------------------------------------------------
 
-_CONTEXT: Any = None
-
-
 def limit_threads(n: int = 1) -> None:
     """One worker process per core: stop BLAS, OpenMP, numba and torch from starting more."""
     os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
@@ -121,98 +115,8 @@ def limit_threads(n: int = 1) -> None:
     torch.set_num_threads(n)
 
 
-def _init_worker(context: Any) -> None:
-    global _CONTEXT
-    limit_threads(1)
-    _CONTEXT = context
-
-
-def _call(fn: Callable, item: Any):
-    return fn(item, _CONTEXT)
-
-
-class ProcessBackend(Backend):
-    """A pool of ``workers`` local processes, each on one core.
-
-    Workers start from a clean forkserver, never a fork of this (possibly threaded) process:
-    a forked child can crash in librosa's numba kernels or torch's thread pools.
-    """
-
-    def __init__(self, workers: int):
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
-        self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-
-    def start(self, context: Any) -> None:
-        # A backend kept open across calls (predict(..., backend=...)) keeps its workers
-        # while the context is the same; another one needs fresh workers.
-        if self._pool is not None and getattr(self, "context", None) == context:
-            return
-        super().start(context)
-        self.restart()
-
-    def restart(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        methods = multiprocessing.get_all_start_methods()
-        mp_context = multiprocessing.get_context(
-            "forkserver" if "forkserver" in methods else "spawn"
-        )
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=mp_context,
-            initializer=_init_worker,
-            initargs=(self.context,),
-        )
-
-    def submit(self, fn, item) -> Future:
-        if self._pool is None:
-            raise RuntimeError("ProcessBackend.start() was not called")
-        return self._pool.submit(_call, fn, item)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def describe(self) -> str:
-        return f"{self.workers} local worker processes"
-
-
 HEALTH_CHECK_SECONDS = 5.0
 """While no item finishes, how often :func:`stream` asks the backend whether it is alive."""
-
-_LOCAL_CLUSTER = re.compile(r"^local(?::(\d+))?$")
-
-
-def open_backend(*, workers: int = 1, scheduler: str | None = None) -> Backend:
-    """The backend for ``workers`` local processes, or for a Dask ``scheduler``.
-
-    Parameters
-    ----------
-    workers : int
-        Local worker processes when no scheduler is given; 1 runs in this process.
-    scheduler : str, optional
-        ``"tcp://HOST:PORT"`` (a running ``dask scheduler``), ``"local:N"`` (start a Dask
-        LocalCluster of N single-threaded worker processes), or a ``distributed.Client``.
-    """
-    if scheduler is None or scheduler == "":
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
-        return InlineBackend() if workers == 1 else ProcessBackend(workers)
-    from .cluster import DaskBackend
-
-    if isinstance(scheduler, str):
-        match = _LOCAL_CLUSTER.match(scheduler)
-        if match:
-            return DaskBackend.local(int(match.group(1) or workers or 1))
-        if "://" not in scheduler:
-            raise ConfigError(
-                f"scheduler {scheduler!r} is neither an address (tcp://HOST:PORT) nor local:N"
-            )
-    return DaskBackend(scheduler)
-
 
 def stream(
     backend: Backend,
@@ -281,25 +185,6 @@ def stream(
 _END = object()
 
 
-@contextmanager
-def using_backend(
-    backend: Backend | None = None,
-    *,
-    workers: int = 1,
-    scheduler: str | None = None,
-    items: int | None = None,
-) -> Iterator[Backend]:
-    """``backend`` as given (left open for its owner), else one opened for ``workers`` or
-    ``scheduler`` and closed at the end; never more local workers than ``items``."""
-    if backend is not None:
-        yield backend
-        return
-    if items is not None and not scheduler:
-        workers = max(1, min(workers, items))
-    with open_backend(workers=workers, scheduler=scheduler) as opened:
-        yield opened
-
-
 def failure_message(path: str, exc: BaseException) -> str:
     """One line naming ``path`` and what went wrong, for an item's error entry."""
     text = " ".join(str(exc).split())
@@ -308,17 +193,3 @@ def failure_message(path: str, exc: BaseException) -> str:
     if type(exc).__name__ == "KilledWorker":  # dask gave up after its workers died on it
         return f"{path}: the Dask workers running it died ({text[:200]})"
     return f"{path}: {type(exc).__name__}: {text[:300]}"
-
-
-__all__ = [
-    "Backend",
-    "BackendLost",
-    "InlineBackend",
-    "ProcessBackend",
-    "WorkerLost",
-    "failure_message",
-    "limit_threads",
-    "open_backend",
-    "stream",
-    "using_backend",
-]

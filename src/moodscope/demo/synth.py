@@ -15,8 +15,8 @@ from types import MappingProxyType
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE
-from .errors import ConfigError
+from moodscope.audio.decode import SAMPLE_RATE
+from moodscope.errors import ConfigError
 
 __all__ = [
     "DEMO_PIECES",

@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import ModelError
-from .models import create_model, model_entry
-from .training import TrainConfig, class_weights, fit, predict_logits, seed_everything
+from moodscope.errors import ModelError
+from moodscope.models import create_model, model_entry
+from moodscope.models.training import (
+    TrainConfig,
+    class_weights,
+    fit,
+    predict_logits,
+    seed_everything,
+)
 
 
 @dataclass

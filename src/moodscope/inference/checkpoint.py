@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .errors import ModelError, MoodscopeError
-from .features.sets import FeatureConfig
-from .training import TrainConfig
+from moodscope.errors import ModelError, MoodscopeError
+from moodscope.features.sets import FeatureConfig
+from moodscope.models.training import TrainConfig
 
 if TYPE_CHECKING:
-    from .estimators import Classifier
+    from moodscope.models.estimators import Classifier
 
 FORMAT = "moodscope-checkpoint"
 VERSION = 1
@@ -51,7 +51,7 @@ class LinearHead:
     """A fitted multinomial logistic regression as arrays: ``softmax(X W^T + b)``, what
     scikit-learn's ``LogisticRegression.predict_proba`` computes for several classes.
 
-    Stands in for the :class:`~moodscope.estimators.Classifier` a checkpoint was saved
+    Stands in for the :class:`~moodscope.models.estimators.Classifier` a checkpoint was saved
     from when only predictions are wanted; :meth:`state` gives back that classifier's
     state unchanged, so a loaded model saves as it was.
     """
@@ -137,7 +137,7 @@ class TrainedModel:
     def predict_track(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One track's distribution [n_labels] and timeline [n_segments, n_labels] from its
         raw segment features [n_segments, n_features], whatever the model reads."""
-        from .features.aggregate import aggregate_rows, local_aggregates
+        from moodscope.features.aggregate import aggregate_rows, local_aggregates
 
         features = np.asarray(features, dtype=np.float64)
         if self.classifier.input == "sequence":
@@ -152,7 +152,7 @@ class TrainedModel:
 
 
 def _payload(model: TrainedModel) -> dict:
-    from . import __version__
+    from moodscope import __version__
 
     classifier = model.classifier.state()
     if "skops" in classifier and "linear" not in classifier:
@@ -241,7 +241,7 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
         if "linear" in state:
             classifier = LinearHead(state)
         else:
-            from .estimators import Classifier
+            from moodscope.models.estimators import Classifier
 
             classifier = Classifier.from_state(state, train_config)
         scaler = Scaler(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TagError
+from moodscope.errors import TagError
 
 MOOD_FIELD = "MOOD"
 """The players' mood field, by its Vorbis / user-field name (ID3v2.4 stores it in TMOO)."""
@@ -45,7 +45,7 @@ def share_field(label: str) -> str:
 
 
 def tag_values(prediction) -> dict[str, tuple[str, ...]]:
-    """The fields a :class:`~moodscope.predict.Prediction` is written as, by name."""
+    """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by name."""
     if prediction.error is not None or not prediction.emotions:
         raise TagError(prediction.path, f"has no prediction to write ({prediction.error})")
     values = {MOOD_FIELD: (prediction.top_emotion,)}
@@ -180,7 +180,7 @@ class _MP4Fields:
 
 
 def _container(path: str) -> str:
-    from .audio import sniff
+    from moodscope.audio.decode import sniff
 
     try:
         kind = sniff(Path(path))
@@ -473,7 +473,7 @@ def _fsync(path: str) -> None:
 
 
 def _sha1(path: str) -> str:
-    from .features.extract import file_digest
+    from moodscope.features.extract import file_digest
 
     return file_digest(path)
 

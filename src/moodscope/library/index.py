@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .emotions import EMOTIONS
-from .errors import ConfigError, LibraryError, TagError
-from .tags import FileState, remove_tags, write_tags
+from moodscope.emotions import EMOTIONS
+from moodscope.errors import ConfigError, LibraryError, TagError
+from moodscope.library.tags import FileState, remove_tags, write_tags
 
 SCHEMA_VERSION = 1
 
@@ -89,7 +89,7 @@ class IndexRow:
         cls, prediction, state: FileState, *, tagged: bool, error: str | None = None
     ) -> IndexRow:
         """The row for ``prediction`` (its distribution, unless it failed) of the file in
-        ``state``; everything comes from the one :class:`~moodscope.predict.Prediction`."""
+        ``state``; everything comes from the one :class:`~moodscope.Prediction`."""
         d = prediction.to_dict()
         return cls(
             path=prediction.path,
@@ -106,9 +106,9 @@ class IndexRow:
         )
 
     def prediction(self):
-        """The :class:`~moodscope.predict.Prediction` this row records (``error`` set when
+        """The :class:`~moodscope.Prediction` this row records (``error`` set when
         it holds no distribution)."""
-        from .predict import Prediction
+        from moodscope.inference.predictor import Prediction
 
         if self.emotions is None:
             return Prediction(self.path, error=self.error or "no prediction", model=self.model)
@@ -290,9 +290,9 @@ class TagOutcome:
 def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     """Audio files under ``paths`` as absolute paths with symlinks resolved, each once, in
     the order found: files as given, folders searched recursively for audio extensions
-    (the rule of :func:`moodscope.predict.find_audio`, here without importing torch, so a
-    rerun that has nothing to do starts in a second)."""
-    from .audio import AUDIO_EXTENSIONS
+    (the rule of :func:`~moodscope.inference.predictor.find_audio`, here without importing
+    torch, so a rerun that has nothing to do starts in a second)."""
+    from moodscope.audio.decode import AUDIO_EXTENSIONS
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -310,12 +310,12 @@ def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
 def model_id(model=None) -> str:
     """``name@version`` of ``model`` (None: the shipped one; a checkpoint path; a
     TrainedModel) without loading it: a rerun that finds everything done never starts
-    torch. The same id :func:`moodscope.predict.load_model` gives: the checkpoint's file
+    torch. The same id :func:`moodscope.inference.predictor.load_model` gives: the checkpoint's file
     stem and the first 12 hex digits of its SHA-1."""
     import hashlib
     from importlib import resources
 
-    from .errors import ModelError
+    from moodscope.errors import ModelError
 
     if hasattr(model, "model_id"):
         return model.model_id
@@ -342,7 +342,7 @@ def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
 
 
 def _file_sha1(path: str) -> str | None:
-    from .features.extract import file_digest
+    from moodscope.features.extract import file_digest
 
     try:
         return file_digest(path)
@@ -374,7 +374,7 @@ def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOut
             row = IndexRow.from_prediction(prediction, before, tagged=False, error=error)
             row.sha1 = _file_sha1(path)
         else:  # changed or gone: the prediction is stale, a rerun predicts again
-            from .predict import Prediction
+            from moodscope.inference.predictor import Prediction
 
             stale = Prediction(path, error=error, model=prediction.model)
             row = IndexRow.from_prediction(stale, before, tagged=False)
@@ -405,8 +405,8 @@ def tag_files(
     Files whose size, mtime and model are unchanged since a finished run are skipped
     (``force`` redoes them); a file whose prediction is in the index but whose tag write
     failed is written from the index without predicting again. Predictions go through
-    :func:`moodscope.predict.predict_iter` (``workers``, ``scheduler``, ``backend`` as
-    there); tags are written by :func:`moodscope.tags.write_tags` on one thread of this
+    :func:`moodscope.inference.predictor.predict_iter` (``workers``, ``scheduler``, ``backend`` as
+    there); tags are written by :func:`moodscope.library.tags.write_tags` on one thread of this
     process while the next files are predicted, in the order the predictions finish, each
     result committed to the index before the next file's.
 
@@ -450,7 +450,10 @@ def tag_files(
         for row, state in to_write:
             yield _finish(target, row.prediction(), state)
         if to_predict:
-            from .predict import load_model, predict_iter  # torch: only when predicting
+            from moodscope.inference.predictor import (  # torch: only when predicting
+                load_model,
+                predict_iter,
+            )
 
             predictions = predict_iter(
                 list(to_predict),
@@ -480,9 +483,9 @@ def untag_files(
     paths: Iterable[str | Path] | str | Path, *, db: str | Path | None = None
 ) -> Iterator[TagOutcome]:
     """Remove the fields moodscope wrote from every audio file under ``paths`` (see
-    :func:`moodscope.tags.remove_tags`); yield one :class:`TagOutcome` per file (``skipped``:
-    it held none). The index keeps each file's prediction, marked as not in the file, so a
-    later ``tag`` writes it back without predicting."""
+    :func:`~moodscope.library.tags.remove_tags`); yield one :class:`TagOutcome` per file
+    (``skipped``: it held none). The index keeps each file's prediction, marked as not in
+    the file, so a later ``tag`` writes it back without predicting."""
     files = library_files(paths)
     path = Path(db) if db is not None else default_db_path()
     index = LibraryIndex(path) if path.exists() else None
@@ -626,7 +629,7 @@ def find_like(
         if row is not None and row.emotions is not None:
             query = row.emotions
         else:
-            from .predict import predict_iter
+            from moodscope.inference.predictor import predict_iter
 
             (prediction,) = list(predict_iter([track], model))
             if not prediction.ok:

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .errors import ConfigError
+from moodscope.errors import ConfigError
 
 __all__ = [
     "HISTORY_METRICS",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from moodscope.errors import ConfigError
 
 BALANCES = ("smote", "class_weight", "none")
 SELECTS = ("val_loss", "val_macro_f1")

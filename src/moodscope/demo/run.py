@@ -10,11 +10,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .audio import SAMPLE_RATE, load_audio
-from .plots import plot_audio, plot_timeline
-from .predict import load_model, predict
-from .report import Report, write_json
-from .synth import DEMO_PIECES, write_demo_pieces
+from moodscope.audio.decode import SAMPLE_RATE, load_audio
+from moodscope.demo.synth import DEMO_PIECES, write_demo_pieces
+from moodscope.inference.predictor import load_model, predict
+from moodscope.research.plots import plot_audio, plot_timeline
+from moodscope.research.report import Report, write_json
 
 DEMO_SECONDS = 15.0
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import plot_confusion_matrix
-from .report import Report, write_json
+from moodscope.research.plots import plot_confusion_matrix
+from moodscope.research.report import Report, write_json
 
 
 def _fmt(stat) -> str:

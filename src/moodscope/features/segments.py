@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AudioError, ConfigError
+from moodscope.errors import AudioError, ConfigError
 
 MIN_SEGMENT_SECONDS = 0.5
 """The shortest segment moodscope computes features on: shorter ones carry no usable frames."""

@@ -16,9 +16,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .atomic import atomic_write
-from .errors import ConfigError
-from .predict import Prediction
+from moodscope.atomic import atomic_write
+from moodscope.errors import ConfigError
+from moodscope.inference.predictor import Prediction
 
 FORMATS = ("table", "json", "jsonl", "csv")
 """``table`` is for the terminal; written to a file it is JSON."""

@@ -1,4 +1,4 @@
-"""Batch runs on a Dask cluster: the :class:`~moodscope.backends.Backend` for dask.distributed.
+"""Batch runs on a Dask cluster: the :class:`~moodscope.backends.base.Backend` for dask.distributed.
 
 Workers read audio from the paths they are given, so every worker must see the files under
 the same paths as the client (a shared filesystem, or the same mount in every container); a
@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from .backends import Backend, BackendLost, limit_threads
+from moodscope.backends.base import Backend, BackendLost, limit_threads
 
 CONNECT_TIMEOUT = "10s"
 """How long to try reaching a scheduler before giving up."""

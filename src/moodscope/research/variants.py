@@ -19,12 +19,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
-from .evaluation import crossval_result, fold_metrics, track_level_metrics, trained_folds
-from .experiment import model_inputs, track_predictions
-from .features import FeatureConfig
-from .models import model_entry
-from .training import BALANCES, SELECTS, TrainConfig, reestimate_batchnorm
+from moodscope.errors import ConfigError
+from moodscope.features import FeatureConfig
+from moodscope.models import model_entry
+from moodscope.models.training import BALANCES, SELECTS, TrainConfig, reestimate_batchnorm
+from moodscope.research.evaluation import (
+    crossval_result,
+    fold_metrics,
+    track_level_metrics,
+    trained_folds,
+)
+from moodscope.research.experiment import model_inputs, track_predictions
 
 CHOOSE_BY = ("track_accuracy", "track_macro_f1", "track_balanced_accuracy")
 

@@ -16,20 +16,27 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS
-from .backends import Backend, WorkerLost, failure_message, stream, using_backend
-from .checkpoint import TrainedModel, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes
-from .emotions import EMOTIONS
-from .errors import AudioError, MoodscopeError, NotAudioError
-from .features.extract import TrackFeatures, track_features
-from .features.sets import FeatureConfig
+from moodscope.audio.decode import AUDIO_EXTENSIONS
+from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
+from moodscope.emotions import EMOTIONS
+from moodscope.errors import AudioError, MoodscopeError, NotAudioError
+from moodscope.features.extract import TrackFeatures, track_features
+from moodscope.features.sets import FeatureConfig
+from moodscope.inference.checkpoint import (
+    TrainedModel,
+    checkpoint_bytes,
+    load_checkpoint,
+    load_checkpoint_bytes,
+)
 
 SILENCE_PEAK = 1e-4
 """A file whose largest sample is below this (-80 dBFS) is reported as silent."""
 
 
 @dataclass
-class Segment:
+class TimelinePoint:
+    """One window of a track's timeline: its span in seconds and the emotion shares there."""
+
     start: float
     end: float
     emotions: dict[str, float]
@@ -46,7 +53,7 @@ class Prediction:
     path: str
     emotions: dict[str, float] = field(default_factory=dict)
     top_emotion: str | None = None
-    timeline: list[Segment] = field(default_factory=list)
+    timeline: list[TimelinePoint] = field(default_factory=list)
     duration: float | None = None
     silent: bool = False
     error: str | None = None
@@ -106,7 +113,8 @@ class Prediction:
             emotions=dict(d.get("emotions") or {}),
             top_emotion=d.get("top_emotion"),
             timeline=[
-                Segment(s["start"], s["end"], dict(s["emotions"])) for s in d.get("timeline", [])
+                TimelinePoint(s["start"], s["end"], dict(s["emotions"]))
+                for s in d.get("timeline", [])
             ],
             duration=d.get("duration"),
             silent=bool(d.get("silent", False)),
@@ -241,7 +249,7 @@ def predict_file(
     AMX; :func:`moodscope.musicnn.fast.fast_precision`), ``exact=True`` in float32."""
     path = str(path)
     try:
-        from .musicnn.fast import resolve_precision  # torch: only when a file is predicted
+        from moodscope.musicnn.fast import resolve_precision  # torch: only when predicting
 
         features = track_features(
             path,
@@ -274,7 +282,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
         emotions=dict(zip(names, map(float, mean))),
         top_emotion=names[int(mean.argmax())],
         timeline=[
-            Segment(float(a), float(b), dict(zip(names, map(float, p))))
+            TimelinePoint(float(a), float(b), dict(zip(names, map(float, p))))
             for a, b, p in zip(features.starts, features.ends, proba)
         ],
         duration=features.duration,
@@ -393,7 +401,7 @@ __all__ = [
     "ModelHandle",
     "Prediction",
     "PredictJob",
-    "Segment",
+    "TimelinePoint",
     "default_model_path",
     "find_audio",
     "load_model",

@@ -13,15 +13,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .checkpoint import Scaler, TrainedModel
-from .errors import ConfigError
-from .estimators import Classifier
-from .features import FeatureConfig
-from .features.aggregate import aggregate_columns, aggregate_tracks, check_aggregate
-from .metrics import classification_metrics
-from .models import ModelEntry, model_entry
-from .protocols import PreparedSplit, encode_labels, prepare, share_targets
-from .training import TrainConfig
+from moodscope.errors import ConfigError
+from moodscope.features import FeatureConfig
+from moodscope.features.aggregate import aggregate_columns, aggregate_tracks, check_aggregate
+from moodscope.inference.checkpoint import Scaler, TrainedModel
+from moodscope.models import ModelEntry, model_entry
+from moodscope.models.estimators import Classifier
+from moodscope.models.training import TrainConfig
+from moodscope.research.metrics import classification_metrics
+from moodscope.research.splits import PreparedSplit, encode_labels, prepare, share_targets
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The HTTP service behind ``moodscope serve``: a versioned JSON API over the same prediction
-seam as the CLI (:func:`moodscope.predict.predict_task` on a process pool), and the offline
+seam as the CLI (:func:`~moodscope.inference.predictor.predict_task` on a process pool), and
+the offline
 page at ``/`` that draws a track's emotions from that API.
 
 The event loop only moves bytes: an upload streams to a temporary file, its size counted as
@@ -39,10 +40,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from .audio import AUDIO_EXTENSIONS, HOLDS_TEXT, sniff
-from .backends import ProcessBackend
-from .errors import AudioError, ConfigError, MoodscopeError, NotAudioError
-from .predict import (
+from moodscope.audio.decode import AUDIO_EXTENSIONS, HOLDS_TEXT, sniff
+from moodscope.backends import ProcessBackend
+from moodscope.errors import AudioError, ConfigError, MoodscopeError, NotAudioError
+from moodscope.inference.predictor import (
     ModelHandle,
     Prediction,
     PredictJob,
@@ -343,7 +344,7 @@ class Predictor:
         self._own_upload_dir = False
 
     def start(self) -> None:
-        from .features.extract import warm_up
+        from moodscope.features.extract import warm_up
 
         if not self.upload_dir:
             self.upload_dir = tempfile.mkdtemp(prefix="moodscope-uploads-")
@@ -434,7 +435,7 @@ class Predictor:
 
 
 def _gems_order(labels: list[str]) -> list[str]:
-    from .predict import _ordered
+    from moodscope.inference.predictor import _ordered
 
     return [labels[i] for i in _ordered(labels)]
 
@@ -444,7 +445,7 @@ def _gems_order(labels: list[str]) -> list[str]:
 
 def web_dir() -> Path:
     """The page's files (index.html, app.js, style.css), shipped in the package."""
-    return Path(str(resources.files("moodscope").joinpath("web")))
+    return Path(str(resources.files("moodscope.service").joinpath("web")))
 
 
 _PAGE_CSP = (
@@ -539,7 +540,7 @@ def create_app(
         Seconds an upload may send nothing before it is dropped with 408 (its place in the
         queue and its temporary file freed).
     """
-    from . import __version__
+    from moodscope import __version__
 
     config = ServiceConfig(
         workers=workers,

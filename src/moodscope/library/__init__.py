@@ -1,0 +1,42 @@
+"""A music library: mood tags written into files (``tags``) and an index of what was tagged,
+searchable by mood (``index``). ``moodscope tag``, ``find`` and the beets plugin use it."""
+
+from moodscope.library.index import (
+    FAILED,
+    SKIPPED,
+    TAGGED,
+    UNTAGGED,
+    WOULD_TAG,
+    IndexRow,
+    LibraryIndex,
+    Match,
+    TagOutcome,
+    default_db_path,
+    find_by_mood,
+    find_like,
+    library_files,
+    mood_distance,
+    playlist_m3u8,
+    tag_files,
+    untag_files,
+)
+
+__all__ = [
+    "FAILED",
+    "SKIPPED",
+    "TAGGED",
+    "UNTAGGED",
+    "WOULD_TAG",
+    "IndexRow",
+    "LibraryIndex",
+    "Match",
+    "TagOutcome",
+    "default_db_path",
+    "find_by_mood",
+    "find_like",
+    "library_files",
+    "mood_distance",
+    "playlist_m3u8",
+    "tag_files",
+    "untag_files",
+]
