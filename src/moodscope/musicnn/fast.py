@@ -100,122 +100,226 @@ def _toeplitz(
     return gathered.permute(1, 2, 0).reshape(n_blocks * block, block * n_channels).to(dtype)
 
 
+# The max (or min) over frequency reads every GEMM output back once: it is as costly as the
+# GEMM itself unless it runs on integers. An IEEE float's bits, read as a signed integer of
+# the same width, order the non-negative floats as the floats themselves, and every negative
+# float below every non-negative one. A ReLU follows every pooled channel, so only the
+# extreme's value where it is positive matters: the integer max (min) is the float max (min)
+# wherever that is >= 0, and negative wherever it is negative -- the same after the ReLU.
+# So the bias goes into the GEMM (a column of ones in the input: the ReLU's threshold is 0
+# there), and each channel takes the max or the min as its batch-norm scale's sign asks.
+_BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
+
+
+@dataclass(frozen=True)
+class _Extremes:
+    """How a layer's channels pool: ``order`` lists them max-pooled first (``n_max`` of
+    them), then min-pooled; the GEMM's columns run (group, r, channel), so each group is
+    one contiguous run of ``block * n`` columns. ``lo``: the part of each bias that the
+    GEMM's rounded ``dtype`` leaves out, added back after the pooling."""
+
+    order: torch.Tensor
+    n_max: int
+    lo: torch.Tensor  # [C] float32, in ``order``
+
+    @property
+    def n_min(self) -> int:
+        return len(self.order) - self.n_max
+
+    def reduce(self, y: torch.Tensor, dim: int, out: torch.Tensor, block: int) -> None:
+        """Pool ``y`` [..., block * C] (integer view) over ``dim`` into ``out``."""
+        cut = block * self.n_max
+        torch.amax(y[..., :cut], dim, out=out[..., :cut])
+        torch.amin(y[..., cut:], dim, out=out[..., cut:])
+
+    def channels(self, v: torch.Tensor, block: int) -> torch.Tensor:
+        """[b, J, block * C] pooled (float, grouped) -> [b, C, J * block] in channel order,
+        ``lo`` added."""
+        b, n_out, _ = v.shape
+        cut = block * self.n_max
+        v = torch.cat(
+            [
+                v[..., :cut].reshape(b, n_out, block, self.n_max),
+                v[..., cut:].reshape(b, n_out, block, self.n_min),
+            ],
+            -1,
+        )
+        v = v.view(b, n_out * block, -1) + self.lo
+        return v[..., torch.argsort(self.order)].transpose(1, 2)
+
+
+def _grouped(
+    weight: torch.Tensor, bias: torch.Tensor, pick_max: torch.Tensor, dtype: torch.dtype
+) -> tuple[_Extremes, torch.Tensor, torch.Tensor]:
+    """The bookkeeping of :class:`_Extremes`, and the weight and float32 bias in its order."""
+    order = torch.argsort((~pick_max).to(torch.int8), stable=True)
+    bias = bias[order].float()
+    lo = bias - bias.to(dtype).float()
+    return _Extremes(order, int(pick_max.sum()), lo), weight[order], bias
+
+
+def _gemm_weights(
+    taps: list[torch.Tensor],
+    bias: torch.Tensor,
+    ext: _Extremes,
+    block: int,
+    n_blocks: int,
+    offset: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``taps[d]`` [C, k] (in ``ext.order``) -> the GEMM's weights: row 0 the biases (for
+    the input's column of ones), then per tap ``d`` a Toeplitz block; columns (group, r, c)."""
+    groups = [slice(0, ext.n_max), slice(ext.n_max, None)]
+    rows = [torch.cat([bias[g].repeat(block) for g in groups])[None].to(dtype)]
+    for w in taps:
+        rows.append(torch.cat([_toeplitz(w[g], block, n_blocks, offset, dtype) for g in groups], 1))
+    return torch.cat(rows)
+
+
 @dataclass(frozen=True)
 class TemporalBank:
-    """The three temporal layers as column slices of one input matrix (see module docstring).
+    """The three temporal layers as GEMMs on one input matrix (see module docstring).
 
-    All three read the input padded for the longest filter; a shorter filter's window starts
-    ``offset`` frames later, a multiple of ``block``, so its GEMM uses the columns
-    ``[lo, hi)`` of the same blocked input."""
+    All three read the input padded for the longest filter, a column of ones first; a
+    shorter filter's window starts ``before - (k - 1) // 2`` frames later, so its weights
+    are zero there and its GEMM stops at column ``width``."""
 
     block: int
     before: int  # frames of zero padding before the patch (the longest filter's)
     n_blocks: int  # input blocks per output block, for the longest filter
-    columns: tuple[tuple[int, int], ...]  # per layer: [lo, hi) columns of the blocked input
-    weights: tuple[torch.Tensor, ...]  # per layer: [hi - lo, block * C] bfloat16
-    channels: tuple[int, ...]
+    widths: tuple[int, ...]  # per layer: columns of the input it reads (ones column included)
+    weights: tuple[torch.Tensor, ...]  # per layer: [width, block * C]
+    extremes: tuple[_Extremes, ...]
 
 
 def temporal_bank(
     weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    pick_max: list[torch.Tensor],
     kernels: list[int],
     block: int = 16,
     dtype: torch.dtype = torch.bfloat16,
 ) -> TemporalBank:
-    """``weights[i]``: [C_i, k_i] live, sign-folded filters of the temporal layer with
-    ``kernels[i]`` taps, TF ``same`` padding ((k - 1) // 2 before). ``dtype``: of the GEMMs
-    (float32 only to test the layout: it is slower than the direct convolution)."""
-    longest = max(kernels)
-    before = (longest - 1) // 2
-    cols, mats = [], []
-    for w, k in zip(weights, kernels, strict=True):
+    """``weights[i]``: [C_i, k_i] filters of the temporal layer with ``kernels[i]`` taps, TF
+    ``same`` padding ((k - 1) // 2 before), biases [C_i]; ``pick_max[i]`` [C_i] bool: the
+    channels pooled by max (the others by min). ``dtype``: of the GEMMs (float32 only to
+    test the layout: it is slower than the direct convolution)."""
+    before = (max(kernels) - 1) // 2
+    widths, mats, extremes = [], [], []
+    for w, b, m, k in zip(weights, biases, pick_max, kernels, strict=True):
         shift = before - (k - 1) // 2  # where this filter's window starts in the long one
-        lo_block, offset = divmod(shift, block)
-        n_blocks = -(-(offset + block + k - 1) // block)
-        cols.append((lo_block * block, (lo_block + n_blocks) * block))
-        mats.append(_toeplitz(w, block, n_blocks, offset, dtype))
-    n_blocks = max(hi for _, hi in cols) // block
-    return TemporalBank(
-        block, before, n_blocks, tuple(cols), tuple(mats), tuple(w.shape[0] for w in weights)
-    )
+        n_blocks = -(-(shift + block + k - 1) // block)
+        ext, w, b = _grouped(w, b, m, dtype)
+        widths.append(1 + n_blocks * block)
+        mats.append(_gemm_weights([w], b, ext, block, n_blocks, shift, dtype))
+        extremes.append(ext)
+    n_blocks = (max(widths) - 1) // block
+    return TemporalBank(block, before, n_blocks, tuple(widths), tuple(mats), tuple(extremes))
 
 
 def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[torch.Tensor]:
-    """Batch-normed patches ``x`` [b, T, F] -> per temporal layer, the max over frequency of
-    its live filters' outputs (no bias): [b, C_i, T] float32.
+    """Batch-normed patches ``x`` [b, T, F] -> per temporal layer, each channel's max (or
+    min) over frequency, bias included, [b, C_i, T] float32: exact wherever it is >= 0,
+    negative wherever the exact one is (what the ReLU after it sees alike; see ``_BITS``).
 
     ``chunk`` patches go through each GEMM at once: one patch's outputs (~1 MB in bfloat16)
-    stay in the core's L2 cache for the max that reads them back; 20 patches' would not."""
+    stay in the core's L2 cache for the pooling that reads them back; 20 patches' would not."""
+    dtype, bits = bank.weights[0].dtype, _BITS[bank.weights[0].dtype]
     b, n_frames, n_freq = x.shape
     blk = bank.block
     n_out = -(-n_frames // blk)  # output blocks
     n_in = n_out + bank.n_blocks - 1
     after = n_in * blk - n_frames - bank.before
-    xp = F.pad(x.to(bank.weights[0].dtype), (0, 0, bank.before, after))  # [b, n_in * blk, F]
-    # A[(b, j, f), (i, s)] = xp[b, (j + i) blk + s, f]: one copy, n_blocks x the input
+    xp = F.pad(x.to(dtype), (0, 0, bank.before, after))  # [b, n_in * blk, F]
+    # A[(b, j, f), 1 + (i, s)] = xp[b, (j + i) blk + s, f], after a column of ones
     blocks = xp.view(b, n_in, blk, n_freq).unfold(1, bank.n_blocks, 1)  # [b, J, blk, F, nb]
-    a = blocks.permute(0, 1, 3, 4, 2).reshape(b, n_out * n_freq, bank.n_blocks * blk)
-    out = [xp.new_empty((b, n_out * blk, c)) for c in bank.channels]
+    a = xp.new_empty((b, n_out * n_freq, 1 + bank.n_blocks * blk))
+    a[..., 0] = 1
+    a[..., 1:].view(b, n_out, n_freq, bank.n_blocks, blk).copy_(blocks.permute(0, 1, 3, 4, 2))
+    out = [xp.new_empty((b, n_out, w.shape[1]), dtype=bits) for w in bank.weights]
     for p in range(0, b, chunk):
         ap = a[p : p + chunk].reshape(-1, a.shape[2])
         n = len(ap) // (n_out * n_freq)
-        for (lo, hi), w, c, o in zip(bank.columns, bank.weights, bank.channels, out, strict=True):
-            y = (ap[:, lo:hi] @ w).view(n, n_out, n_freq, blk * c)  # [(b, J, F), (r, c)]
-            torch.amax(y, 2, out=o[p : p + chunk].view(n, n_out, blk * c))
-    return [o[:, :n_frames].transpose(1, 2).float() for o in out]
+        for width, w, ext, o in zip(bank.widths, bank.weights, bank.extremes, out, strict=True):
+            y = (ap[:, :width] @ w).view(bits).view(n, n_out, n_freq, -1)
+            ext.reduce(y, 2, o[p : p + chunk], blk)
+    return [
+        ext.channels(o.view(dtype).float(), blk)[..., :n_frames]
+        for o, ext in zip(out, bank.extremes, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
 class TimbralBank:
     """A timbral layer (``taps`` frames x ``width`` bands, valid along frequency) as one
     GEMM blocked along frequency: output band ``f = j block + r`` reads input blocks
-    ``j .. j + n_blocks - 1`` over ``taps`` frames."""
+    ``j .. j + n_blocks - 1`` over ``taps`` frames (and a column of ones, for the bias)."""
 
     block: int
     taps: int
     n_blocks: int
     n_valid: int  # output positions along frequency
-    weight: torch.Tensor  # [taps * n_blocks * block, block * C] bfloat16
-    channels: int
+    weight: torch.Tensor  # [1 + taps * n_blocks * block, block * C]
+    extremes: _Extremes
 
 
 def timbral_bank(
-    weight: torch.Tensor, n_freq: int, block: int = 8, dtype: torch.dtype = torch.bfloat16
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    pick_max: torch.Tensor,
+    n_freq: int,
+    block: int = 8,
+    dtype: torch.dtype = torch.bfloat16,
 ) -> TimbralBank:
-    """``weight``: [C, taps, width] live, sign-folded filters of a timbral layer over
-    ``n_freq`` bands (``dtype`` as for :func:`temporal_bank`)."""
-    n_channels, taps, width = weight.shape
+    """``weight``: [C, taps, width] filters of a timbral layer over ``n_freq`` bands, ``bias``
+    and ``pick_max`` [C] as for :func:`temporal_bank`."""
+    _, taps, width = weight.shape
     n_blocks = -(-(block + width - 1) // block)
-    # per time tap, the frequency Toeplitz matrix [n_blocks * block, block * C]
-    mats = [_toeplitz(weight[:, dt], block, n_blocks, 0, dtype) for dt in range(taps)]
-    return TimbralBank(block, taps, n_blocks, n_freq - width + 1, torch.cat(mats), n_channels)
+    ext, weight, bias = _grouped(weight, bias, pick_max, dtype)
+    taps_w = [weight[:, dt] for dt in range(taps)]
+    mats = _gemm_weights(taps_w, bias, ext, block, n_blocks, 0, dtype)
+    return TimbralBank(block, taps, n_blocks, n_freq - width + 1, mats, ext)
 
 
 def timbral_max(xt: torch.Tensor, bank: TimbralBank, chunk: int = 1) -> torch.Tensor:
-    """Time-padded, batch-normed patches ``xt`` [b, T + taps - 1, F] -> the max
-    over the valid bands of the layer's live filters (no bias): [b, C, T] float32.
-    ``chunk`` patches per GEMM, as in :func:`temporal_max`."""
-    xt = xt.to(bank.weight.dtype)
+    """Time-padded, batch-normed patches ``xt`` [b, T + taps - 1, F] -> each channel's max
+    (or min) over the valid bands, bias included, [b, C, T] float32, as :func:`temporal_max`.
+    ``chunk`` patches per GEMM, as there."""
+    dtype, bits = bank.weight.dtype, _BITS[bank.weight.dtype]
+    ext, blk, nb = bank.extremes, bank.block, bank.n_blocks
+    xt = xt.to(dtype)
     b, n_padded, n_freq = xt.shape
-    blk, nb = bank.block, bank.n_blocks
     n_frames = n_padded - bank.taps + 1
     n_out = -(-bank.n_valid // blk)
     n_in = n_out + nb - 1
+    n_cols = bank.weight.shape[1]
     x = F.pad(xt, (0, n_in * blk - n_freq)) if n_in * blk > n_freq else xt[..., : n_in * blk]
-    out = xt.new_empty((b, n_frames, bank.channels))
+    # The last block's bands past the valid ones get what no extreme can be: -inf for a max
+    # channel, +inf for a min channel (as integers: below / above every float).
+    past = bank.n_valid - (n_out - 1) * blk  # first invalid r in the last block
+    cut = blk * ext.n_max
+    out = xt.new_empty((b * n_frames, len(ext.order)), dtype=bits)
     for p in range(0, b, chunk):
         xc = x[p : p + chunk]
         n = len(xc)
-        # A[(b, t, j), (dt, i, s)] = x[b, t + dt, (j + i) blk + s]
+        # A[(b, t, j), 1 + (dt, i, s)] = x[b, t + dt, (j + i) blk + s], after a column of ones
         win = xc.unfold(1, bank.taps, 1)  # [n, T, n_in * blk, taps]
         win = win.reshape(n, n_frames, n_in, blk, bank.taps).unfold(2, nb, 1)
-        a = win.permute(0, 1, 2, 4, 5, 3).reshape(n * n_frames * n_out, -1)
-        y = (a @ bank.weight).view(n * n_frames, n_out * blk, bank.channels)
-        y[:, bank.n_valid :] = -torch.inf  # the last block's bands past the valid ones
-        # the max over bands in two steps, each over an axis with a long contiguous inner one
-        y = y.view(n * n_frames, n_out, blk * bank.channels).amax(1)
-        torch.amax(y.view(n, n_frames, blk, bank.channels), 2, out=out[p : p + chunk])
-    return out.transpose(1, 2).float()
+        a = xc.new_empty((n * n_frames * n_out, bank.weight.shape[0]))
+        a[:, 0] = 1
+        a[:, 1:].view(n, n_frames, n_out, bank.taps, nb, blk).copy_(win.permute(0, 1, 2, 4, 5, 3))
+        y = (a @ bank.weight).view(n * n_frames, n_out, n_cols)
+        if past < blk:
+            y[:, -1, :cut].view(-1, blk, ext.n_max)[:, past:] = -torch.inf
+            y[:, -1, cut:].view(-1, blk, ext.n_min)[:, past:] = torch.inf
+        y = y.view(bits)
+        per_r = y.new_empty((n * n_frames, n_cols))  # pooled over the blocks j ...
+        ext.reduce(y, 1, per_r, blk)
+        rows = out[p * n_frames : (p + n) * n_frames]  # ... then over r within a block
+        torch.amax(per_r[:, :cut].view(-1, blk, ext.n_max), 1, out=rows[:, : ext.n_max])
+        torch.amin(per_r[:, cut:].view(-1, blk, ext.n_min), 1, out=rows[:, ext.n_max :])
+    v = out.view(dtype).float().view(b, n_frames, -1) + ext.lo
+    return v[..., torch.argsort(ext.order)].transpose(1, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,22 +338,40 @@ class FastLayers:
 
 def prepare(front: list, mid: list, n_timbral: int, kernels: list[int], n_freq: int) -> FastLayers:
     """``front``/``mid``: the network's prepared layers (``model._Layer``), the first
-    ``n_timbral`` of ``front`` timbral, the rest temporal with ``kernels`` taps."""
-    timbral = tuple(timbral_bank(layer.weight[:, 0], n_freq) for layer in front[:n_timbral])
-    temporal = temporal_bank([layer.weight[:, 0, :, 0] for layer in front[n_timbral:]], kernels)
+    ``n_timbral`` of ``front`` timbral, the rest temporal with ``kernels`` taps. Their
+    weights and biases were multiplied by the sign of their batch-norm scale (so that a max
+    pools them all); here they are unfolded again, and a negative-scale channel pools by min."""
+
+    def plain(layer):  # the convolution's own weight and bias, and which pool it takes
+        sign = layer.sign[layer.live]
+        w = layer.weight * sign.view(-1, *([1] * (layer.weight.ndim - 1)))
+        return w, layer.bias * sign, sign > 0
+
+    timbral = []
+    for layer in front[:n_timbral]:
+        w, b, pick_max = plain(layer)
+        timbral.append(timbral_bank(w[:, 0], b, pick_max, n_freq))
+    temporal = [plain(layer) for layer in front[n_timbral:]]
+    bank = temporal_bank(
+        [w[:, 0, :, 0] for w, _, _ in temporal],
+        [b for _, b, _ in temporal],
+        [m for _, _, m in temporal],
+        kernels,
+    )
     mids = tuple((layer.weight.bfloat16(), layer.bias.bfloat16()) for layer in mid)
-    return FastLayers(timbral, temporal, mids)
+    return FastLayers(tuple(timbral), bank, mids)
 
 
 def frontend(x: torch.Tensor, front: list, fast: FastLayers) -> list[torch.Tensor]:
-    """Batch-normed patches ``x`` [b, T, F] float32 -> per front-end layer, the max over
-    frequency of its live filters plus their bias, [b, n_live, T] float32 (what the exact
-    path feeds to ``_Layer.fill`` and the pooled ReLU + batch norm)."""
+    """Batch-normed patches ``x`` [b, T, F] float32 -> per front-end layer, its live
+    channels pooled over frequency, [b, n_live, T] float32, in the exact path's convention
+    (sign-folded, bias included: what it feeds to ``_Layer.fill`` and the ReLU + batch
+    norm); the same as the exact path's after that ReLU, to bfloat16 rounding."""
     xb = x.to(torch.bfloat16)
     xt = F.pad(xb, (0, 0, 3, 3))  # timbral: 7 frames, zero-padded by 3
     pooled = [timbral_max(xt, bank) for bank in fast.timbral]
     pooled += temporal_max(xb, fast.temporal)
-    return [p + layer.bias[:, None] for p, layer in zip(pooled, front, strict=True)]
+    return [p * layer.sign[layer.live, None] for p, layer in zip(pooled, front, strict=True)]
 
 
 def mid_conv(x: torch.Tensor, weight_bias: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
