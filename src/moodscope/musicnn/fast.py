@@ -349,11 +349,20 @@ def timbral_max(xt: torch.Tensor, bank: TimbralBank, chunk: int = 1) -> torch.Te
 
 @dataclass(frozen=True)
 class FastLayers:
-    """The bfloat16 matrices of one network, built from its prepared float32 layers."""
+    """The bfloat16 matrices of one network, built from its prepared float32 layers.
+
+    A dead front-end filter (``model.DEAD_WEIGHT``) outputs its bias, so after its ReLU and
+    batch norm a constant (``dead_values``); most of the 561 channels are. The first mid-end
+    layer reads only the live ones (``live``: their indices among the 561, in order), and
+    the constants' share of its output is ``dead_taps`` [C, 7] per tap: their sum wherever
+    the 7-frame window lies inside the patch, a part of it at the zero-padded edges."""
 
     timbral: tuple[TimbralBank, ...]
     temporal: TemporalBank
     mid: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per mid-end layer: weight, bias
+    live: torch.Tensor
+    dead_values: torch.Tensor  # [561] float32 (meaningful where not live)
+    dead_taps: torch.Tensor
 
 
 def prepare(front: list, mid: list, n_timbral: int, kernels: list[int], n_freq: int) -> FastLayers:
@@ -378,20 +387,57 @@ def prepare(front: list, mid: list, n_timbral: int, kernels: list[int], n_freq: 
         [m for _, _, m in temporal],
         kernels,
     )
-    mids = tuple((layer.weight.bfloat16(), layer.bias.bfloat16()) for layer in mid)
-    return FastLayers(tuple(timbral), bank, mids)
+    live, values, offset = [], [], 0
+    for layer in front:
+        live.append(layer.live + offset)
+        values.append(torch.relu(layer.bias_all * layer.sign) * layer.scale + layer.shift)
+        offset += len(layer.bias_all)
+    live, values = torch.cat(live), torch.cat(values)
+    first = mid[0].weight  # [C, 561, 7]
+    dead = torch.ones(offset, dtype=torch.bool)
+    dead[live] = False
+    dead_taps = torch.einsum("ckd,k->cd", first[:, dead].double(), values[dead].double()).float()
+    mids = [(first[:, live].bfloat16(), mid[0].bias.bfloat16())]
+    mids += [(layer.weight.bfloat16(), layer.bias.bfloat16()) for layer in mid[1:]]
+    return FastLayers(tuple(timbral), bank, tuple(mids), live, values, dead_taps)
 
 
-def frontend(x: torch.Tensor, front: list, fast: FastLayers) -> list[torch.Tensor]:
-    """Batch-normed patches ``x`` [b, T, F] float32 -> per front-end layer, its live
-    channels pooled over frequency, [b, n_live, T] float32, in the exact path's convention
-    (sign-folded, bias included: what it feeds to ``_Layer.fill`` and the ReLU + batch
-    norm); the same as the exact path's after that ReLU, to bfloat16 rounding."""
+def first_mid_conv(x: torch.Tensor, fast: FastLayers) -> torch.Tensor:
+    """The first mid-end layer's convolution of the live front-end channels ``x``
+    [b, n_live, T], plus the dead channels' constant share: [b, C, T] float32."""
+    n_frames = x.shape[2]
+    inside = torch.ones(1, 1, n_frames)  # where each tap reads the patch, not the padding
+    share = F.conv1d(inside, fast.dead_taps[:, None], padding=3, groups=1)  # [1, C, T]
+    return mid_conv(x, fast.mid[0]) + share
+
+
+def frontend(
+    x: torch.Tensor, front: list, fast: FastLayers, relu_bn
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch-normed patches ``x`` [b, T, F] float32 -> the live front-end channels after
+    their ReLU and batch norm, [b, n_live, T] float32, and every one of the 561 channels'
+    max and mean over time, [b, 561] each (a dead channel's: its constant).
+
+    ``relu_bn(pooled, layer)``: the exact path's ReLU + batch norm of a layer's live
+    channels, pooled over frequency in its convention (sign-folded, bias included); the
+    GEMMs give the same as the exact path's after that ReLU, to bfloat16 rounding."""
     xb = x.to(torch.bfloat16)
     xt = F.pad(xb, (0, 0, 3, 3))  # timbral: 7 frames, zero-padded by 3
     pooled = [timbral_max(xt, bank) for bank in fast.timbral]
     pooled += temporal_max(xb, fast.temporal)
-    return [p * layer.sign[layer.live, None] for p, layer in zip(pooled, front, strict=True)]
+    live = torch.cat(
+        [
+            relu_bn(p * layer.sign[layer.live, None], layer)
+            for p, layer in zip(pooled, front, strict=True)
+        ],
+        1,
+    )
+    b = len(x)
+    time_max = fast.dead_values.expand(b, -1).clone()
+    time_mean = time_max.clone()
+    time_max[:, fast.live] = live.amax(2)
+    time_mean[:, fast.live] = live.mean(2)
+    return live, time_max, time_mean
 
 
 def mid_conv(x: torch.Tensor, weight_bias: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -527,8 +526,9 @@ class Musicnn(nn.Module):
         if precision not in _fast.PRECISIONS:
             raise ValueError(f"precision must be one of {_fast.PRECISIONS}; got {precision!r}")
         front, mid = self._layers(x.device)
+        front_pools = None
         if precision == "bfloat16":
-            front_out, convs = self._frontend_bf16(x, front, mid)
+            front_out, front_pools, convs = self._frontend_bf16(x, front, mid)
         else:
             # On CPU the front end runs patch by patch: its intermediate maps (~15-25 MB per
             # patch) then stay in cache, measured faster than one 20-patch batch on one core.
@@ -541,9 +541,13 @@ class Musicnn(nn.Module):
         m1 = self._mid(mid[0], front_out, convs[0])
         m2 = self._mid(mid[1], m1, convs[1]) + m1
         m3 = self._mid(mid[2], m2, convs[2]) + m2
-        feats = torch.cat([front_out, m1, m2, m3], dim=1)  # [B, 753, T]
-
-        max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        if front_pools is None:
+            feats = torch.cat([front_out, m1, m2, m3], dim=1)  # [B, 753, T]
+            max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        else:  # the fast path pooled the front end itself (its live channels only)
+            mids = torch.cat([m1, m2, m3], dim=1)
+            max_pool = torch.cat([front_pools[0], mids.amax(dim=2)], dim=1)
+            mean_pool = torch.cat([front_pools[1], mids.mean(dim=2)], dim=1)
         # TF concatenates [max, mean] on a trailing axis and flattens: channel-major interleave.
         pooled = self.bn_pool(torch.stack([max_pool, mean_pool], dim=2).flatten(1))
         penultimate = self.bn_dense(torch.relu(self.dense(pooled)))
@@ -630,9 +634,10 @@ class Musicnn(nn.Module):
 
     def _frontend_bf16(
         self, x: torch.Tensor, front: list[_Layer], mid: list[_Layer]
-    ) -> tuple[torch.Tensor, list[Callable[[torch.Tensor], torch.Tensor]]]:
-        """The front end of all patches ``x`` at once through bfloat16 GEMMs, and the
-        mid-end convolutions to use (see :mod:`moodscope.musicnn.fast`)."""
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], list]:
+        """The front end of all patches ``x`` at once through bfloat16 GEMMs: its live
+        channels, every channel's max and mean over time, and the mid-end convolutions to
+        use (see :mod:`moodscope.musicnn.fast`)."""
         key = (self._prepared[0], "bfloat16")
         cached = getattr(self, "_prepared_bf16", None)
         if cached is None or cached[0] != key:
@@ -642,13 +647,15 @@ class Musicnn(nn.Module):
             self._prepared_bf16 = cached = (key, layers)
         layers = cached[1]
         scale, shift = _affine(self.bn_input)
-        pooled = _fast.frontend(x * scale + shift, front, layers)
-        out = [
-            _pool_relu_bn(layer.fill(p), layer.sign, layer.scale, layer.shift)
-            for p, layer in zip(pooled, front, strict=True)
-        ]
-        convs = [functools.partial(_fast.mid_conv, weight_bias=wb) for wb in layers.mid]
-        return torch.cat(out, dim=1), convs
+
+        def relu_bn(pooled: torch.Tensor, layer: _Layer) -> torch.Tensor:
+            live = layer.live
+            return _pool_relu_bn(pooled, layer.sign[live], layer.scale[live], layer.shift[live])
+
+        live, time_max, time_mean = _fast.frontend(x * scale + shift, front, layers, relu_bn)
+        convs = [functools.partial(_fast.first_mid_conv, fast=layers)]
+        convs += [functools.partial(_fast.mid_conv, weight_bias=wb) for wb in layers.mid[1:]]
+        return live, (time_max, time_mean), convs
 
     @staticmethod
     def _mid(layer: _Layer, x: torch.Tensor, conv=None) -> torch.Tensor:
