@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import chord_signal, make_emotify_subset
-from moodscope.cli.commands import main
+from moodscope.cli import main
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -146,12 +146,11 @@ class _StubDataset:
 @pytest.fixture
 def captured(monkeypatch):
     """Run train/crossval/compare up to the Python API call and keep what reached it."""
-    import moodscope.cli.commands
     import moodscope.research.comparison
     import moodscope.research.evaluation
     import moodscope.research.experiment
+    import moodscope.research.runs
     from moodscope.errors import MoodscopeError
-    from moodscope.features import FeatureConfig
 
     seen: dict = {}
 
@@ -160,9 +159,9 @@ def captured(monkeypatch):
         raise MoodscopeError("captured")
 
     monkeypatch.setattr(
-        moodscope.cli.commands,
-        "_dataset_table",
-        lambda *a: (_StubDataset(), FeatureConfig(segments=a[3]), pd.DataFrame()),
+        moodscope.research.runs,
+        "dataset_table",
+        lambda *a, **kw: (_StubDataset(), pd.DataFrame(), []),
     )
     research = moodscope.research
     monkeypatch.setattr(research.experiment, "train_and_test", lambda table, **kw: stop(**kw))

@@ -242,8 +242,10 @@ def test_an_interrupted_run_resumes(music, db, monkeypatch):
     rest = list(tag_files(music, db=db))
     skipped = {o.path for o in rest if o.status == SKIPPED}
     # Writes already handed to the writer thread finish when the run stops: at least the
-    # files seen are done, and nothing done is predicted again.
-    assert skipped >= set(done) and len(skipped) < len(rest)
+    # files seen are done, and nothing done is predicted again. How many more were done
+    # depends on how far predictions ran ahead of the writer (a loaded machine: all of them),
+    # so the test asserts no count beyond that.
+    assert skipped >= set(done)
     assert set(spy.paths).isdisjoint(skipped) and set(spy.paths) | skipped == {o.path for o in rest}
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT path, COUNT(*) FROM tracks GROUP BY path").fetchall()

@@ -207,7 +207,7 @@ def test_predicting_imports_only_what_inference_uses(write_audio):
     path = write_audio("one.wav", chord_signal(4.0))
     code = (
         "import sys\n"
-        "from moodscope.cli.commands import main\n"
+        "from moodscope.cli import main\n"
         "try:\n"
         f"    main(['predict', {str(path)!r}, '--format', 'json'])\n"
         "except SystemExit as exc:\n"

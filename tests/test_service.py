@@ -315,7 +315,7 @@ def test_public_address_without_token_warns():
 
 def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys):
     import moodscope.service.app as service
-    from moodscope.cli.commands import main
+    from moodscope.cli import main
 
     seen = {}
     monkeypatch.setattr(service, "create_app", lambda model, **kw: seen.update(kw) or "app")

@@ -1,0 +1,102 @@
+"""The ``moodscope`` app: every command registered in one place, and :func:`main`, which
+turns what can go wrong into an exit code.
+
+Exit codes: 0 done; 1 a run that failed (a :class:`~moodscope.errors.MoodscopeError`, one
+``error: ...`` line on stderr, never a traceback; or some files failed); 2 a usage error
+(click's); 130 interrupted. A reader that closes the pipe (``| head``) ends the run quietly
+with 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from moodscope.cli import library, predicting, research, serving
+from moodscope.cli.console import say
+from moodscope.errors import MoodscopeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Recognise the emotion music induces (GEMS-9), reproduce and evaluate the models.",
+)
+
+for command in (
+    research.features,
+    research.validate,
+    research.plot,
+    research.train,
+    research.reproduce,
+    research.crossval,
+    research.compare,
+    research.evaluate,
+    predicting.predict,
+    library.tag,
+    library.untag,
+    library.find,
+    serving.serve,
+    serving.demo,
+):
+    app.command()(command)
+app.command("plot-classes")(research.plot_classes)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from moodscope import __version__
+
+        typer.echo(f"moodscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Recognise the emotion music induces (GEMS-9), reproduce and evaluate the models."""
+
+
+def _quiet_after_broken_pipe() -> None:
+    # The reader is gone: send what is still buffered nowhere, so the interpreter's own
+    # flush at exit cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning moodscope's errors into one line and exit code 1."""
+    import logging
+
+    from moodscope.backends import cluster
+
+    # dask.distributed logs a lost connection as a traceback; the CLI says it in one line.
+    cluster.LOG_LEVEL = logging.CRITICAL
+    try:
+        code = app(args=argv, prog_name="moodscope", standalone_mode=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_after_broken_pipe()
+        sys.exit(0)
+    except MoodscopeError as exc:
+        say(exc, prefix="error:")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        say("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors of the click that typer bundles (typer >= 0.24 vendors it, so the
+        # class is not importable by a stable name): they know how to show themselves.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    # Outside standalone mode click returns typer.Exit's code instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)
