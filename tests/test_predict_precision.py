@@ -4,6 +4,8 @@ tracks they agree within the guard (same top emotion, shares within 0.01)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import chord_signal
@@ -39,6 +41,19 @@ def test_tagging_takes_exact_too(write_audio, tmp_path):
     for exact, want in ((True, "float32"), (False, fast_precision())):
         (outcome,) = tag_files([path], db=tmp_path / "lib.sqlite", dry_run=True, exact=exact)
         assert outcome.prediction.precision == want
+
+
+def test_cli_exact_flag(write_audio, tmp_path, capsys):
+    from test_cli import run
+
+    path = write_audio("c.wav", chord_signal(7.0, 22050))
+    for args, want in (([], fast_precision()), (["--exact"], "float32")):
+        code, out, _ = run(["predict", path, "--format", "json", "--workers", "1", *args], capsys)
+        assert code == 0
+        (item,) = json.loads(out)
+        assert item["precision"] == want
+    code, _, _ = run(["tag", path, "--dry-run", "--exact", "--db", tmp_path / "l.sqlite"], capsys)
+    assert code == 0
 
 
 def test_a_failed_file_claims_no_precision(tmp_path):

@@ -100,6 +100,7 @@ class InlineBackend(Backend):
 
 # -- local process pool --------------------------------------------------------------------
 
+
 def limit_threads(n: int = 1) -> None:
     """One worker process per core: stop BLAS, OpenMP, numba and torch from starting more."""
     os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
@@ -117,6 +118,7 @@ def limit_threads(n: int = 1) -> None:
 
 HEALTH_CHECK_SECONDS = 5.0
 """While no item finishes, how often :func:`stream` asks the backend whether it is alive."""
+
 
 def stream(
     backend: Backend,

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from moodscope.cli.console import cell, out, prediction_table, progress_bar, say, short_path
-from moodscope.cli.options import ModelPath, ParallelOptions, with_options
+from moodscope.cli.options import InferenceOptions, ModelPath, ParallelOptions, with_options
 
 Db = typer.Option(
     None,
@@ -35,6 +35,7 @@ def _library_files(paths: list[Path]) -> list[str]:
 @with_options
 def tag(
     parallel: ParallelOptions,
+    inference: InferenceOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     db: Optional[Path] = Db,
@@ -69,6 +70,7 @@ def tag(
         scheduler=parallel.scheduler,
         dry_run=dry_run,
         force=force,
+        exact=inference.exact,
     )
     with progress_bar(text(), len(files)) as update:
         for n, outcome in enumerate(outcomes, start=1):

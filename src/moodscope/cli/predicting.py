@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from moodscope.cli.console import out, prediction_table, progress_bar, say
-from moodscope.cli.options import ModelPath, ParallelOptions, with_options
+from moodscope.cli.options import InferenceOptions, ModelPath, ParallelOptions, with_options
 
 AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
 
@@ -17,6 +17,7 @@ AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursiv
 @with_options
 def predict(
     parallel: ParallelOptions,
+    inference: InferenceOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
@@ -37,7 +38,12 @@ def predict(
     table = fmt == "table" and output is None
     results = []
     with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
-        for r in job.run(workers=parallel.workers, scheduler=parallel.scheduler, progress=update):
+        for r in job.run(
+            workers=parallel.workers,
+            scheduler=parallel.scheduler,
+            progress=update,
+            exact=inference.exact,
+        ):
             if table:  # the other formats are written as they come
                 results.append(r)
     if output is not None:

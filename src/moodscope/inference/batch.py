@@ -71,9 +71,10 @@ class PredictionRun:
         backend: Backend | None = None,
         progress: Callable | None = None,
         stream: TextIO | None = None,
+        exact: bool = False,
     ) -> Iterator[Prediction]:
         """Predict the files still to do, yielding each result as it finishes; the output
-        is complete when the iterator is exhausted."""
+        is complete when the iterator is exhausted (``exact``: as for ``predict``)."""
         stream = stream or sys.stdout
         kept: list[Prediction] = []
         try:
@@ -84,6 +85,7 @@ class PredictionRun:
                 scheduler=scheduler,
                 backend=backend,
                 progress=progress,
+                exact=exact,
             ):
                 if not r.ok:
                     self.failed.append(r)

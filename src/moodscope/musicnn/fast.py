@@ -100,14 +100,12 @@ def _toeplitz(
     return gathered.permute(1, 2, 0).reshape(n_blocks * block, block * n_channels).to(dtype)
 
 
-# The max (or min) over frequency reads every GEMM output back once: it is as costly as the
-# GEMM itself unless it runs on integers. An IEEE float's bits, read as a signed integer of
-# the same width, order the non-negative floats as the floats themselves, and every negative
-# float below every non-negative one. A ReLU follows every pooled channel, so only the
-# extreme's value where it is positive matters: the integer max (min) is the float max (min)
-# wherever that is >= 0, and negative wherever it is negative -- the same after the ReLU.
-# So the bias goes into the GEMM (a column of ones in the input: the ReLU's threshold is 0
-# there), and each channel takes the max or the min as its batch-norm scale's sign asks.
+# The max over frequency reads every GEMM output back once: as a bfloat16 reduction it costs
+# as much as the GEMM itself; on integers it is 8x cheaper. An IEEE float's bits, read as a
+# signed integer of the same width, order the non-negative floats as the floats themselves,
+# put every negative float below every non-negative one, and order the negative floats in
+# reverse. So the float max of a set is its integer max where that is >= 0 (a non-negative
+# member exists), else its integer min (all negative: the one nearest zero) -- exactly.
 _BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
 # AMX multiplies bfloat16 tiles of 32 along K and 16 along N: a GEMM whose K or N is not a
@@ -120,124 +118,61 @@ def _aligned(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-@dataclass(frozen=True)
-class _Extremes:
-    """How a layer's channels pool: ``order`` lists them max-pooled first (``n_max`` of
-    them), then min-pooled; the GEMM's columns run (group, r, channel), so each group is
-    one contiguous run of ``block * n`` columns. ``lo``: the part of each bias that the
-    GEMM's rounded ``dtype`` leaves out, added back after the pooling."""
-
-    order: torch.Tensor
-    n_max: int
-    lo: torch.Tensor  # [C] float32, in ``order``
-
-    @property
-    def n_min(self) -> int:
-        return len(self.order) - self.n_max
-
-    def reduce(self, y: torch.Tensor, dim: int, out: torch.Tensor, block: int) -> None:
-        """Pool ``y`` [..., block * C] (integer view) over ``dim`` into ``out``."""
-        cut = block * self.n_max
-        torch.amax(y[..., :cut], dim, out=out[..., :cut])
-        torch.amin(y[..., cut:], dim, out=out[..., cut:])
-
-    def channels(self, v: torch.Tensor, block: int) -> torch.Tensor:
-        """[b, J, block * C] pooled (float, grouped) -> [b, C, J * block] in channel order,
-        ``lo`` added."""
-        b, n_out, _ = v.shape
-        cut = block * self.n_max
-        v = torch.cat(
-            [
-                v[..., :cut].reshape(b, n_out, block, self.n_max),
-                v[..., cut:].reshape(b, n_out, block, self.n_min),
-            ],
-            -1,
-        )
-        v = v.view(b, n_out * block, -1) + self.lo
-        return v[..., torch.argsort(self.order)].transpose(1, 2)
+def _padded(w: torch.Tensor) -> torch.Tensor:
+    """GEMM weights [K, N] with zero rows and columns up to the AMX tile sizes."""
+    k, n = _aligned(w.shape[0], _ALIGN_K), _aligned(w.shape[1], _ALIGN_N)
+    return F.pad(w, (0, n - w.shape[1], 0, k - w.shape[0]))
 
 
-def _grouped(
-    weight: torch.Tensor, bias: torch.Tensor, pick_max: torch.Tensor, dtype: torch.dtype
-) -> tuple[_Extremes, torch.Tensor, torch.Tensor]:
-    """The bookkeeping of :class:`_Extremes`, and the weight and float32 bias in its order."""
-    order = torch.argsort((~pick_max).to(torch.int8), stable=True)
-    bias = bias[order].float()
-    lo = bias - bias.to(dtype).float()
-    return _Extremes(order, int(pick_max.sum()), lo), weight[order], bias
-
-
-def _gemm_weights(
-    taps: list[torch.Tensor],
-    bias: torch.Tensor,
-    ext: _Extremes,
-    block: int,
-    n_blocks: int,
-    offset: int,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """``taps[d]`` [C, k] (in ``ext.order``) -> the GEMM's weights: row 0 the biases (for
-    the input's column of ones), then per tap ``d`` a Toeplitz block; columns (group, r, c)."""
-    groups = [slice(0, ext.n_max), slice(ext.n_max, None)]
-    rows = [torch.cat([bias[g].repeat(block) for g in groups])[None].to(dtype)]
-    for w in taps:
-        rows.append(torch.cat([_toeplitz(w[g], block, n_blocks, offset, dtype) for g in groups], 1))
-    out = torch.cat(rows)
-    k, n = _aligned(out.shape[0], _ALIGN_K), _aligned(out.shape[1], _ALIGN_N)
-    return F.pad(out, (0, n - out.shape[1], 0, k - out.shape[0]))
+def _float_max(hi: torch.Tensor, lo: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float max from the integer max ``hi`` and integer min ``lo`` of the same set."""
+    return torch.where(hi >= 0, hi, lo).view(dtype)
 
 
 @dataclass(frozen=True)
 class TemporalBank:
     """The three temporal layers as GEMMs on one input matrix (see module docstring).
 
-    All three read the input padded for the longest filter, a column of ones first; a
-    shorter filter's window starts ``before - (k - 1) // 2`` frames later, so its weights
-    are zero there and its GEMM stops at column ``width``."""
+    All three read the input padded for the longest filter; a shorter filter's window
+    starts ``before - (k - 1) // 2`` frames later, so its weights are zero there and its
+    GEMM stops at column ``width``."""
 
     block: int
     before: int  # frames of zero padding before the patch (the longest filter's)
-    n_blocks: int  # input blocks per output block, for the longest filter
-    n_cols: int  # columns of the input matrix: ones, n_blocks * block of data, zeros
-    widths: tuple[int, ...]  # per layer: columns of the input it reads (ones column included)
-    weights: tuple[torch.Tensor, ...]  # per layer: [width, block * C]
-    extremes: tuple[_Extremes, ...]
+    n_blocks: int  # input blocks per output block, as far as any layer reads
+    n_cols: int  # columns of the input matrix: n_blocks * block of data, then zeros
+    widths: tuple[int, ...]  # per layer: columns of the input it reads
+    weights: tuple[torch.Tensor, ...]  # per layer: [width, >= block * C], zero-padded
+    channels: tuple[int, ...]
 
 
 def temporal_bank(
     weights: list[torch.Tensor],
-    biases: list[torch.Tensor],
-    pick_max: list[torch.Tensor],
     kernels: list[int],
     block: int = 16,
     dtype: torch.dtype = torch.bfloat16,
 ) -> TemporalBank:
-    """``weights[i]``: [C_i, k_i] filters of the temporal layer with ``kernels[i]`` taps, TF
-    ``same`` padding ((k - 1) // 2 before), biases [C_i]; ``pick_max[i]`` [C_i] bool: the
-    channels pooled by max (the others by min). ``dtype``: of the GEMMs (float32 only to
-    test the layout: it is slower than the direct convolution)."""
+    """``weights[i]``: [C_i, k_i] live, sign-folded filters of the temporal layer with
+    ``kernels[i]`` taps, TF ``same`` padding ((k - 1) // 2 before). ``dtype``: of the GEMMs
+    (float32 only to test the layout: it is slower than the direct convolution)."""
     before = (max(kernels) - 1) // 2
-    widths, mats, extremes, reach = [], [], [], 0
-    for w, b, m, k in zip(weights, biases, pick_max, kernels, strict=True):
+    mats, reach = [], 0
+    for w, k in zip(weights, kernels, strict=True):
         shift = before - (k - 1) // 2  # where this filter's window starts in the long one
         n_blocks = -(-(shift + block + k - 1) // block)
-        ext, w, b = _grouped(w, b, m, dtype)
-        mats.append(_gemm_weights([w], b, ext, block, n_blocks, shift, dtype))
-        widths.append(mats[-1].shape[0])
-        extremes.append(ext)
+        mats.append(_padded(_toeplitz(w, block, n_blocks, shift, dtype)))
         reach = max(reach, n_blocks)
-    return TemporalBank(
-        block, before, reach, max(widths), tuple(widths), tuple(mats), tuple(extremes)
-    )
+    widths = tuple(m.shape[0] for m in mats)
+    channels = tuple(w.shape[0] for w in weights)
+    return TemporalBank(block, before, reach, max(widths), widths, tuple(mats), channels)
 
 
 def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[torch.Tensor]:
-    """Batch-normed patches ``x`` [b, T, F] -> per temporal layer, each channel's max (or
-    min) over frequency, bias included, [b, C_i, T] float32: exact wherever it is >= 0,
-    negative wherever the exact one is (what the ReLU after it sees alike; see ``_BITS``).
+    """Batch-normed patches ``x`` [b, T, F] -> per temporal layer, the max over frequency of
+    its live filters' outputs (no bias): [b, C_i, T] float32.
 
     ``chunk`` patches go through each GEMM at once: one patch's outputs (~1 MB in bfloat16)
-    stay in the core's L2 cache for the pooling that reads them back; 20 patches' would not."""
+    stay in the core's L2 cache for the max that reads them back; 20 patches' would not."""
     dtype, bits = bank.weights[0].dtype, _BITS[bank.weights[0].dtype]
     b, n_frames, n_freq = x.shape
     blk = bank.block
@@ -245,101 +180,90 @@ def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[to
     n_in = n_out + bank.n_blocks - 1
     after = n_in * blk - n_frames - bank.before
     xp = F.pad(x.to(dtype), (0, 0, bank.before, after))  # [b, n_in * blk, F]
-    # A[(b, j, f), 1 + (i, s)] = xp[b, (j + i) blk + s, f], after a column of ones
+    # A[(b, j, f), (i, s)] = xp[b, (j + i) blk + s, f]: one copy, n_blocks x the input
     blocks = xp.view(b, n_in, blk, n_freq).unfold(1, bank.n_blocks, 1)  # [b, J, blk, F, nb]
     a = xp.new_zeros((b, n_out * n_freq, bank.n_cols))
-    a[..., 0] = 1
-    data = a[..., 1 : 1 + bank.n_blocks * blk]
-    data.unflatten(-1, (bank.n_blocks, blk)).view(b, n_out, n_freq, bank.n_blocks, blk).copy_(
-        blocks.permute(0, 1, 3, 4, 2)
-    )
-    out = [xp.new_empty((b, n_out, blk * len(e.order)), dtype=bits) for e in bank.extremes]
+    data = a[..., : bank.n_blocks * blk].unflatten(-1, (bank.n_blocks, blk))
+    data.view(b, n_out, n_freq, bank.n_blocks, blk).copy_(blocks.permute(0, 1, 3, 4, 2))
+    hi = [xp.new_empty((b, n_out, blk * c), dtype=bits) for c in bank.channels]
+    lo = [xp.new_empty((b, n_out, blk * c), dtype=bits) for c in bank.channels]
     for p in range(0, b, chunk):
         ap = a[p : p + chunk].reshape(-1, a.shape[2])
         n = len(ap) // (n_out * n_freq)
-        for width, w, ext, o in zip(bank.widths, bank.weights, bank.extremes, out, strict=True):
-            y = (ap[:, :width] @ w).view(bits).view(n, n_out, n_freq, -1)[..., : o.shape[-1]]
-            ext.reduce(y, 2, o[p : p + chunk], blk)
-    return [
-        ext.channels(o.view(dtype).float(), blk)[..., :n_frames]
-        for o, ext in zip(out, bank.extremes, strict=True)
-    ]
+        for i, (width, w) in enumerate(zip(bank.widths, bank.weights, strict=True)):
+            y = (ap[:, :width] @ w).view(bits).view(n, n_out, n_freq, -1)
+            y = y[..., : hi[i].shape[-1]]  # [(b, J), F, (r, c)]
+            torch.amax(y, 2, out=hi[i][p : p + chunk])
+            torch.amin(y, 2, out=lo[i][p : p + chunk])
+    out = []
+    for h, m, c in zip(hi, lo, bank.channels, strict=True):
+        v = _float_max(h, m, dtype).view(b, n_out * blk, c)[:, :n_frames]
+        out.append(v.transpose(1, 2).float())
+    return out
 
 
 @dataclass(frozen=True)
 class TimbralBank:
     """A timbral layer (``taps`` frames x ``width`` bands, valid along frequency) as one
     GEMM blocked along frequency: output band ``f = j block + r`` reads input blocks
-    ``j .. j + n_blocks - 1`` over ``taps`` frames (and a column of ones, for the bias)."""
+    ``j .. j + n_blocks - 1`` over ``taps`` frames."""
 
     block: int
     taps: int
     n_blocks: int
     n_valid: int  # output positions along frequency
-    weight: torch.Tensor  # [1 + taps * n_blocks * block, block * C]
-    extremes: _Extremes
+    weight: torch.Tensor  # [>= taps * n_blocks * block, >= block * C], zero-padded
+    channels: int
 
 
 def timbral_bank(
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    pick_max: torch.Tensor,
-    n_freq: int,
-    block: int = 8,
-    dtype: torch.dtype = torch.bfloat16,
+    weight: torch.Tensor, n_freq: int, block: int = 8, dtype: torch.dtype = torch.bfloat16
 ) -> TimbralBank:
-    """``weight``: [C, taps, width] filters of a timbral layer over ``n_freq`` bands, ``bias``
-    and ``pick_max`` [C] as for :func:`temporal_bank`."""
-    _, taps, width = weight.shape
+    """``weight``: [C, taps, width] live, sign-folded filters of a timbral layer over
+    ``n_freq`` bands (``dtype`` as for :func:`temporal_bank`)."""
+    n_channels, taps, width = weight.shape
     n_blocks = -(-(block + width - 1) // block)
-    ext, weight, bias = _grouped(weight, bias, pick_max, dtype)
-    taps_w = [weight[:, dt] for dt in range(taps)]
-    mats = _gemm_weights(taps_w, bias, ext, block, n_blocks, 0, dtype)
-    return TimbralBank(block, taps, n_blocks, n_freq - width + 1, mats, ext)
+    # per time tap, the frequency Toeplitz matrix [n_blocks * block, block * C]
+    mats = [_toeplitz(weight[:, dt], block, n_blocks, 0, dtype) for dt in range(taps)]
+    full = _padded(torch.cat(mats))
+    return TimbralBank(block, taps, n_blocks, n_freq - width + 1, full, n_channels)
 
 
 def timbral_max(xt: torch.Tensor, bank: TimbralBank, chunk: int = 1) -> torch.Tensor:
-    """Time-padded, batch-normed patches ``xt`` [b, T + taps - 1, F] -> each channel's max
-    (or min) over the valid bands, bias included, [b, C, T] float32, as :func:`temporal_max`.
-    ``chunk`` patches per GEMM, as there."""
+    """Time-padded, batch-normed patches ``xt`` [b, T + taps - 1, F] -> the max over the
+    valid bands of the layer's live filters (no bias): [b, C, T] float32. ``chunk`` patches
+    per GEMM, as in :func:`temporal_max`."""
     dtype, bits = bank.weight.dtype, _BITS[bank.weight.dtype]
-    ext, blk, nb = bank.extremes, bank.block, bank.n_blocks
     xt = xt.to(dtype)
     b, n_padded, n_freq = xt.shape
+    blk, nb, n_ch = bank.block, bank.n_blocks, bank.channels
     n_frames = n_padded - bank.taps + 1
     n_out = -(-bank.n_valid // blk)
     n_in = n_out + nb - 1
-    n_cols = blk * len(ext.order)  # the GEMM's own (the weights have zero columns after)
+    n_data = bank.taps * nb * blk
     x = F.pad(xt, (0, n_in * blk - n_freq)) if n_in * blk > n_freq else xt[..., : n_in * blk]
-    # The last block's bands past the valid ones get what no extreme can be: -inf for a max
-    # channel, +inf for a min channel (as integers: below / above every float).
-    past = bank.n_valid - (n_out - 1) * blk  # first invalid r in the last block
-    cut = blk * ext.n_max
-    out = xt.new_empty((b * n_frames, len(ext.order)), dtype=bits)
+    past = bank.n_valid - (n_out - 1) * blk  # the last block's first band past the valid ones
+    hi = xt.new_empty((b * n_frames, n_ch), dtype=bits)
+    lo = xt.new_empty((b * n_frames, n_ch), dtype=bits)
     for p in range(0, b, chunk):
         xc = x[p : p + chunk]
         n = len(xc)
-        # A[(b, t, j), 1 + (dt, i, s)] = x[b, t + dt, (j + i) blk + s], after a column of ones
+        # A[(b, t, j), (dt, i, s)] = x[b, t + dt, (j + i) blk + s]
         win = xc.unfold(1, bank.taps, 1)  # [n, T, n_in * blk, taps]
         win = win.reshape(n, n_frames, n_in, blk, bank.taps).unfold(2, nb, 1)
         a = xc.new_zeros((n * n_frames * n_out, bank.weight.shape[0]))
-        a[:, 0] = 1
-        data = a[:, 1 : 1 + bank.taps * nb * blk]
-        data.unflatten(-1, (bank.taps, nb, blk)).view(n, n_frames, n_out, bank.taps, nb, blk).copy_(
-            win.permute(0, 1, 2, 4, 5, 3)
-        )
-        y = (a @ bank.weight).view(n * n_frames, n_out, -1)[..., :n_cols]
-        if past < blk:
-            y[:, -1, :cut].view(-1, blk, ext.n_max)[:, past:] = -torch.inf
-            y[:, -1, cut:].view(-1, blk, ext.n_min)[:, past:] = torch.inf
+        data = a[:, :n_data].unflatten(-1, (bank.taps, nb, blk))
+        data.view(n, n_frames, n_out, bank.taps, nb, blk).copy_(win.permute(0, 1, 2, 4, 5, 3))
+        y = (a @ bank.weight).view(n * n_frames, n_out, -1)[..., : blk * n_ch]
+        if past < blk:  # no max picks -inf (as an integer: the largest negative, never the min)
+            y[:, -1].view(-1, blk, n_ch)[:, past:] = -torch.inf
         y = y.view(bits)
-        per_r = y.new_empty((n * n_frames, n_cols))  # pooled over the blocks j ...
-        ext.reduce(y, 1, per_r, blk)
-        rows = out[p * n_frames : (p + n) * n_frames]  # ... then over r within a block
-        torch.amax(per_r[:, :cut].view(-1, blk, ext.n_max), 1, out=rows[:, : ext.n_max])
-        torch.amin(per_r[:, cut:].view(-1, blk, ext.n_min), 1, out=rows[:, ext.n_max :])
-    v = out.view(dtype).float().view(b, n_frames, -1) + ext.lo
-    return v[..., torch.argsort(ext.order)].transpose(1, 2)
+        # over the blocks j, then over r within a block: (max of maxes, min of mins)
+        rows = slice(p * n_frames, (p + n) * n_frames)
+        torch.amax(y.amax(1).view(-1, blk, n_ch), 1, out=hi[rows])
+        torch.amin(y.amin(1).view(-1, blk, n_ch), 1, out=lo[rows])
+    v = _float_max(hi, lo, dtype).view(b, n_frames, n_ch)
+    return v.transpose(1, 2).float()
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,26 +291,10 @@ class FastLayers:
 
 def prepare(front: list, mid: list, n_timbral: int, kernels: list[int], n_freq: int) -> FastLayers:
     """``front``/``mid``: the network's prepared layers (``model._Layer``), the first
-    ``n_timbral`` of ``front`` timbral, the rest temporal with ``kernels`` taps. Their
-    weights and biases were multiplied by the sign of their batch-norm scale (so that a max
-    pools them all); here they are unfolded again, and a negative-scale channel pools by min."""
+    ``n_timbral`` of ``front`` timbral, the rest temporal with ``kernels`` taps."""
 
-    def plain(layer):  # the convolution's own weight and bias, and which pool it takes
-        sign = layer.sign[layer.live]
-        w = layer.weight * sign.view(-1, *([1] * (layer.weight.ndim - 1)))
-        return w, layer.bias * sign, sign > 0
-
-    timbral = []
-    for layer in front[:n_timbral]:
-        w, b, pick_max = plain(layer)
-        timbral.append(timbral_bank(w[:, 0], b, pick_max, n_freq))
-    temporal = [plain(layer) for layer in front[n_timbral:]]
-    bank = temporal_bank(
-        [w[:, 0, :, 0] for w, _, _ in temporal],
-        [b for _, b, _ in temporal],
-        [m for _, _, m in temporal],
-        kernels,
-    )
+    timbral = tuple(timbral_bank(layer.weight[:, 0], n_freq) for layer in front[:n_timbral])
+    temporal = temporal_bank([layer.weight[:, 0, :, 0] for layer in front[n_timbral:]], kernels)
     live, values, offset = [], [], 0
     for layer in front:
         live.append(layer.live + offset)
@@ -399,7 +307,7 @@ def prepare(front: list, mid: list, n_timbral: int, kernels: list[int], n_freq: 
     dead_taps = torch.einsum("ckd,k->cd", first[:, dead].double(), values[dead].double()).float()
     mids = [(first[:, live].bfloat16(), mid[0].bias.bfloat16())]
     mids += [(layer.weight.bfloat16(), layer.bias.bfloat16()) for layer in mid[1:]]
-    return FastLayers(tuple(timbral), bank, tuple(mids), live, values, dead_taps)
+    return FastLayers(timbral, temporal, tuple(mids), live, values, dead_taps)
 
 
 def first_mid_conv(x: torch.Tensor, fast: FastLayers) -> torch.Tensor:
@@ -419,17 +327,14 @@ def frontend(
     max and mean over time, [b, 561] each (a dead channel's: its constant).
 
     ``relu_bn(pooled, layer)``: the exact path's ReLU + batch norm of a layer's live
-    channels, pooled over frequency in its convention (sign-folded, bias included); the
-    GEMMs give the same as the exact path's after that ReLU, to bfloat16 rounding."""
+    channels pooled over frequency (sign-folded, bias added), which the GEMMs give to
+    bfloat16 rounding."""
     xb = x.to(torch.bfloat16)
     xt = F.pad(xb, (0, 0, 3, 3))  # timbral: 7 frames, zero-padded by 3
     pooled = [timbral_max(xt, bank) for bank in fast.timbral]
     pooled += temporal_max(xb, fast.temporal)
     live = torch.cat(
-        [
-            relu_bn(p * layer.sign[layer.live, None], layer)
-            for p, layer in zip(pooled, front, strict=True)
-        ],
+        [relu_bn(p + layer.bias[:, None], layer) for p, layer in zip(pooled, front, strict=True)],
         1,
     )
     b = len(x)
