@@ -182,7 +182,8 @@ def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[to
     xp = F.pad(x.to(dtype), (0, 0, bank.before, after))  # [b, n_in * blk, F]
     # A[(b, j, f), (i, s)] = xp[b, (j + i) blk + s, f]: one copy, n_blocks x the input
     blocks = xp.view(b, n_in, blk, n_freq).unfold(1, bank.n_blocks, 1)  # [b, J, blk, F, nb]
-    a = xp.new_zeros((b, n_out * n_freq, bank.n_cols))
+    a = xp.new_empty((b, n_out * n_freq, bank.n_cols))
+    a[..., bank.n_blocks * blk :] = 0  # the GEMMs' K padding
     data = a[..., : bank.n_blocks * blk].unflatten(-1, (bank.n_blocks, blk))
     data.view(b, n_out, n_freq, bank.n_blocks, blk).copy_(blocks.permute(0, 1, 3, 4, 2))
     hi = [xp.new_empty((b, n_out, blk * c), dtype=bits) for c in bank.channels]
@@ -251,7 +252,8 @@ def timbral_max(xt: torch.Tensor, bank: TimbralBank, chunk: int = 1) -> torch.Te
         # A[(b, t, j), (dt, i, s)] = x[b, t + dt, (j + i) blk + s]
         win = xc.unfold(1, bank.taps, 1)  # [n, T, n_in * blk, taps]
         win = win.reshape(n, n_frames, n_in, blk, bank.taps).unfold(2, nb, 1)
-        a = xc.new_zeros((n * n_frames * n_out, bank.weight.shape[0]))
+        a = xc.new_empty((n * n_frames * n_out, bank.weight.shape[0]))
+        a[:, n_data:] = 0  # the GEMM's K padding
         data = a[:, :n_data].unflatten(-1, (bank.taps, nb, blk))
         data.view(n, n_frames, n_out, bank.taps, nb, blk).copy_(win.permute(0, 1, 2, 4, 5, 3))
         y = (a @ bank.weight).view(n * n_frames, n_out, -1)[..., : blk * n_ch]
