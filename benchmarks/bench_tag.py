@@ -274,10 +274,10 @@ def _library_scale(tmp: Path, n: int) -> list[str]:
         f"Projection to 50,000 four-minute songs (200,000 minutes of audio) at the steady "
         f"rate, {per_minute:.3f} core-seconds per minute of audio, scaling with cores and "
         f"the files' length: **{hours[2]:.1f} h on 2 cores**, **{hours[8]:.1f} h on 8 "
-        f"cores** (cores like these, unloaded, and storage that keeps up). A four-minute "
-        f"song costs a little less than four one-minute files (the per-file work -- open, "
-        f"tag write, index -- is paid once), so this errs long; on this shared machine the "
-        f"load above slows every figure.",
+        f"cores** (cores like these, as loaded as here, and storage that keeps up). A "
+        f"four-minute song costs a little less than four one-minute files (the per-file work "
+        f"-- open, tag write, index -- is paid once), so this errs long, as does the load: "
+        f"on a machine of one's own the same files go faster.",
         "",
     ]
 
