@@ -24,6 +24,7 @@ checks the effect on predictions against the exact path on the dev tracks.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,14 +135,14 @@ class TemporalBank:
     """The three temporal layers as GEMMs on one input matrix (see module docstring).
 
     All three read the input padded for the longest filter; a shorter filter's window
-    starts ``before - (k - 1) // 2`` frames later, so its weights are zero there and its
-    GEMM stops at column ``width``."""
+    starts ``before - (k - 1) // 2`` frames later, so its GEMM reads the columns from there
+    on (rounded down to a tile) to where its window ends."""
 
     block: int
     before: int  # frames of zero padding before the patch (the longest filter's)
     n_blocks: int  # input blocks per output block, as far as any layer reads
     n_cols: int  # columns of the input matrix: n_blocks * block of data, then zeros
-    widths: tuple[int, ...]  # per layer: columns of the input it reads
+    columns: tuple[tuple[int, int], ...]  # per layer: [lo, hi) columns of the input it reads
     weights: tuple[torch.Tensor, ...]  # per layer: [width, >= block * C], zero-padded
     channels: tuple[int, ...]
 
@@ -156,15 +157,18 @@ def temporal_bank(
     ``kernels[i]`` taps, TF ``same`` padding ((k - 1) // 2 before). ``dtype``: of the GEMMs
     (float32 only to test the layout: it is slower than the direct convolution)."""
     before = (max(kernels) - 1) // 2
-    mats, reach = [], 0
+    step = math.lcm(block, _ALIGN_K)  # a GEMM starts at a column where blocks and tiles do
+    mats, ranges, reach = [], [], 0
     for w, k in zip(weights, kernels, strict=True):
         shift = before - (k - 1) // 2  # where this filter's window starts in the long one
-        n_blocks = -(-(shift + block + k - 1) // block)
-        mats.append(_padded(_toeplitz(w, block, n_blocks, shift, dtype)))
-        reach = max(reach, n_blocks)
-    widths = tuple(m.shape[0] for m in mats)
+        lo = shift // step * step  # the columns before lo it would multiply by zeros
+        n_blocks = -(-(shift - lo + block + k - 1) // block)
+        mats.append(_padded(_toeplitz(w, block, n_blocks, shift - lo, dtype)))
+        ranges.append((lo, lo + mats[-1].shape[0]))
+        reach = max(reach, lo // block + n_blocks)
     channels = tuple(w.shape[0] for w in weights)
-    return TemporalBank(block, before, reach, max(widths), widths, tuple(mats), channels)
+    n_cols = max(hi for _, hi in ranges)
+    return TemporalBank(block, before, reach, n_cols, tuple(ranges), tuple(mats), channels)
 
 
 def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[torch.Tensor]:
@@ -191,8 +195,8 @@ def temporal_max(x: torch.Tensor, bank: TemporalBank, chunk: int = 1) -> list[to
     for p in range(0, b, chunk):
         ap = a[p : p + chunk].reshape(-1, a.shape[2])
         n = len(ap) // (n_out * n_freq)
-        for i, (width, w) in enumerate(zip(bank.widths, bank.weights, strict=True)):
-            y = (ap[:, :width] @ w).view(bits).view(n, n_out, n_freq, -1)
+        for i, ((lo_col, hi_col), w) in enumerate(zip(bank.columns, bank.weights, strict=True)):
+            y = (ap[:, lo_col:hi_col] @ w).view(bits).view(n, n_out, n_freq, -1)
             y = y[..., : hi[i].shape[-1]]  # [(b, J), F, (r, c)]
             torch.amax(y, 2, out=hi[i][p : p + chunk])
             torch.amin(y, 2, out=lo[i][p : p + chunk])
@@ -218,7 +222,10 @@ class TimbralBank:
 
 
 def timbral_bank(
-    weight: torch.Tensor, n_freq: int, block: int = 8, dtype: torch.dtype = torch.bfloat16
+    weight: torch.Tensor,
+    n_freq: int,
+    block: int = 8,
+    dtype: torch.dtype = torch.bfloat16,
 ) -> TimbralBank:
     """``weight``: [C, taps, width] live, sign-folded filters of a timbral layer over
     ``n_freq`` bands (``dtype`` as for :func:`temporal_bank`)."""
