@@ -12,7 +12,8 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser
+.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser \
+	tag-readers
 
 venv: $(STAMP)
 
@@ -36,6 +37,16 @@ browser:
 		&& command -v firefox-esr >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium chromium-driver firefox-esr >/dev/null; }
+
+# The programs whose view of the tags tests/test_tag_readers.py checks: ffprobe, exiftool,
+# kid3-cli, Quod Libet's operon (exfalso) and MusicBrainz Picard (its reader, run by the
+# system python3). .ci/run calls this too; nothing happens when all are there.
+tag-readers:
+	@command -v ffprobe >/dev/null && command -v exiftool >/dev/null \
+		&& command -v kid3-cli >/dev/null && command -v operon >/dev/null \
+		&& test -f /usr/lib/picard/picard/formats/__init__.py || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

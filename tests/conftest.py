@@ -118,12 +118,15 @@ def emotify_subset(emotify_dir: Path, tmp_path_factory) -> Path:
 
 
 def chord_signal(duration: float = 4.0, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """A C-major chord with a little noise and a pulse: a stand-in for music."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(duration * sr)) / sr
-    y = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0))
-    y = y * (0.6 + 0.4 * (np.sin(2 * np.pi * 2.0 * t) > 0))
-    return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    """A C-major chord with a little noise and a pulse: a stand-in for music, made with the
+    package's own synthesiser (moodscope.demo.synth)."""
+    from moodscope.demo import synth
+
+    y = synth.chord((261.63, 329.63, 392.0), duration, sr=sr, amplitude=0.6)
+    pulse = synth.tone(2.0, duration, sr=sr, amplitude=1.0) > 0
+    return (
+        y * (0.6 + 0.4 * pulse) + synth.noise(duration, sr=sr, amplitude=0.02, seed=seed)
+    ).astype(np.float32)
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
-"""A real `moodscope serve` process on 127.0.0.1 and a free port, for the service and page
-tests: started with the venv's `moodscope` script, stopped (and its workers with it) at the
-end, its uploads kept in a folder of its own so the tests can see them removed."""
+"""A real `moodscope serve` process on 127.0.0.1, port 0 (the kernel picks a free one and
+the server says which: no bind-close-reuse race), for the service and page tests: started
+with the venv's `moodscope` script, stopped (and its workers with it) at the end, its uploads
+kept in a folder of its own so the tests can see them removed."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +16,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_RUNNING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @dataclass
@@ -42,8 +39,8 @@ class LiveServer:
 
 
 def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
-    """Start ``moodscope serve --port P *args``; return once ``/v1/health`` answers."""
-    port = free_port()
+    """Start ``moodscope serve --port 0 *args``; return once the port it got answers
+    ``/v1/health``."""
     tmpdir = tmp / "server-tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
     log = tmp / "server.log"
@@ -52,24 +49,31 @@ def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
     env.pop("MOODSCOPE_TOKEN", None)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [moodscope, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            [moodscope, "serve", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # its own process group: the workers stop with it
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", port, process, tmpdir, log)
+    server = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"moodscope serve exited early:\n{log.read_text()[-3000:]}")
+        if server is None:
+            found = _RUNNING.search(log.read_bytes())
+            if found is None:
+                time.sleep(0.2)
+                continue
+            port = int(found.group(1))
+            server = LiveServer(f"http://127.0.0.1:{port}", port, process, tmpdir, log)
         try:
             if httpx.get(server.url + "/v1/health", timeout=1.0).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    stop_server(server)
+    stop_server(server or LiveServer("", 0, process, tmpdir, log))
     raise RuntimeError(f"moodscope serve did not answer in {timeout:.0f} s:\n{log.read_text()}")
 
 

@@ -9,6 +9,7 @@ import soundfile as sf
 from conftest import SR, chord_signal
 from moodscope import AudioError, MoodscopeError, load_audio
 from moodscope.audio.decode import audio_info, stream_audio
+from moodscope.demo import synth
 
 
 @pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".mp3"])
@@ -36,8 +37,7 @@ def test_downmix_is_channel_mean(tmp_path):
 
 
 def test_resample_keeps_pitch(write_audio):
-    t = np.arange(48000) / 48000
-    path = write_audio("a440.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000)
+    path = write_audio("a440.wav", synth.tone(440.0, 1.0, sr=48000), 48000)
     y = load_audio(path, sr=SR)
     spectrum = np.abs(np.fft.rfft(y))
     assert abs(np.argmax(spectrum) * SR / len(y) - 440) < 2

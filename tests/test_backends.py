@@ -30,8 +30,16 @@ def die_on_seven(item, context):
     return item + context
 
 
-def slow_first(item, context):
-    time.sleep(0.6 if item == 0 else 0.01)
+def last_first(item, context):
+    # Item 0 finishes only after another item has (a file says so), however loaded the
+    # machine: completion order, not timing, is what is tested.
+    folder = context
+    if item == 0:
+        deadline = time.monotonic() + 60
+        while not any(os.scandir(folder)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        open(os.path.join(folder, str(item)), "w").close()
     return item
 
 
@@ -52,13 +60,12 @@ def test_inline_hands_exceptions_back_as_values():
     assert isinstance(out, AudioError) and "/music/1.mp3" in str(out)
 
 
-def test_process_pool_yields_in_completion_order():
+def test_process_pool_yields_in_completion_order(tmp_path):
     with ProcessBackend(2) as backend:
-        backend.start(0)
-        list(stream(backend, square_plus, range(4)))  # both workers up before timing
-        order = [item for item, _ in stream(backend, slow_first, range(4))]
+        backend.start(str(tmp_path))
+        order = [item for item, _ in stream(backend, last_first, range(4))]
     assert sorted(order) == [0, 1, 2, 3]
-    assert order[0] != 0  # the slow first item did not hold back the others
+    assert order[0] != 0  # the item still running did not hold back the others
 
 
 def test_window_bounds_items_in_flight():
@@ -131,3 +138,98 @@ def test_inline_keeps_submission_order():
     backend.start(0)
     for _ in range(20):  # a set of finished futures would come back in any order
         assert [item for item, _ in stream(backend, square_plus, range(7))] == list(range(7))
+
+
+# -- workers end with their parent ---------------------------------------------------------
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry)] = (int(fields[1]), fields[0])
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    table = _processes()
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, (ppid, _) in table.items() if ppid in frontier} - out
+        out |= frontier
+    return out
+
+
+def _running(pids: set[int]) -> set[int]:
+    table = _processes()
+    return {p for p in pids if p in table and table[p][1] not in ("Z", "X")}
+
+
+def _synth_folder(folder, n: int) -> None:
+    import soundfile as sf
+
+    from moodscope.demo.synth import DEMO_PIECES, synthesize_piece
+
+    folder.mkdir()
+    for i in range(n):
+        piece = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
+        sf.write(folder / f"{i:02d}.flac", synthesize_piece(piece, duration=10.0, seed=i), 22050)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="counts processes in /proc")
+@pytest.mark.parametrize("command", ["predict", "tag"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_workers_forkserver_and_tracker_end_with_a_killed_run(tmp_path, command, how):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "music"
+    _synth_folder(folder, 24)
+    moodscope = str(Path(sys.executable).with_name("moodscope"))
+    args = [moodscope, command, str(folder), "--workers", "2"]
+    args += ["--format", "jsonl"] if command == "predict" else ["--db", str(tmp_path / "i.db")]
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + 240
+            # Mid-run: two workers, the forkserver and the resource tracker are up, and a
+            # first result is out.
+            if command == "predict":
+                assert proc.stdout.readline().startswith("{")
+            while len(_descendants(proc.pid)) < 4 or (command == "tag" and not _tagged(folder)):
+                assert proc.poll() is None and time.monotonic() < deadline, "finished first"
+                time.sleep(0.05)
+            tree = _descendants(proc.pid)
+            assert proc.poll() is None, "the run finished before it could be killed"
+            os.kill(proc.pid, getattr(signal, how))
+            proc.wait(timeout=30)
+            gone_by = time.monotonic() + 5
+            while _running(tree) and time.monotonic() < gone_by:
+                time.sleep(0.05)
+            left = _running(tree)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for pid in _running(_descendants(proc.pid)):
+                os.kill(pid, signal.SIGKILL)
+    for pid in left:  # never leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert left == set(), f"still running 5 s after {how}: {sorted(left)}"
+    assert "Traceback" not in err_path.read_text() and "Error" not in err_path.read_text()
+
+
+def _tagged(folder) -> bool:
+    from moodscope.library.tags import read_tags
+
+    return any(read_tags(p).tagged for p in folder.iterdir() if p.suffix == ".flac")

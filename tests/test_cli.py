@@ -167,7 +167,7 @@ def captured(monkeypatch):
     monkeypatch.setattr(research.experiment, "train_and_test", lambda table, **kw: stop(**kw))
     monkeypatch.setattr(research.evaluation, "crossval", lambda table, tracks, **kw: stop(**kw))
     monkeypatch.setattr(
-        moodscope.research.comparison, "compare_models", lambda ds, table, models, **kw: stop(**kw)
+        research.comparison, "compare_models", lambda dataset, table, models, **kw: stop(**kw)
     )
     return seen
 

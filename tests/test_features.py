@@ -9,6 +9,7 @@ import pytest
 from conftest import SR, chord_signal
 from moodscope import AudioError, FeatureConfig, load_audio
 from moodscope.datasets import EmotifyDataset
+from moodscope.demo import synth
 from moodscope.features import (
     FEATURE_NAMES,
     META_COLUMNS,
@@ -52,9 +53,9 @@ def test_silent_audio_has_defined_features():
 
 
 def test_sine_centroid_and_loudness():
-    t = np.arange(SR * 6) / SR
-    quiet = (0.05 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-    loud = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    quiet = synth.tone(1000.0, 6.0, sr=SR, amplitude=0.05)
+    loud = synth.tone(1000.0, 6.0, sr=SR, amplitude=0.5)
+    t = np.arange(len(loud)) / SR
     segs = equal_segments(len(t), SR, 2)
     xq, xl = paper_features(quiet, segs), paper_features(loud, segs)
     centroid = xq[:, FEATURE_NAMES.index("spectral_centroid")]

@@ -16,6 +16,7 @@ import library_audio
 from conftest import SR, chord_signal
 from library_audio import encode
 from moodscope import EMOTIONS
+from moodscope.demo import synth
 from moodscope.errors import ConfigError, LibraryError
 from moodscope.features.extract import file_digest
 from moodscope.inference import predictor as predict_module
@@ -45,15 +46,12 @@ BAD = ("empty.mp3", "notes.mp3", "short.wav", "truncated.mp3", "nan.wav")
 
 
 def _signals() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    t = np.arange(int(4.0 * SR)) / SR
-    clicks = np.zeros_like(t)
-    clicks[:: SR // 8] = 0.9
+    clicks = synth.clicks(480, 4.0, sr=SR, amplitude=0.9)
     return {
         "a.mp3": chord_signal(4.0),
-        "b.flac": (0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32),
-        "sub/c.ogg": (0.2 * rng.standard_normal(len(t))).astype(np.float32),
-        "d.m4a": (clicks + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
+        "b.flac": synth.tone(110.0, 4.0, sr=SR, amplitude=0.3),
+        "sub/c.ogg": synth.noise(4.0, sr=SR, amplitude=0.3, seed=7),
+        "d.m4a": clicks + synth.noise(4.0, sr=SR, amplitude=0.01, seed=8),
     }
 
 
@@ -589,3 +587,129 @@ def test_sigkill_mid_run_then_rerun_finishes_once(emotify_clips, tmp_path):
     assert not [p for p in folder.iterdir() if ".moodscope-" in p.name]  # no stale copies
     for name in meta:
         assert np.array_equal(decode_exact(folder / name), audio[name]), name
+
+
+# -- two tag runs on one index -------------------------------------------------------------
+
+
+def _synth_library(folder, n: int = 8) -> list[str]:
+    from moodscope.demo.synth import DEMO_PIECES, synthesize_piece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        piece = list(DEMO_PIECES)[i % len(DEMO_PIECES)]
+        name = f"{i:02d}-{piece}.flac"
+        sf.write(folder / name, synthesize_piece(piece, duration=6.0, sr=SR, seed=i), SR)
+        names.append(name)
+    return names
+
+
+@pytest.mark.slow
+def test_two_tag_runs_at_once_leave_every_row_a_result(tmp_path):
+    import subprocess
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    names = _synth_library(folder)
+    command = [_moodscope(), "tag", str(folder), "--db", str(db), "--workers", "1"]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [proc.communicate(timeout=600) for proc in runs]
+    for proc, (_, err) in zip(runs, results):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT path, error, emotions FROM tracks").fetchall()
+    assert sorted(os.path.basename(p) for p, _, _ in rows) == sorted(names)
+    assert [(p, e) for p, e, _ in rows if e is not None or _ is None] == []
+    found = subprocess.run(
+        [_moodscope(), "find", "--mood", "calmness", "--min", "0", "--format", "json",
+         "--db", str(db)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert sorted(os.path.basename(m["path"]) for m in json.loads(found.stdout)) == sorted(names)
+    for name in names:
+        assert read_tags(folder / name).mood in EMOTIONS
+
+
+@pytest.mark.slow
+def test_a_tag_run_waits_for_the_one_writing_its_index_and_says_so(tmp_path):
+    import subprocess
+    import time
+
+    from moodscope.library import IndexLock
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    names = _synth_library(folder, n=2)
+    holder = IndexLock(db)
+    holder.acquire()  # another run holds the index
+    proc = subprocess.Popen(
+        [_moodscope(), "tag", str(folder), "--db", str(db), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline()  # the first thing it says
+        assert "another moodscope tag" in line and str(db) in line and "waiting" in line
+        assert f"process {os.getpid()}" in line
+        time.sleep(1.0)
+        assert proc.poll() is None and not db.exists()  # it waits, it has written nothing
+    finally:
+        holder.release()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert len(find_by_mood("calmness", min_share=0, db=db)) == len(names)
+
+
+def test_a_lock_timeout_is_one_error_naming_the_index(tmp_path):
+    from moodscope.library import IndexLock
+
+    db = tmp_path / "library.sqlite"
+    said: list[str] = []
+    with IndexLock(db):
+        with pytest.raises(LibraryError, match="still using it after 0.3 s") as info:
+            list(tag_files(tmp_path, db=db, lock_timeout=0.3, on_wait=said.append))
+    assert str(db) in str(info.value) and len(said) == 1 and "waiting" in said[0]
+    list(tag_files(tmp_path, db=db, lock_timeout=0.3))  # free again: runs (nothing to do)
+
+
+def test_a_failure_never_downgrades_a_result_another_run_wrote(tmp_path, db):
+    from moodscope.library.index import _finish
+    from moodscope.library.tags import FileState
+
+    folder = tmp_path / "library"
+    (name,) = _synth_library(folder, n=1)
+    path = os.path.realpath(folder / name)
+    before = FileState.of(path)  # what a second run saw before the first one tagged it
+    (prediction,) = predict([path])
+    (first,) = list(tag_files(folder, db=db))
+    assert first.status == TAGGED
+    with LibraryIndex(db) as index:
+        late = _finish(index, prediction, before)  # its write finds the file changed
+        assert late.status == SKIPPED and late.error is None
+        row = index.get(path)
+        assert row.error is None and row.emotions == first.row.emotions and row.tagged_at
+        failed = predict_module.Prediction(path, error=f"{path}: worker lost", model=row.model)
+        assert _finish(index, failed, FileState.of(path)).status == FAILED
+        assert index.get(path).emotions == first.row.emotions  # still the result
+
+
+def test_cli_lock_timeout_is_one_error_line(tmp_path):
+    import subprocess
+
+    from moodscope.library import IndexLock
+
+    folder, db = tmp_path / "library", tmp_path / "library.sqlite"
+    _synth_library(folder, n=1)
+    with IndexLock(db):
+        proc = subprocess.run(
+            [_moodscope(), "tag", str(folder), "--db", str(db), "--lock-timeout", "0.5"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert "waiting for it to finish (at most 0.5 s)" in lines[0]
+    assert lines[-1].startswith(f"error: {db}: another moodscope tag (process {os.getpid()})")
+    assert "Traceback" not in proc.stderr and not db.exists()

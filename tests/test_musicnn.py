@@ -202,7 +202,7 @@ def test_patches_rule():
     np.testing.assert_array_equal(p[0, :50], short)
     np.testing.assert_array_equal(p[0, 50:100], short)
     np.testing.assert_array_equal(p[0, 150:187], short[:37])
-    with pytest.raises(ValueError):
+    with pytest.raises(MoodscopeError):  # the port's errors are moodscope's
         patches(np.zeros((0, 96), dtype=np.float32))
 
 
@@ -238,7 +238,7 @@ def test_spectral_and_conv_timbral_paths_agree_and_bad_path_is_refused(ref):
         np.testing.assert_allclose(spectral["max_pool"], conv["max_pool"], atol=2e-3)
     net = Musicnn()
     net.timbral_path = "fft"
-    with pytest.raises(ValueError, match="timbral_path"):
+    with pytest.raises(MoodscopeError, match="timbral_path"):
         net(torch.zeros(1, PATCH_FRAMES, 96))
 
 

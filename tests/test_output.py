@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+import subprocess
+import threading
 
 import pytest
 
 from conftest import chord_signal
-from moodscope.errors import ConfigError
+from moodscope.errors import ConfigError, OutputError
 from moodscope.inference.outputs import PredictionFile, render
 from moodscope.inference.predictor import Prediction, TimelinePoint
 from test_cli import run
@@ -104,3 +109,156 @@ def test_cli_resume_skips_what_was_done(tmp_path, write_audio, capsys):
     rows = json.loads(out.read_text())
     assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["a.wav", "b.wav"]
     assert rows[0]["emotions"] == {"calmness": 1.0}  # kept, not predicted again
+
+
+# -- where --output leads: a file is replaced, a device or FIFO written through, a folder refused
+
+
+def _moodscope() -> str:
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).with_name("moodscope"))
+
+
+def test_a_folder_is_refused_at_once_and_nothing_is_left(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(OutputError, match="is a folder"):
+        PredictionFile(folder, "json", timeline=False)
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_run_that_stops_before_any_prediction_leaves_no_partial(tmp_path):
+    out = tmp_path / "moods.json"
+    sink = PredictionFile(out, "json", timeline=False)
+    sink.close()  # the model failed to load, the backend could not start, ...
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlinked_output_replaces_its_target(tmp_path):
+    real = tmp_path / "runs" / "moods.json"
+    real.parent.mkdir()
+    real.write_text("[]")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    sink = PredictionFile(link, "json", timeline=False)
+    sink.add(_prediction("/a.mp3"))
+    sink.close()
+    sink.finish()
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert [r["path"] for r in json.loads(real.read_text())] == ["/a.mp3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "runs"]
+
+
+def test_a_fifo_output_is_written_through_with_no_partial_beside_it(tmp_path):
+    fifo = tmp_path / "moods.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    sink = PredictionFile(fifo, "jsonl", timeline=False)
+    sink.add(_prediction("/a.mp3"))
+    sink.add(_prediction("/b.mp3", "tension"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moods.fifo"]
+    sink.close()
+    sink.finish()
+    reader.join(timeout=10)
+    assert [json.loads(line)["path"] for line in got[0].splitlines()] == ["/a.mp3", "/b.mp3"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    with pytest.raises(ConfigError, match="--resume needs a regular file"):
+        PredictionFile(fifo, "jsonl", timeline=False, resume=True)
+
+
+def test_a_device_output_is_written_through(tmp_path):
+    sink = PredictionFile("/dev/null", "csv", timeline=False)
+    sink.add(_prediction("/a.mp3"))
+    sink.close()
+    sink.finish()
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not os.path.exists("/dev/null.partial")
+
+
+def test_an_output_that_cannot_be_written_keeps_the_work_and_says_how_to_resume(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "moods.json"
+    sink = PredictionFile(out, "json", timeline=False)
+    sink.add(_prediction("/a.mp3"))
+    sink.close()
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputError) as info:
+        sink.finish()
+    assert "disk is full" in str(info.value) and "--resume" in str(info.value)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moods.json.partial"]
+    again = PredictionFile(out, "json", timeline=False, resume=True)
+    assert again.done == {"/a.mp3"}
+    again.finish()
+    assert [r["path"] for r in json.loads(out.read_text())] == ["/a.mp3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moods.json"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_cli_output_to_dev_full_is_one_line_and_the_device_stays(tmp_path, write_audio):
+    a = write_audio("a.wav", chord_signal(4.0))
+    before = os.stat("/dev/full")
+    proc = subprocess.run(
+        [_moodscope(), "predict", str(a), "--format", "json", "--output", "/dev/full"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: /dev/full: cannot be written: the disk is full (no space left "
+                      "on device)"], proc.stderr  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    after = os.stat("/dev/full")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+    assert not [n for n in os.listdir("/dev") if "full." in n or n.endswith(".partial")]
+
+
+def test_cli_output_to_a_folder_fails_in_one_line_before_any_work(tmp_path, write_audio):
+    a = write_audio("a.wav", chord_signal(4.0))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    # A checkpoint that does not exist: were the model loaded first, that would be the error.
+    proc = subprocess.run(
+        [_moodscope(), "predict", str(a), "--format", "json", "--output", str(folder),
+         "--model", str(tmp_path / "missing.ckpt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {folder}: is a folder; give a file to write (e.g. {folder}/moods.json)"
+    ]
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_cli_jsonl_into_a_pipe_closed_early_ends_quietly_with_exit_0(tmp_path, write_audio):
+    (tmp_path / "music").mkdir()
+    for i in range(6):
+        write_audio(f"music/{i}.wav", chord_signal(4.0, seed=i))
+    music = tmp_path / "music"
+    script = f"set -o pipefail; '{_moodscope()}' predict '{music}' --format jsonl | head -2"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr  # pipefail: moodscope's own exit status
+    names = [json.loads(line)["path"].rsplit("/", 1)[1] for line in proc.stdout.splitlines()]
+    assert len(names) == 2 and set(names) <= {f"{i}.wav" for i in range(6)}
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+    assert "error" not in proc.stderr
+
+
+def test_cli_output_to_dev_stdout_keeps_stdout_for_the_results(tmp_path, write_audio):
+    a = write_audio("a.wav", chord_signal(4.0))
+    proc = subprocess.run(
+        [_moodscope(), "predict", str(a), "--format", "jsonl", "--output", "/dev/stdout"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == [str(a)]
+    assert "wrote /dev/stdout" in proc.stderr and not list(tmp_path.glob(".*"))

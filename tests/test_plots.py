@@ -7,6 +7,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from moodscope.demo import synth
 from moodscope.errors import ConfigError
 from moodscope.research.plots import (
     PLOT_KINDS,
@@ -28,8 +29,8 @@ EMOTIONS = ["amazement", "solemnity", "tenderness", "nostalgia", "calmness", "po
 def signal() -> np.ndarray:
     # Two seconds of a C major chord with a decaying envelope: enough for every view.
     t = np.arange(2 * SR) / SR
-    y = sum(np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)) * np.exp(-t)
-    return (0.3 * y).astype(np.float32)
+    y = synth.chord((261.63, 329.63, 392.0), 2.0, sr=SR, amplitude=0.9) * np.exp(-t)
+    return y.astype(np.float32)
 
 
 def _has_content(fig: Figure) -> bool:

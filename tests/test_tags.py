@@ -111,20 +111,52 @@ def test_field_names_per_container(song):
     assert set(tag_values(p)) == {"MOOD", "MOODSCOPE_MODEL"} | {share_field(e) for e in EMOTIONS}
 
 
-def test_id3v23_file_stays_v23_with_txxx_mood(song):
+def _v23_moods(path) -> list[tuple[str, list[str]]]:
     from mutagen.id3 import ID3
 
-    path = song("mp3", mood="Dreamy", id3_version=3)
+    frames = ID3(path).getall("TXXX")
+    return sorted((f.desc, [str(t) for t in f.text]) for f in frames if "mood" in f.desc.lower()
+                  and not f.desc.startswith("MOODSCOPE_"))  # fmt: skip
+
+
+def test_id3v23_file_stays_v23_with_picards_and_quod_libets_mood_frames(song):
+    """ID3v2.3 has no TMOO: the mood goes in TXXX:mood (Picard matches that description
+    exactly) and TXXX:QuodLibet::mood (Quod Libet reads no other TXXX for it)."""
+    from mutagen.id3 import ID3
+
+    path = song("mp3", mood="Dreamy", id3_version=3)  # the user's TXXX:MOOD, as Mp3tag writes
     p = prediction(2)
     write_tags(path, p)
     tags = ID3(path)
     assert tags.version[:2] == (2, 3)
     assert not tags.getall("TMOO")
-    assert [str(t) for t in tags.getall("TXXX:MOOD")[0].text] == [p.top_emotion]
+    assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
+    assert read_tags(path).mood == p.top_emotion
     assert read_tags(path).previous_mood == ["Dreamy"]
     remove_tags(path)
-    assert [str(t) for t in ID3(path).getall("TXXX:MOOD")[0].text] == ["Dreamy"]
+    assert _v23_moods(path) == [("QuodLibet::mood", ["Dreamy"]), ("mood", ["Dreamy"])]
+    assert read_tags(path).mood == "Dreamy" and not read_tags(path).tagged
     assert ID3(path).version[:2] == (2, 3)
+
+
+def test_id3v23_mood_in_the_old_frame_is_rewritten_in_the_new_ones(song):
+    """A file moodscope tagged before, with TXXX:MOOD only, is not taken as done."""
+    from mutagen.id3 import ID3, TXXX
+
+    path = song("mp3", id3_version=3)
+    p = prediction(3)
+    write_tags(path, p)
+    tags = ID3(path)
+    for desc in ("mood", "QuodLibet::mood"):
+        tags.delall(f"TXXX:{desc}")
+    tags.add(TXXX(encoding=1, desc="MOOD", text=[p.top_emotion]))
+    tags.save(v2_version=3)
+    assert read_tags(path).mood == p.top_emotion  # still read
+    write_tags(path, p)
+    assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
+    before = FileState.of(path)
+    write_tags(path, p)  # now as wanted: not rewritten
+    assert FileState.of(path) == before
 
 
 def test_retagging_is_idempotent_and_keeps_the_users_mood(song):

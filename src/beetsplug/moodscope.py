@@ -3,27 +3,37 @@
 Enable it with ``plugins: moodscope`` (``pip install moodscope[beets]``). On ``beet import``
 (``auto``, the default) and with ``beet moodscope [QUERY]`` each item gets the flexible
 attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``mood_calmness``)
-and ``moodscope_model``; whenever beets writes tags they go into the file in the fields
-``moodscope tag`` writes (MOOD / ID3 TMOO, MOODSCOPE_*). Query them as usual:
-``beet ls mood:calmness``, ``beet ls mood_tension:0.3..``.
+and ``moodscope_model``. They are media fields like beets' own: ``beet write`` (and
+``modify``, an import that writes) puts them in the file whenever they differ from the
+file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO, MOODSCOPE_*). Query them as
+usual: ``beet ls mood:calmness``, ``beet ls mood_tension:0.3..``.
+
+``beet moodscope [-f] [-p] [-q] [-w|-W] [-j N] [QUERY]``: ``-f/--force`` redoes items that
+already have a mood from this model, ``-p/--pretend`` predicts and shows without storing or
+writing, ``-q/--quiet`` drops the line per item, ``-w/--write`` and ``-W/--nowrite`` override
+``import.write``, ``-j/--jobs`` is the number of worker processes.
 
 Configuration (the defaults)::
 
     moodscope:
         auto: yes      # predict the items of every import
         force: no      # also redo items that already have a mood from the same model
-        workers: 1     # local worker processes for the predictions
+        jobs: 1        # local worker processes for the predictions
+        quiet: no      # no line per predicted item
         model: null    # a moodscope checkpoint; null: the model shipped with moodscope
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import beets
+from beets import library
 from beets.dbcore import types
 from beets.plugins import BeetsPlugin
-from beets.ui import Subcommand, should_write
+from beets.ui import Subcommand, UserError, should_write
 from mediafile import (
     MediaField,
     MP3DescStorageStyle,
@@ -33,7 +43,9 @@ from mediafile import (
 )
 
 from moodscope.emotions import EMOTIONS
+from moodscope.errors import MoodscopeError
 from moodscope.library.tags import (
+    ID3V23_MOOD,
     MODEL_FIELD,
     MOOD_FIELD,
     MP4_FREEFORM,
@@ -43,7 +55,7 @@ from moodscope.library.tags import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from beets.library import Item, Library
 
@@ -57,12 +69,45 @@ def share_attribute(emotion: str) -> str:
     return f"mood_{emotion}"
 
 
+class _ExactDescStorageStyle(MP3DescStorageStyle):
+    """A TXXX frame written under exactly this description: mediafile's own style finds a
+    frame in any case and keeps its case, but Picard reads ``TXXX:mood`` only."""
+
+    def store(self, mutagen_file, value):
+        self.delete(mutagen_file)
+        super().store(mutagen_file, value)
+
+    def delete(self, mutagen_file):
+        for frame in mutagen_file.tags.getall(self.key):
+            if frame.desc.lower() == self.description.lower():
+                del mutagen_file[frame.HashKey]
+
+
+class _OtherVersionDescStyle(_ExactDescStorageStyle):
+    """The mood frame of the other ID3 version: read when the file has nothing else, and
+    removed when the mood is written in this version's frame, so no reader sees two."""
+
+    def store(self, mutagen_file, value):
+        self.delete(mutagen_file)
+
+
+class _OtherVersionFrameStyle(MP3StorageStyle):
+    """TMOO read from a file while writing ID3v2.3 (whose writer drops TMOO on save)."""
+
+    def store(self, mutagen_file, value):
+        mutagen_file.tags.delall(self.key)
+
+
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
-    """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO)."""
-    id3 = (
-        MP3StorageStyle("TMOO") if name == MOOD_FIELD and not id3v23 else MP3DescStorageStyle(name)
-    )
-    return MediaField(id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
+    """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
+    ``ID3V23_MOOD`` frames in ID3v2.3; either is read from a file of the other version)."""
+    if name != MOOD_FIELD:
+        id3 = [MP3DescStorageStyle(name)]
+    elif id3v23:
+        id3 = [_ExactDescStorageStyle(d) for d in ID3V23_MOOD] + [_OtherVersionFrameStyle("TMOO")]
+    else:
+        id3 = [MP3StorageStyle("TMOO")] + [_OtherVersionDescStyle(d) for d in ID3V23_MOOD]
+    return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
 
 
 def _share_field(name: str) -> MediaField:
@@ -85,15 +130,22 @@ class MoodscopePlugin(BeetsPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config.add({"auto": True, "force": False, "workers": 1, "model": None})
+        self.config.add({"auto": True, "force": False, "jobs": 1, "quiet": False, "model": None})
         id3v23 = beets.config["id3v23"].get(bool)
         self.add_media_field(MOOD, _text_field(MOOD_FIELD, id3v23=id3v23))
         self.add_media_field(MODEL, _text_field(MODEL_FIELD, id3v23=id3v23))
         self.add_media_field(PREVIOUS, _text_field(PREVIOUS_MOOD_FIELD, id3v23=id3v23))
         for emotion in EMOTIONS:
             self.add_media_field(share_attribute(emotion), _share_field(share_field(emotion)))
+        # `beet write` (and `modify`, `update`'s write-back) compare an item with its file on
+        # `Item._media_tag_fields` only, which beets fills from MediaFile's fields once at
+        # import time; `add_media_field` does not extend it, so without this `beet write`
+        # would never see that a mood differs from the file's.
+        library.Item._media_tag_fields.update(self.item_types)
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
+            self.register_listener("import_begin", self.check_model)
+        self._import_failed: str | None = None
         self.register_listener("write", self.before_write)
 
     def before_write(self, item: Item, path: bytes, tags: dict) -> None:
@@ -105,27 +157,69 @@ class MoodscopePlugin(BeetsPlugin):
 
     def commands(self) -> list[Subcommand]:
         cmd = Subcommand("moodscope", help="predict the emotion music induces (GEMS-9)")
-        cmd.parser.add_option(
-            "-f", "--force", action="store_true", default=False,
-            help="redo items that already have a mood from this model",
-        )  # fmt: skip
-        cmd.parser.add_option(
-            "-w", "--workers", type="int", default=None, help="local worker processes"
-        )
+        add = cmd.parser.add_option
+        # fmt: off
+        add("-f", "--force", action="store_true", default=None,
+            help="redo items that already have a mood from this model")
+        add("-p", "--pretend", action="store_true", default=False,
+            help="predict and show the moods, but store and write nothing")
+        add("-q", "--quiet", action="store_true", default=None,
+            help="no line per item (errors are still shown)")
+        add("-w", "--write", action="store_true", default=None,
+            help="write the moods into the files (default: import.write)")
+        add("-W", "--nowrite", action="store_false", dest="write",
+            help="do not write the moods into the files")
+        add("-j", "--jobs", type="int", default=None, metavar="N",
+            help="worker processes for the predictions (default: moodscope.jobs)")
+        # fmt: on
         cmd.func = self.command
         return [cmd]
 
     def command(self, lib: Library, opts, args: list[str]) -> None:
+        if opts.jobs is not None and opts.jobs < 1:
+            raise UserError(f"moodscope: --jobs must be at least 1, got {opts.jobs}")
         self.predict_items(
             lib.items(args),
-            write=should_write(),
-            force=opts.force or self.config["force"].get(bool),
-            workers=opts.workers,
+            write=should_write(opts.write),
+            force=self.config["force"].get(bool) if opts.force is None else opts.force,
+            jobs=opts.jobs,
+            pretend=opts.pretend,
+            quiet=self.config["quiet"].get(bool) if opts.quiet is None else opts.quiet,
         )
 
+    def check_model(self, session=None) -> None:
+        """Before an import adds anything: a configured model that is not there stops it
+        with one error line (the model is loaded only when an item needs it)."""
+        self._import_failed = None
+        if self.config["model"].get():
+            self._model_id(self.config["model"].as_filename())
+
     def imported(self, session, task) -> None:
-        # beets writes the tags itself afterwards when the import writes them.
-        self.predict_items(task.imported_items(), write=False, force=self.config["force"].get(bool))
+        # beets writes the tags itself afterwards when the import writes them. beets runs
+        # import stages at WARNING; the line per item is an info line all the same.
+        if self._import_failed:
+            return
+        with self._log_level(logging.INFO):
+            try:
+                self.predict_items(
+                    task.imported_items(),
+                    write=False,
+                    force=self.config["force"].get(bool),
+                    quiet=self.config["quiet"].get(bool),
+                )
+            except UserError as exc:  # a model that does not load: the import goes on
+                self._import_failed = str(exc).removeprefix("moodscope: ")
+                self._log.error("{}; importing without moods", self._import_failed)
+
+    @contextmanager
+    def _log_level(self, level: int) -> Iterator[None]:
+        before = self._log.level
+        verbosity = beets.config["verbose"].get(int)
+        self._log.setLevel(max(logging.DEBUG, level - 10 * verbosity))
+        try:
+            yield
+        finally:
+            self._log.setLevel(before)
 
     def predict_items(
         self,
@@ -133,34 +227,69 @@ class MoodscopePlugin(BeetsPlugin):
         *,
         write: bool,
         force: bool = False,
-        workers: int | None = None,
+        jobs: int | None = None,
+        pretend: bool = False,
+        quiet: bool = False,
     ) -> None:
         """Predict each item (moodscope's ``predict_iter``), store its attributes, and
-        write its tags when ``write``. A file that cannot be read is logged and skipped."""
-        from moodscope.inference.predictor import load_model, predict_iter
-
-        trained = load_model(self.config["model"].get() or None)
+        write its tags when ``write``. A file that cannot be read is logged and skipped;
+        a model that cannot be loaded is a ``UserError``. The model is loaded only when
+        some item is to be predicted.
+        """
+        model = self.config["model"].as_filename() if self.config["model"].get() else None
         todo: dict[str, Item] = {}
+        wanted = None
         for item in items:
-            if not force and item.get(MOOD) and item.get(MODEL) == trained.model_id:
-                self._log.debug("already has a mood from {}: {}", trained.model_id, item)
-                continue
+            if not force and item.get(MOOD):
+                wanted = wanted or self._model_id(model)
+                if item.get(MODEL) == wanted:
+                    self._log.debug("already has a mood from {}: {}", wanted, item)
+                    continue
             todo[str(item.filepath)] = item
         if not todo:
             return
-        workers = workers or self.config["workers"].get(int)
-        for prediction in predict_iter(list(todo), trained, workers=workers):
+
+        from moodscope.inference.predictor import load_model, predict_iter
+
+        try:
+            trained = load_model(model)
+        except MoodscopeError as exc:
+            raise UserError(f"moodscope: {_one_line(exc)}") from exc
+        jobs = jobs or self.config["jobs"].get(int)
+        for prediction in predict_iter(list(todo), trained, workers=jobs):
             item = todo[prediction.path]
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
                 continue
-            if item.get(MOOD) and not item.get(MODEL):  # the user's own mood: kept aside
-                item[PREVIOUS] = item[MOOD]
+            before = item.get(MOOD) or None
+            if not quiet:
+                share = prediction.emotions[prediction.top_emotion]
+                change = f"{before} -> " if before and before != prediction.top_emotion else ""
+                self._log.info(
+                    "{}{}: {}{} ({:.2f})", "would set " if pretend else "", item, change,
+                    prediction.top_emotion, share,
+                )  # fmt: skip
+            if pretend:
+                continue
+            if before and not item.get(MODEL):  # the user's own mood: kept aside
+                item[PREVIOUS] = before
             item[MOOD] = prediction.top_emotion
             item[MODEL] = prediction.model
             for emotion, share in prediction.emotions.items():
                 item[share_attribute(emotion)] = round(share, SHARE_DECIMALS)
-            self._log.info("{}: {}", item, prediction.top_emotion)
             if write:
                 item.try_write()
             item.store()
+
+    def _model_id(self, model: str | None) -> str:
+        """The configured model's ``name@version``, read without loading it."""
+        from moodscope.library.index import model_id
+
+        try:
+            return model_id(model)
+        except MoodscopeError as exc:
+            raise UserError(f"moodscope: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -55,3 +55,8 @@ class TagError(MoodscopeError):
 
 class LibraryError(MoodscopeError):
     """The library index cannot be opened or queried (not an index, a bad query)."""
+
+
+class OutputError(MoodscopeError):
+    """An output cannot be written where it was asked to go (a folder, a full disk, no
+    permission); what was there before is left as it was."""

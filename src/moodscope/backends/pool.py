@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -13,10 +19,83 @@ from moodscope.errors import ConfigError
 _CONTEXT: Any = None
 
 
-def _init_worker(context: Any) -> None:
+def _init_worker(context: Any, parent: int | None = None) -> None:
     global _CONTEXT
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops,
+    # a worker neither prints a KeyboardInterrupt traceback nor leaves its item half done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        die_with(parent)
     limit_threads(1)
     _CONTEXT = context
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal this process gets when the thread that started it ends."""
+
+
+def die_with(parent: int) -> None:
+    """End this (worker) process within moments of process ``parent`` ending, however it
+    ended (SIGKILL included), without a word: a forkserver's worker holds the forkserver
+    (and, through it, multiprocessing's resource tracker) alive, so a worker left waiting
+    for work would keep all three running for ever.
+
+    A thread waits on a pidfd of ``parent`` (Linux >= 5.3; elsewhere it polls once a
+    second); the kernel's parent-death signal covers the forkserver itself ending.
+    """
+    _set_parent_death_signal()
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(0)  # gone before this worker started
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the process has ended
+        else:
+            while _alive(parent):
+                time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="moodscope-parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if it is not running) so that, when this
+    process is killed, it cleans up the pool's semaphores without the warning it prints for
+    them: the user who killed the run has nothing to act on."""
+    from multiprocessing import resource_tracker
+
+    quiet = "ignore:resource_tracker:UserWarning"
+    sys.warnoptions.append(quiet)  # read only by the child processes started meanwhile
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(quiet)
 
 
 def _call(fn: Callable, item: Any):
@@ -27,7 +106,9 @@ class ProcessBackend(Backend):
     """A pool of ``workers`` local processes, each on one core.
 
     Workers start from a clean forkserver, never a fork of this (possibly threaded) process:
-    a forked child can crash in librosa's numba kernels or torch's thread pools.
+    a forked child can crash in librosa's numba kernels or torch's thread pools. They end
+    with this process, however it ends (:func:`die_with`), and with them the forkserver and
+    the resource tracker.
     """
 
     def __init__(self, workers: int):
@@ -51,11 +132,12 @@ class ProcessBackend(Backend):
         mp_context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
+        _quiet_resource_tracker()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=mp_context,
             initializer=_init_worker,
-            initargs=(self.context,),
+            initargs=(self.context, os.getpid()),
         )
 
     def submit(self, fn, item) -> Future:

@@ -20,6 +20,13 @@ Db = typer.Option(
     "$XDG_DATA_HOME/moodscope/library.sqlite or ~/.local/share/moodscope/library.sqlite.",
 )
 AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+LockTimeout = typer.Option(
+    None,
+    "--lock-timeout",
+    min=0,
+    help="Seconds to wait for another tag/untag run on the same --db, then fail "
+    "(default: wait until it finishes).",
+)
 
 
 def _library_files(paths: list[Path]) -> list[str]:
@@ -43,6 +50,7 @@ def tag(
         False, "--dry-run", help="Predict and show the moods; write neither tags nor index."
     ),
     force: bool = typer.Option(False, "--force", help="Redo files already done and unchanged."),
+    lock_timeout: Optional[float] = LockTimeout,
 ) -> None:
     """Write mood tags into audio files and record them in the library index (resumable)."""
     from moodscope.library.index import (
@@ -71,6 +79,8 @@ def tag(
         dry_run=dry_run,
         force=force,
         exact=inference.exact,
+        lock_timeout=lock_timeout,
+        on_wait=say,  # another run holds the index
     )
     with progress_bar(text(), len(files)) as update:
         for n, outcome in enumerate(outcomes, start=1):
@@ -96,13 +106,17 @@ def tag(
         raise typer.Exit(1)
 
 
-def untag(paths: list[Path] = AudioPaths, db: Optional[Path] = Db) -> None:
+def untag(
+    paths: list[Path] = AudioPaths,
+    db: Optional[Path] = Db,
+    lock_timeout: Optional[float] = LockTimeout,
+) -> None:
     """Remove exactly the tags moodscope wrote (a mood the file had before comes back)."""
     from moodscope.library.index import FAILED, SKIPPED, UNTAGGED, untag_files
 
     files = _library_files(paths)
     counts: Counter = Counter()
-    for outcome in untag_files(files, db=db):
+    for outcome in untag_files(files, db=db, lock_timeout=lock_timeout, on_wait=say):
         counts[outcome.status] += 1
         if outcome.status == FAILED:
             say(outcome.error, prefix="failed")

@@ -9,6 +9,7 @@ with 0.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Optional
@@ -24,6 +25,23 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Recognise the emotion music induces (GEMS-9), reproduce and evaluate the models.",
 )
+
+
+class _ReaderGone(Exception):
+    """stdout's reader closed the pipe (``moodscope predict ... | head -2``). Not an
+    ``OSError``: click would turn that into exit 1 before :func:`main` sees it."""
+
+
+def _pipe_safe(command):
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _ReaderGone() from exc
+
+    return run
+
 
 for command in (
     research.features,
@@ -41,8 +59,8 @@ for command in (
     serving.serve,
     serving.demo,
 ):
-    app.command()(command)
-app.command("plot-classes")(research.plot_classes)
+    app.command()(_pipe_safe(command))
+app.command("plot-classes")(_pipe_safe(research.plot_classes))
 
 
 def _version(value: bool) -> None:
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="moodscope", standalone_mode=False)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except (BrokenPipeError, _ReaderGone):
         _quiet_after_broken_pipe()
         sys.exit(0)
     except MoodscopeError as exc:

@@ -130,48 +130,33 @@ class RunConfigOptions:
     ] = None
 
 
+_TRAINING_HELP = {
+    "aggregate": "Model input: segment rows, or one mean/std row per track.",
+    "soft": "Train on listener shares (soft labels).",
+    "smote": "Balance training rows with SMOTE (default: the model's).",
+    "class_weight": "Balance by weighting the loss by inverse class frequency.",
+    "select": "Keep the epoch with the best val_loss (default) or val_macro_f1.",
+    "bn_reestimate": "After training, recompute BatchNorm statistics on the training rows.",
+    "stop_on": "Early stopping watches the `select` criterion or `both`.",
+}
+
+
+def _training(*decls: str):
+    name = decls[0].split("/")[0].lstrip("-").replace("-", "_")
+    return typer.Option(*decls, help=_TRAINING_HELP[name])
+
+
 @dataclass
 class TrainingOptions:
     """How a model trains (each overrides the YAML's ``train:`` section)."""
 
-    aggregate: Annotated[
-        str,
-        typer.Option(
-            "--aggregate", help="Model input: segment rows, or one mean/std row per track."
-        ),
-    ] = "segment"
-    soft: Annotated[
-        bool, typer.Option("--soft", help="Train on listener shares (soft labels).")
-    ] = False
-    smote: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--smote/--no-smote", help="Balance training rows with SMOTE (default: the model's)."
-        ),
-    ] = None
-    class_weight: Annotated[
-        bool,
-        typer.Option(
-            "--class-weight", help="Balance by weighting the loss by inverse class frequency."
-        ),
-    ] = False
-    select: Annotated[
-        Optional[str],
-        typer.Option(
-            "--select", help="Keep the epoch with the best val_loss (default) or val_macro_f1."
-        ),
-    ] = None
-    bn_reestimate: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--bn-reestimate/--no-bn-reestimate",
-            help="After training, recompute BatchNorm statistics on the training rows.",
-        ),
-    ] = None
-    stop_on: Annotated[
-        Optional[str],
-        typer.Option("--stop-on", help="Early stopping watches the `select` criterion or `both`."),
-    ] = None
+    aggregate: Annotated[str, _training("--aggregate")] = "segment"
+    soft: Annotated[bool, _training("--soft")] = False
+    smote: Annotated[Optional[bool], _training("--smote/--no-smote")] = None
+    class_weight: Annotated[bool, _training("--class-weight")] = False
+    select: Annotated[Optional[str], _training("--select")] = None
+    bn_reestimate: Annotated[Optional[bool], _training("--bn-reestimate/--no-bn-reestimate")] = None
+    stop_on: Annotated[Optional[str], _training("--stop-on")] = None
 
     def train_config(self, run: RunConfigOptions):
         """``(TrainConfig, model_kwargs)``: defaults <- YAML <- these flags."""
@@ -189,6 +174,14 @@ class TrainingOptions:
                 stop_on=self.stop_on,
             ),
         )
+
+
+@dataclass
+class ExperimentOptions(
+    ParallelOptions, RunConfigOptions, TrainingOptions, FeatureOptions, DataOptions
+):
+    """Everything train, crossval and compare share: the data, its features, how the model
+    trains, the run's seed and config, and where feature extraction runs."""
 
 
 def with_options(fn):

@@ -46,8 +46,8 @@ def predict(
         ):
             if table:  # the other formats are written as they come
                 results.append(r)
-    if output is not None:
-        say(f"wrote {output}", err=False)
+    if output is not None:  # on stderr when the output is /dev/stdout, a FIFO, a device
+        say(f"wrote {output}", err=job.sink.write_through)
     elif table:
         out.print(prediction_table(job.in_order(results)))
     for r in job.failed:

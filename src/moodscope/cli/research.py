@@ -20,27 +20,50 @@ from moodscope.cli.console import (
 )
 from moodscope.cli.options import (
     DataOptions,
+    ExperimentOptions,
     FeatureOptions,
     ParallelOptions,
     RunConfigOptions,
-    TrainingOptions,
     with_options,
 )
 
 OutDir = typer.Option(..., "--out", help="Report folder.")
 
 
-def _dataset_table(data: DataOptions, features: FeatureOptions, parallel: ParallelOptions):
+def _experiment(run: ExperimentOptions, models: str | list[str]) -> dict:
+    """The keyword arguments train, crossval and compare pass on alike: the dataset and its
+    feature table, the feature and training configs, and each model's arguments."""
+    from moodscope.research.runs import kwargs_for
+
+    train_config, model_kwargs = run.train_config(run)
+    dataset, feature_config, table, _ = _dataset_table(run)
+    if isinstance(models, str):
+        chosen = {"model": models, "model_kwargs": kwargs_for(model_kwargs, models)}
+    else:
+        per_model = {m: kwargs_for(model_kwargs, m) for m in models}
+        chosen = {"models": models, "model_kwargs": per_model}
+    return dict(
+        dataset=dataset,
+        table=table,
+        feature_config=feature_config,
+        train_config=train_config,
+        aggregate=run.aggregate,
+        soft=run.soft,
+        **chosen,
+    )
+
+
+def _dataset_table(run: ExperimentOptions):
     from moodscope.research import runs
 
-    config = features.config()
+    config = run.config()
     with progress_bar("features", None) as update:
         dataset, table, failures = runs.dataset_table(
-            data.root(),
-            data.labels,
+            run.root(),
+            run.labels,
             config,
-            workers=parallel.workers,
-            scheduler=parallel.scheduler,
+            workers=run.workers,
+            scheduler=run.scheduler,
             progress=update,
         )
     if failures:
@@ -149,11 +172,7 @@ def plot_classes(
 
 @with_options
 def train(
-    data: DataOptions,
-    feature_options: FeatureOptions,
-    training: TrainingOptions,
-    run: RunConfigOptions,
-    parallel: ParallelOptions,
+    run: ExperimentOptions,
     model: str = typer.Option("paper_cnn_lstm", "--model", help="A registered model name."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder: model.ckpt, metrics.json, ..."),
     protocol: str = typer.Option(
@@ -161,24 +180,13 @@ def train(
     ),
 ) -> None:
     """Train a model on a dataset, test it on held-out data, save a checkpoint."""
-    from moodscope.research.runs import kwargs_for, train_run
+    from moodscope.research.runs import train_run
 
-    train_config, model_kwargs = training.train_config(run)
-    dataset, feature_config, table, _ = _dataset_table(data, feature_options, parallel)
+    options = _experiment(run, model)
     with bars() as bar:
+        progress = epoch_bar(bar, model)
         result = train_run(
-            dataset,
-            table,
-            model=model,
-            out_dir=out_dir,
-            protocol=protocol,
-            feature_config=feature_config,
-            train_config=train_config,
-            model_kwargs=kwargs_for(model_kwargs, model),
-            aggregate=training.aggregate,
-            soft=training.soft,
-            labels_csv=data.labels,
-            progress=epoch_bar(bar, model),
+            out_dir=out_dir, protocol=protocol, labels_csv=run.labels, progress=progress, **options
         )
     m = result.metrics
     headline = f"track accuracy {m['track_accuracy']:.3f}, " if "track_accuracy" in m else ""
@@ -272,34 +280,18 @@ def reproduce(
 
 @with_options
 def crossval(
-    data: DataOptions,
-    feature_options: FeatureOptions,
-    training: TrainingOptions,
-    run: RunConfigOptions,
-    parallel: ParallelOptions,
+    run: ExperimentOptions,
     model: str = typer.Option("random_forest", "--model", help="A registered model name."),
     out_dir: Path = OutDir,
     folds: int = typer.Option(5, "--folds", min=2, help="Track-disjoint folds."),
 ) -> None:
     """Track-disjoint stratified K-fold cross-validation of a model (the honest number)."""
-    from moodscope.research.runs import crossval_run, kwargs_for
+    from moodscope.research.runs import crossval_run
 
-    train_config, model_kwargs = training.train_config(run)
-    dataset, feature_config, table, _ = _dataset_table(data, feature_options, parallel)
+    options = _experiment(run, model)
     with bars() as bar:
-        result = crossval_run(
-            dataset,
-            table,
-            model=model,
-            out_dir=out_dir,
-            folds=folds,
-            feature_config=feature_config,
-            train_config=train_config,
-            model_kwargs=kwargs_for(model_kwargs, model),
-            aggregate=training.aggregate,
-            soft=training.soft,
-            on_fold=lambda k, n: epoch_bar(bar, f"fold {k + 1}/{n}"),
-        )
+        on_fold = lambda k, n: epoch_bar(bar, f"fold {k + 1}/{n}")  # noqa: E731
+        result = crossval_run(out_dir=out_dir, folds=folds, on_fold=on_fold, **options)
     s = result["summary"]
     corr = s["emotion_correlation_mean"]
     say(
@@ -315,11 +307,7 @@ def crossval(
 
 @with_options
 def compare(
-    data: DataOptions,
-    feature_options: FeatureOptions,
-    training: TrainingOptions,
-    run: RunConfigOptions,
-    parallel: ParallelOptions,
+    run: ExperimentOptions,
     models: str = typer.Option(
         "majority,logistic_regression,random_forest,gradient_boosting,paper_cnn_lstm",
         "--models",
@@ -336,26 +324,17 @@ def compare(
 ) -> None:
     """Cross-validate several models on the same folds and tabulate them side by side."""
     from moodscope.research import comparison
-    from moodscope.research.runs import kwargs_for, parse_variants
+    from moodscope.research.runs import parse_variants
 
     balances = parse_variants(variants)
-    train_config, model_kwargs = training.train_config(run)
-    dataset, feature_config, table, _ = _dataset_table(data, feature_options, parallel)
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    options = _experiment(run, [m.strip() for m in models.split(",") if m.strip()])
     with bars() as bar:
         markdown = comparison.compare_models(
-            dataset,
-            table,
-            names,
-            feature_config=feature_config,
             folds=folds,
-            train_config=train_config,
             out_dir=out_dir,
-            aggregate=training.aggregate,
-            soft=training.soft,
-            model_kwargs={name: kwargs_for(model_kwargs, name) for name in names},
             variants=balances,
             on_fold=lambda name, k, n: epoch_bar(bar, f"{name} fold {k + 1}/{n}"),
+            **options,
         )
     out.print(markdown, highlight=False, markup=False)
 

@@ -15,13 +15,13 @@ participants who felt it, ties going to the first emotion in :data:`EMOTIONS` or
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from moodscope.atomic import file_digest
 from moodscope.datasets.base import Dataset, ValidationReport
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import DatasetError
@@ -133,11 +133,7 @@ class EmotifyDataset(Dataset):
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, algorithm="md5")  # the release's checksum file is MD5
 
 
 def _release_checksums() -> dict[str, str]:

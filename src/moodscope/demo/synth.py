@@ -6,8 +6,6 @@ Small building blocks (tones, chords, clicks, envelopes) plus four seeded demo p
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -15,6 +13,7 @@ from types import MappingProxyType
 import numpy as np
 import soundfile as sf
 
+from moodscope.atomic import atomic_path
 from moodscope.audio.decode import SAMPLE_RATE
 from moodscope.errors import ConfigError
 
@@ -558,22 +557,7 @@ def write_demo_pieces(
     for name in DEMO_PIECES:
         y = synthesize_piece(name, duration=duration, sr=sr, seed=seed)
         final = out_dir / f"{name}.{key}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_path(final) as tmp:
             sf.write(tmp, y, sr, format=file_format, subtype=subtype)
-            _make_readable(tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         paths.append(final)
     return paths
-
-
-def _make_readable(path: str) -> None:
-    # mkstemp creates files private to the owner (0600); give the final file the
-    # permissions an ordinary open() would, i.e. 0666 less the process umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

@@ -7,9 +7,7 @@ a file keeps its entry and editing it does not; a second run over the same data 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moodscope.atomic import atomic_path, atomic_write, file_digest
 from moodscope.audio.decode import load_audio, stream_audio
 from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
 from moodscope.errors import AudioError, FeatureError
@@ -49,24 +48,10 @@ class TrackFeatures:
     precision: str = "float32"  # the network's number format ("bfloat16": musicnn.fast)
 
 
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # A cache entry lost to a power cut is only recomputed: no fsync.
+    with atomic_write(path, "wb", fsync=False) as f:
+        np.savez(f, **arrays)
 
 
 def track_features(
@@ -325,15 +310,8 @@ def extract_features(
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a feature table to Parquet atomically (a crash never leaves a half file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -6,7 +6,6 @@ first, pretrained embeddings register beside it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -14,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from moodscope.atomic import bytes_digest
 from moodscope.audio.decode import SAMPLE_RATE
 from moodscope.errors import ConfigError
 from moodscope.features.segments import MIN_SEGMENT_SECONDS, Segment, segment_track
@@ -127,7 +127,7 @@ class FeatureConfig:
         """A short hash of everything that changes the numbers (config + code version, and
         the number format when it is not float32)."""
         payload = json.dumps({**self.to_dict(), "version": FEATURES_VERSION}, sort_keys=True)
-        key = hashlib.sha1(payload.encode()).hexdigest()[:16]
+        key = bytes_digest(payload.encode())[:16]
         return key if precision == "float32" else f"{key}-{precision}"
 
     def precision(self, wanted: str) -> str:

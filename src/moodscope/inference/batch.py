@@ -46,18 +46,20 @@ class PredictionRun:
         self.fmt = check_format(fmt)
         if resume and output is None:
             raise ConfigError("--resume needs --output (the file an earlier run was writing)")
-        paths = list(paths)
-        self.files = [str(f) for f in find_audio(paths)]
-        if not self.files:
-            raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
-        self.model = load_model(model)
         self.timeline = timeline
         self.output = Path(output) if output is not None else None
+        # The output first: a folder (or anything else it cannot be) is refused before any
+        # file is searched or the model loaded; nothing is created until a result comes.
         self.sink = (
             PredictionFile(self.output, self.fmt, timeline=timeline, resume=resume)
             if self.output is not None
             else None
         )
+        paths = list(paths)
+        self.files = [str(f) for f in find_audio(paths)]
+        if not self.files:
+            raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
+        self.model = load_model(model)
         self.resumed = self.sink.resumed if self.sink is not None else 0
         done = self.sink.done if self.sink is not None else set()
         self.todo = [f for f in self.files if f not in done]
@@ -100,6 +102,10 @@ class PredictionRun:
         except BackendLost as exc:
             if self.sink is None:
                 raise
+            if self.sink.partial is None:  # written through: nothing to resume from
+                raise BackendLost(
+                    f"{exc}; {self.output} is not a regular file, so the run cannot be resumed"
+                ) from exc
             raise BackendLost(
                 f"{exc}; {len(self.sink.done)} of {len(self.files)} file(s) are saved in "
                 f"{self.sink.partial}: run the same command with --resume to finish"

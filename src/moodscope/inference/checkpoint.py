@@ -9,10 +9,7 @@ with it needs numpy and torch only: no scikit-learn import on the inference path
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from moodscope.atomic import write_atomic
 from moodscope.errors import ModelError, MoodscopeError
 from moodscope.features.sets import FeatureConfig
+from moodscope.inference.identity import checkpoint_version
 from moodscope.models.training import TrainConfig
 
 if TYPE_CHECKING:
@@ -186,17 +185,7 @@ def checkpoint_bytes(model: TrainedModel) -> bytes:
 def save_checkpoint(model: TrainedModel, path: str | Path) -> Path:
     """Write ``model`` to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    data = checkpoint_bytes(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, checkpoint_bytes(model))
     # ``model`` is left as it is: it may be the one load_model() shares in this process,
     # whose id must stay that of the file it came from. Load the file for the new id.
     return path
@@ -256,7 +245,7 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
             train_config,
             dict(payload.get("info", {})),
             name=name,
-            version=hashlib.sha1(data).hexdigest()[:12],
+            version=checkpoint_version(data),
             checkpoint=data,
         )
     except MoodscopeError as exc:

@@ -10,13 +10,12 @@ are decoded block by block, so memory stays bounded for hour-long recordings.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
-from moodscope.audio.decode import AUDIO_EXTENSIONS
+from moodscope.atomic import bytes_digest
+from moodscope.audio.files import find_audio
 from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import AudioError, MoodscopeError, NotAudioError
@@ -28,6 +27,7 @@ from moodscope.inference.checkpoint import (
     load_checkpoint,
     load_checkpoint_bytes,
 )
+from moodscope.inference.identity import default_model_path
 
 SILENCE_PEAK = 1e-4
 """A file whose largest sample is below this (-80 dBFS) is reported as silent."""
@@ -124,13 +124,6 @@ class Prediction:
         )
 
 
-def default_model_path() -> Path:
-    """The checkpoint shipped inside the package."""
-    # Through the top package: importing moodscope.models would load every registered
-    # model's library (scikit-learn) just to find a file.
-    return Path(str(resources.files("moodscope").joinpath("models", "default", "default.ckpt")))
-
-
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float) -> TrainedModel:
     return load_checkpoint(path)
@@ -156,19 +149,6 @@ def prediction_features(model: TrainedModel) -> FeatureConfig:
     seconds = float(model.info.get("segment_seconds") or 60.0 / config.segments)
     # Emotify's excerpts run 59-60 s, so 20 segments average 2.985 s: windows use 3.0 s.
     return FeatureConfig(feature_set=config.feature_set, segments=None, window=round(seconds, 1))
-
-
-def find_audio(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and audio files (by extension) under folders, recursively, sorted."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
-        else:
-            found.append(p)
-    return found
 
 
 def _ordered(labels: Sequence[str]) -> list[int]:
@@ -208,7 +188,7 @@ class ModelHandle:
 
     def get(self) -> TrainedModel:
         if self._model is None:
-            digest = hashlib.sha1(self._data).hexdigest()
+            digest = bytes_digest(self._data)
             if digest not in _LOADED:
                 global _LOADS
                 _LOADS += 1

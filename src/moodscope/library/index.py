@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import sqlite3
 from collections import deque
@@ -232,6 +233,14 @@ class LibraryIndex:
         """Insert or replace ``row`` in one transaction of its own."""
         if self.readonly or self._conn is None:
             raise LibraryError(f"{self.path}: opened read-only")
+        try:
+            with self._conn:  # BEGIN ... COMMIT, or ROLLBACK on an error
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._upsert(row)
+        except sqlite3.Error as exc:
+            raise LibraryError(f"{self.path}: cannot record {row.path} ({exc})") from exc
+
+    def _upsert(self, row: IndexRow) -> None:
         row.updated_at = _now()
         values = [getattr(row, c) for c in _COLUMNS]
         values[_COLUMNS.index("emotions")] = (
@@ -243,12 +252,33 @@ class LibraryIndex:
             f"INSERT INTO tracks ({', '.join(_COLUMNS)}) VALUES "
             f"({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(path) DO UPDATE SET {updates}"
         )
+        self._conn.execute(sql, values)
+
+    def record_failure(self, row: IndexRow, state: FileState | None) -> IndexRow:
+        """Record the failed ``row`` unless the index holds a result for the file as it
+        stands now (``state``; None: unknown), which another run wrote: a failure never
+        downgrades a result. Read and write are one transaction; returns the row that
+        stands."""
+        if self.readonly or self._conn is None:
+            raise LibraryError(f"{self.path}: opened read-only")
         try:
-            with self._conn:  # BEGIN ... COMMIT, or ROLLBACK on an error
+            with self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute(sql, values)
+                found = self._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM tracks WHERE path = ?", (row.path,)
+                ).fetchone()
+                current = self._row(found) if found else None
+                if (
+                    current is not None
+                    and current.emotions is not None
+                    and state is not None
+                    and (current.size, current.mtime_ns) == (state.size, state.mtime_ns)
+                ):
+                    return current
+                self._upsert(row)
         except sqlite3.Error as exc:
             raise LibraryError(f"{self.path}: cannot record {row.path} ({exc})") from exc
+        return row
 
     def labels(self) -> list[str]:
         """The emotion labels found in the index (GEMS order first)."""
@@ -260,6 +290,92 @@ class LibraryIndex:
             )
         }
         return [e for e in EMOTIONS if e in found] + sorted(found - set(EMOTIONS))
+
+
+# -- one writer per index ------------------------------------------------------------------
+
+LOCK_POLL_SECONDS = 0.2
+"""How often a run waiting for an index's lock tries again."""
+
+log = logging.getLogger("moodscope")
+
+
+class IndexLock:
+    """The one writer of an index: an exclusive ``flock`` on ``DB.lock`` beside it, held for
+    a whole ``tag`` or ``untag`` run, so two runs on one database take turns instead of
+    undoing each other's rows. The kernel drops it when its process ends, however it ends.
+
+    Parameters
+    ----------
+    db : path
+        The index database.
+    timeout : float, optional
+        Seconds to wait for another run to finish; None waits as long as it takes.
+    on_wait : callable, optional
+        Told once, in words, that the run waits (default: a warning on the ``moodscope``
+        logger, which reaches stderr when nothing configured logging).
+    """
+
+    def __init__(self, db: str | Path, *, timeout: float | None = None, on_wait=None):
+        self.db = Path(db)
+        self.path = self.db.with_name(self.db.name + ".lock")
+        self.timeout = timeout
+        self.on_wait = on_wait or log.warning
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import time
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise LibraryError(f"{self.path}: the index's lock cannot be made ({exc})") from exc
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            if not told:
+                holder = self._holder()
+                self.on_wait(
+                    f"another moodscope tag{holder} is using {self.db}, waiting for it to "
+                    "finish" + ("" if self.timeout is None else f" (at most {self.timeout:g} s)")
+                )
+                told = True
+            if deadline is not None and time.monotonic() >= deadline:
+                os.close(fd)
+                raise LibraryError(
+                    f"{self.db}: another moodscope tag{self._holder()} is still using it "
+                    f"after {self.timeout:g} s; try again when it has finished"
+                )
+            time.sleep(LOCK_POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _holder(self) -> str:
+        try:
+            pid = int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return ""
+        return f" (process {pid})"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> IndexLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 # -- tagging runs --------------------------------------------------------------------------
@@ -289,45 +405,20 @@ class TagOutcome:
 
 def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     """Audio files under ``paths`` as absolute paths with symlinks resolved, each once, in
-    the order found: files as given, folders searched recursively for audio extensions
-    (the rule of :func:`~moodscope.inference.predictor.find_audio`, here without importing
-    torch, so a rerun that has nothing to do starts in a second)."""
-    from moodscope.audio.decode import AUDIO_EXTENSIONS
+    the order found (:func:`moodscope.audio.files.find_audio`, which imports no torch, so a
+    rerun that has nothing to do starts in a second)."""
+    from moodscope.audio.files import find_audio
 
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    found: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
-        else:
-            found.append(str(p))
-    return list(dict.fromkeys(os.path.realpath(f) for f in found))
+    return [str(p) for p in find_audio(paths, resolve=True)]
 
 
 def model_id(model=None) -> str:
-    """``name@version`` of ``model`` (None: the shipped one; a checkpoint path; a
-    TrainedModel) without loading it: a rerun that finds everything done never starts
-    torch. The same id :func:`moodscope.inference.predictor.load_model` gives: the checkpoint's file
-    stem and the first 12 hex digits of its SHA-1."""
-    import hashlib
-    from importlib import resources
+    """``name@version`` of ``model`` without loading it (see
+    :func:`moodscope.inference.identity.model_id`): a rerun that finds everything done
+    never starts torch."""
+    from moodscope.inference.identity import model_id as identify
 
-    from moodscope.errors import ModelError
-
-    if hasattr(model, "model_id"):
-        return model.model_id
-    if model is None:
-        path = Path(str(resources.files("moodscope").joinpath("models", "default", "default.ckpt")))
-    else:
-        path = Path(model)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: no such checkpoint ({exc.strerror})") from exc
-    return f"{path.stem}@{hashlib.sha1(data).hexdigest()[:12]}"
+    return identify(model)
 
 
 def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
@@ -342,10 +433,17 @@ def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
 
 
 def _file_sha1(path: str) -> str | None:
-    from moodscope.features.extract import file_digest
+    from moodscope.atomic import file_digest
 
     try:
         return file_digest(path)
+    except OSError:
+        return None
+
+
+def _state_now(path: str) -> FileState | None:
+    try:
+        return FileState.of(path)
     except OSError:
         return None
 
@@ -358,7 +456,7 @@ def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOut
         if index is not None:
             state = FileState(before.size, before.mtime_ns, sha1=_file_sha1(path))
             row = IndexRow.from_prediction(prediction, state, tagged=False)
-            index.record(row)
+            row = index.record_failure(row, _state_now(path))
         return TagOutcome(path, FAILED, prediction, prediction.error, row)
     if index is None:
         return TagOutcome(path, WOULD_TAG, prediction)
@@ -379,8 +477,11 @@ def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOut
             stale = Prediction(path, error=error, model=prediction.model)
             row = IndexRow.from_prediction(stale, before, tagged=False)
             row.sha1 = None
-        index.record(row)
-        return TagOutcome(path, FAILED, prediction, error, row)
+        stands = index.record_failure(row, _state_now(path))
+        if stands is not row and stands.model == prediction.model and stands.tagged_at:
+            # Another run tagged the file with this model meanwhile: nothing is left to do.
+            return TagOutcome(path, SKIPPED, stands.prediction(), row=stands)
+        return TagOutcome(path, FAILED, prediction, error, stands)
     row = IndexRow.from_prediction(prediction, after, tagged=True)
     index.record(row)
     return TagOutcome(path, TAGGED, prediction, row=row)
@@ -398,6 +499,8 @@ def tag_files(
     dry_run: bool = False,
     use_cache: bool = True,
     exact: bool = False,
+    lock_timeout: float | None = None,
+    on_wait=None,
 ) -> Iterator[TagOutcome]:
     """Predict, tag and index every audio file under ``paths``; yield one
     :class:`TagOutcome` per file as it finishes.
@@ -422,10 +525,22 @@ def tag_files(
         Predict only: write neither tags nor the index (outcomes say ``would tag``).
     exact : bool
         Run the network in float32 (as :func:`moodscope.predict.predict`'s ``exact``).
+    lock_timeout, on_wait
+        Another run writing the same index is waited for (see :class:`IndexLock`): at most
+        ``lock_timeout`` seconds (None: as long as it takes); ``on_wait`` is told it waits.
     """
     files = library_files(paths)
     wanted = model_id(model)
-    index = LibraryIndex(db, readonly=dry_run)
+    lock = None
+    if not dry_run:
+        lock = IndexLock(db or default_db_path(), timeout=lock_timeout, on_wait=on_wait)
+        lock.acquire()
+    try:
+        index = LibraryIndex(db, readonly=dry_run)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         to_predict: dict[str, FileState] = {}
         to_write: list[tuple[IndexRow, FileState]] = []
@@ -477,18 +592,34 @@ def tag_files(
                     yield pending.popleft().result()
     finally:
         index.close()
+        if lock is not None:
+            lock.release()
 
 
 def untag_files(
-    paths: Iterable[str | Path] | str | Path, *, db: str | Path | None = None
+    paths: Iterable[str | Path] | str | Path,
+    *,
+    db: str | Path | None = None,
+    lock_timeout: float | None = None,
+    on_wait=None,
 ) -> Iterator[TagOutcome]:
     """Remove the fields moodscope wrote from every audio file under ``paths`` (see
     :func:`~moodscope.library.tags.remove_tags`); yield one :class:`TagOutcome` per file
     (``skipped``: it held none). The index keeps each file's prediction, marked as not in
-    the file, so a later ``tag`` writes it back without predicting."""
+    the file, so a later ``tag`` writes it back without predicting. Another run writing the
+    index is waited for as in :func:`tag_files`."""
     files = library_files(paths)
     path = Path(db) if db is not None else default_db_path()
-    index = LibraryIndex(path) if path.exists() else None
+    lock = None
+    if path.exists():
+        lock = IndexLock(path, timeout=lock_timeout, on_wait=on_wait)
+        lock.acquire()
+    try:
+        index = LibraryIndex(path) if path.exists() else None
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         for file in files:
             try:
@@ -508,6 +639,8 @@ def untag_files(
     finally:
         if index is not None:
             index.close()
+        if lock is not None:
+            lock.release()
 
 
 # -- finding music by mood -----------------------------------------------------------------
@@ -669,6 +802,7 @@ __all__ = [
     "TAGGED",
     "UNTAGGED",
     "WOULD_TAG",
+    "IndexLock",
     "IndexRow",
     "LibraryIndex",
     "Match",

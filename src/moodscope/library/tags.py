@@ -1,23 +1,23 @@
 """Mood tags in audio files, written so that a file is never damaged.
 
-The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:MOOD``,
-Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share and the model in
-``MOODSCOPE_*`` user fields. A file is rewritten as a copy beside it that is tagged, flushed
-and renamed over the original, so at any instant it is either the old file or the new one.
+The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:mood`` and
+``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share
+and the model in ``MOODSCOPE_*`` user fields. A file is rewritten as a copy beside it that
+is tagged, flushed and renamed over the original, so at any instant it is either the old
+file or the new one.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moodscope.errors import TagError
+from moodscope.atomic import atomic_path, describe_os_error, file_digest, remove_stale_temporaries
+from moodscope.errors import OutputError, TagError
 
 MOOD_FIELD = "MOOD"
 """The players' mood field, by its Vorbis / user-field name (ID3v2.4 stores it in TMOO)."""
@@ -29,6 +29,11 @@ PREVIOUS_MOOD_FIELD = "MOODSCOPE_PREVIOUS_MOOD"
 """A mood the file had before moodscope replaced it; ``untag`` puts it back."""
 SHARE_DECIMALS = 3
 """Shares are written as ``0.412``."""
+
+ID3V23_MOOD = ("mood", "QuodLibet::mood")
+"""The TXXX descriptions the mood is written under in ID3v2.3, which has no TMOO: ``mood`` as
+Picard writes it and reads it (exactly; beets' mediafile and TagLib read any case),
+and Quod Libet's own ``QuodLibet::mood`` (it reads TMOO, or TXXX named ``QuodLibet::...``)."""
 
 MP4_FREEFORM = "----:com.apple.iTunes:"
 """The freeform atom namespace iTunes, foobar2000 and Mp3tag use for user fields."""
@@ -93,7 +98,8 @@ class MoodTags:
 
 
 class _ID3Fields:
-    """ID3v2 (MP3, WAV and AIFF ID3 chunks): TMOO in v2.4, TXXX:MOOD in v2.3, TXXX user
+    """ID3v2 (MP3, WAV and AIFF ID3 chunks): TMOO in v2.4, the :data:`ID3V23_MOOD` TXXX frames
+    in v2.3 (read: any TXXX named ``mood`` in any case, or ``QuodLibet::mood``), TXXX user
     fields. The file's own version is kept."""
 
     def __init__(self, tags):
@@ -103,12 +109,36 @@ class _ID3Fields:
     def _key(self, name: str) -> str:
         return "TMOO" if name == MOOD_FIELD and not self.v23 else f"TXXX:{name}"
 
+    def _v23_mood_frames(self) -> list:
+        """The TXXX frames that hold the mood in a v2.3 tag, ``mood`` (any case) first."""
+        frames = self.tags.getall("TXXX")
+        return [f for f in frames if f.desc.lower() == "mood"] + [
+            f for f in frames if f.desc.lower() == ID3V23_MOOD[1].lower()
+        ]
+
     def names(self) -> list[str]:
-        names = [frame.desc for frame in self.tags.getall("TXXX")]
-        return names + ([MOOD_FIELD] if not self.v23 and self.tags.getall("TMOO") else [])
+        moods = {d.lower() for d in ID3V23_MOOD} if self.v23 else set()
+        names = [
+            MOOD_FIELD if frame.desc.lower() in moods else frame.desc
+            for frame in self.tags.getall("TXXX")
+        ]
+        if not self.v23 and self.tags.getall("TMOO"):
+            names.append(MOOD_FIELD)
+        return list(dict.fromkeys(names))
 
     def get(self, name: str) -> tuple[str, ...]:
+        if name == MOOD_FIELD and self.v23:
+            frames = self._v23_mood_frames()
+            return tuple(str(t) for t in frames[0].text) if frames else ()
         return tuple(str(t) for frame in self.tags.getall(self._key(name)) for t in frame.text)
+
+    def stale(self, name: str, values: tuple[str, ...]) -> bool:
+        """Whether ``name`` holds ``values`` but not in the frames :meth:`set` writes (a v2.3
+        mood under ``TXXX:MOOD`` only, as moodscope wrote it before Picard's convention)."""
+        if name != MOOD_FIELD or not self.v23:
+            return False
+        found = sorted((f.desc, tuple(map(str, f.text))) for f in self._v23_mood_frames())
+        return found != sorted((desc, values) for desc in ID3V23_MOOD)
 
     def set(self, name: str, values: tuple[str, ...]) -> None:
         from mutagen.id3 import TMOO, TXXX, Encoding
@@ -117,11 +147,18 @@ class _ID3Fields:
         encoding = Encoding.UTF16 if self.v23 else Encoding.UTF8
         if self._key(name) == "TMOO":
             self.tags.add(TMOO(encoding=encoding, text=list(values)))
+        elif name == MOOD_FIELD:
+            for desc in ID3V23_MOOD:
+                self.tags.add(TXXX(encoding=encoding, desc=desc, text=list(values)))
         else:
             self.tags.add(TXXX(encoding=encoding, desc=name, text=list(values)))
 
     def delete(self, name: str) -> None:
-        self.tags.delall(self._key(name))
+        if name == MOOD_FIELD and self.v23:
+            for frame in self._v23_mood_frames():
+                del self.tags[frame.HashKey]
+        else:
+            self.tags.delall(self._key(name))
 
     def save(self, audio) -> None:
         if self.v23:
@@ -291,12 +328,18 @@ def _target_after_untagging(state) -> dict[str, tuple[str, ...]]:
     return {MOOD_FIELD: mood} if mood else {}
 
 
+def _stale(fields, target) -> bool:
+    """Whether a field of ``target`` that the file already holds is in an old form."""
+    stale = getattr(fields, "stale", None)
+    return stale is not None and any(stale(name, values) for name, values in target.items())
+
+
 def _apply(fields, state, target) -> None:
     for name in state:
         if name not in target:
             fields.delete(name)
     for name, values in target.items():
-        if state.get(name) != values:
+        if state.get(name) != values or _stale(fields, {name: values}):
             fields.set(name, values)
 
 
@@ -395,48 +438,38 @@ def _rewrite(
     fields = _fields(audio, path, create=True)
     state = _ours(fields)
     target = target_of(state)
-    if target == state:  # already as wanted: leave the file alone
+    if target == state and not _stale(fields, target):  # already as wanted: leave it
         return FileState.of(real, sha1=_sha1(real))
 
-    folder = os.path.dirname(real)
-    remove_stale_copies(folder)
+    # The copy's data is fsynced before the rename (atomic_path), so after a crash or a
+    # power cut the name holds the old file or the new one, whole. The folder is not
+    # fsynced: were the rename lost, the old file is back, and the index (size, mtime) sees
+    # it as not done.
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(real)[:80]}.moodscope-{os.getpid()}-",
-            suffix=".tmp",
-        )  # fmt: skip
-    except OSError as exc:
-        problem = f"no temporary copy can be made in {folder} ({_os_problem(exc)})"
-        raise TagError(path, problem) from exc
-    try:
-        with open(real, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        _copy_attributes(real, tmp, before, path)
-        copy = _open(tmp, kind)
-        copy_fields = _fields(copy, path, create=True)
-        _apply(copy_fields, _ours(copy_fields), target)
-        try:
-            copy_fields.save(copy)
-        except OSError:
-            raise  # a full disk, a vanished folder: reported below
-        except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
-            raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
-        _fsync(tmp)
-        sha1 = _sha1(tmp)
-        if not _state(real, path).unchanged(before):
-            raise TagError(path, "changed while moodscope was tagging it; not tagged (run again)")
-        # The copy's data is on disk before the rename, so after a crash or a power cut the
-        # name holds the old file or the new one, whole. The folder is not fsynced: were
-        # the rename lost, the old file is back, and the index (size, mtime) sees it as not
-        # done.
-        os.replace(tmp, real)
+        with atomic_path(real) as tmp:
+            with open(real, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            _copy_attributes(real, tmp, before, path)
+            copy = _open(tmp, kind)
+            copy_fields = _fields(copy, path, create=True)
+            _apply(copy_fields, _ours(copy_fields), target)
+            try:
+                copy_fields.save(copy)
+            except OSError:
+                raise  # a full disk, a vanished folder: reported below
+            except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
+                raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
+            sha1 = _sha1(tmp)
+            if not _state(real, path).unchanged(before):
+                raise TagError(
+                    path, "changed while moodscope was tagging it; not tagged (run again)"
+                )
     except FileNotFoundError:
         raise TagError(path, "vanished while moodscope was tagging it") from None
+    except OutputError as exc:  # creating, fsyncing or renaming the copy
+        raise TagError(path, f"not tagged: {_os_problem(exc.__cause__)}") from exc
     except OSError as exc:
         raise TagError(path, f"not tagged: {_os_problem(exc)}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return FileState.of(real, sha1=sha1)
 
 
@@ -464,76 +497,25 @@ def _copy_attributes(real: str, tmp: str, before: FileState, path: str) -> None:
             ) from None
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha1(path: str) -> str:
-    from moodscope.features.extract import file_digest
-
     return file_digest(path)
 
 
 def _os_problem(exc: OSError) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full (no space left on device)"
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return exc.strerror or _one_line(exc)
+    return describe_os_error(exc)
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-_STALE = re.compile(r"^\..*\.moodscope-(\d+)-[^/]*\.tmp$")
-_SWEPT: set[str] = set()
-
-
-def remove_stale_copies(folder: str | Path) -> int:
-    """Delete temporary copies left in ``folder`` by a moodscope process that was killed
-    while tagging (their writer is no longer running); once per folder and process."""
-    folder = str(folder)
-    if folder in _SWEPT:
-        return 0
-    _SWEPT.add(folder)
-    removed = 0
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    for name in names:
-        match = _STALE.match(name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(os.path.join(folder, name))
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+remove_stale_copies = remove_stale_temporaries
+"""Temporary copies left by a killed tagging process (see :mod:`moodscope.atomic`)."""
 
 
 __all__ = [
     "FIELD_PREFIX",
+    "ID3V23_MOOD",
     "MODEL_FIELD",
     "MOOD_FIELD",
     "PREVIOUS_MOOD_FIELD",

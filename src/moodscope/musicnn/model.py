@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moodscope.errors import ModelError
+from moodscope.errors import ConfigError, ModelError
 from moodscope.musicnn import fast as _fast
 
 __all__ = [
@@ -145,7 +145,7 @@ def log_mel_batch(y: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 2 or y.shape[1] == 0:
-        raise ValueError(f"expected (n_clips, n_samples) audio; got {y.shape}")
+        raise ConfigError(f"expected (n_clips, n_samples) audio; got {y.shape}")
     window, basis = _stft_constants()
     x = torch.from_numpy(np.ascontiguousarray(y))
     center = y.shape[1] > FFT_SIZE // 2
@@ -195,9 +195,9 @@ def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
     if y.ndim == 2:
         y = y.mean(axis=0)
     if y.ndim != 1:
-        raise ValueError(f"audio must be 1-D (samples) or 2-D (channels, samples); got {y.shape}")
+        raise ConfigError(f"audio must be 1-D (samples) or 2-D (channels, samples); got {y.shape}")
     if y.size == 0:
-        raise ValueError("audio is empty")
+        raise ConfigError("audio is empty")
     if sr != SAMPLE_RATE:
         y = soxr.resample(y, sr, SAMPLE_RATE).astype(np.float32, copy=False)
     return log_mel_batch(y[None])[0]
@@ -232,9 +232,9 @@ def patches(
     """
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim != 2 or mel.shape[0] == 0:
-        raise ValueError(f"mel must be a non-empty (n_frames, n_mels) array; got {mel.shape}")
+        raise ConfigError(f"mel must be a non-empty (n_frames, n_mels) array; got {mel.shape}")
     if patch_frames < 1 or hop_frames < 1:
-        raise ValueError("patch_frames and hop_frames must be >= 1")
+        raise ConfigError("patch_frames and hop_frames must be >= 1")
     n_frames = mel.shape[0]
     if n_frames < patch_frames:
         reps = -(-patch_frames // n_frames)
@@ -522,9 +522,9 @@ class Musicnn(nn.Module):
             batch norm), musicnn's ``max_pool`` / ``mean_pool`` features.
         """
         if x.ndim != 3 or x.shape[2] != self.n_mels:
-            raise ValueError(f"expected (batch, frames, {self.n_mels}); got {tuple(x.shape)}")
+            raise ConfigError(f"expected (batch, frames, {self.n_mels}); got {tuple(x.shape)}")
         if precision not in _fast.PRECISIONS:
-            raise ValueError(f"precision must be one of {_fast.PRECISIONS}; got {precision!r}")
+            raise ConfigError(f"precision must be one of {_fast.PRECISIONS}; got {precision!r}")
         front, mid = self._layers(x.device)
         front_pools = None
         if precision == "bfloat16":
@@ -569,7 +569,7 @@ class Musicnn(nn.Module):
         if path == "auto":
             path = "spectral" if device.type == "cpu" else "conv"
         if path not in ("conv", "spectral"):
-            raise ValueError(f"timbral_path must be 'auto', 'conv' or 'spectral'; got {path!r}")
+            raise ConfigError(f"timbral_path must be 'auto', 'conv' or 'spectral'; got {path!r}")
         tensors = [*self.parameters(), *self.buffers()]
         key = (
             str(device),
@@ -668,7 +668,7 @@ class Musicnn(nn.Module):
         # The batch norms are applied as fixed affine maps in forward(); training mode would
         # silently mean something else, so refuse it.
         if mode:
-            raise RuntimeError("Musicnn is inference-only (converted weights); use eval()")
+            raise ModelError("Musicnn is inference-only (converted weights); use eval()")
         return super().train(False)
 
 
@@ -782,7 +782,7 @@ def musicnn_embed(
         Unknown model name.
     """
     if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+        raise ConfigError("batch_size must be >= 1")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     net = load_musicnn(model, device)

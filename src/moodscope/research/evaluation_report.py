@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moodscope.atomic import write_text_atomic
 from moodscope.research.plots import plot_confusion_matrix
 from moodscope.research.report import Report, write_json
 
@@ -101,7 +102,7 @@ def write_crossval(result: dict, out_dir: str | Path, title: str) -> Path:
     write_json(out_dir / "metrics.json", serializable)
     oof = result["out_of_fold"]
     oof.index.name = "track_id"
-    oof.to_csv(out_dir / "out_of_fold.csv")
+    write_text_atomic(out_dir / "out_of_fold.csv", oof.to_csv())
     crossval_report(result, title).write(out_dir)
     return out_dir
 

@@ -6,8 +6,6 @@ touches global state or needs a display; :func:`save_figure` writes one to PNG a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from moodscope.atomic import atomic_write
 from moodscope.errors import ConfigError
 
 __all__ = [
@@ -470,22 +469,6 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ConfigError(f"save_figure writes PNG; the path must end in .png, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
     return path
-
-
-def _make_readable(path: str) -> None:
-    # mkstemp creates files private to the owner (0600); give the final file the
-    # permissions an ordinary open() would, i.e. 0666 less the process umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

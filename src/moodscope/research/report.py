@@ -10,14 +10,12 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from moodscope.atomic import write_text_atomic
+from moodscope.atomic import write_atomic, write_text_atomic
 
 
 def write_json(path: str | Path, data) -> Path:
@@ -122,13 +120,7 @@ class Report:
         """Write ``report.md``, ``report.html`` and ``figures/*.png`` under ``out_dir``."""
         out_dir = Path(out_dir)
         for name, png in self.figures.items():
-            path = out_dir / "figures" / f"{name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(png)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            write_atomic(out_dir / "figures" / f"{name}.png", png)
         write_text_atomic(out_dir / "report.md", self.markdown())
         write_text_atomic(out_dir / "report.html", self.html())
         return out_dir

@@ -1,0 +1,235 @@
+"""What moodscope writes is seen where people look: every format moodscope tags, written by
+``moodscope.library.tags`` (what ``moodscope tag`` writes) and by the beets plugin's media fields
+(what ``beet write`` writes), read back by the real programs -- mutagen, ffprobe, exiftool,
+kid3-cli, Quod Libet's operon and MusicBrainz Picard's own tag-reading code. The Debian
+packages come from ``make tag-readers``, which .ci/run calls; under CI=true a missing one
+fails the test instead of skipping it.
+
+Each file gets a different top emotion, so a reader that reports the mood of another file,
+or a stale one, fails."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import _required
+from library_audio import encode
+from moodscope import EMOTIONS
+from moodscope.demo import synth
+from moodscope.inference.predictor import Prediction
+from moodscope.library.tags import write_tags
+
+SR = 22050
+FORMATS = {  # name -> (extension, ID3 version or None)
+    "mp3-id3v2.4": ("mp3", 4),
+    "mp3-id3v2.3": ("mp3", 3),
+    "flac": ("flac", None),
+    "ogg-vorbis": ("ogg", None),
+    "opus": ("opus", None),
+    "m4a": ("m4a", None),
+    "wav": ("wav", 4),  # an ID3 chunk
+    "aiff": ("aiff", 4),
+}
+NOT_READ = {("operon", "wav")}
+"""What a reader does not read at all: Quod Libet 4.5 reads no ID3 chunk in a WAV file."""
+PROGRAMS = {  # reader -> the Debian package that brings it
+    "ffprobe": "ffmpeg",
+    "exiftool": "libimage-exiftool-perl",
+    "kid3-cli": "kid3-cli",
+    "operon": "exfalso",
+}
+PICARD = Path("/usr/lib/picard/picard/formats/__init__.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _prediction(top: str) -> Prediction:
+    rest = (1.0 - 0.3) / (len(EMOTIONS) - 1)
+    emotions = {e: 0.3 if e == top else rest for e in EMOTIONS}
+    return Prediction("x", emotions=emotions, top_emotion=top, model="default@0123456789ab")
+
+
+def _blank_file(path: Path, id3_version: int | None, seed: int) -> Path:
+    """A short synthesized file with a title (an ID3 tag of ``id3_version``) and no mood."""
+    import mutagen
+    from mutagen.id3 import TIT2
+
+    y = synth.synthesize_piece("calm_pads", duration=1.0, sr=SR, seed=seed)
+    encode(path, y, SR)
+    audio = mutagen.File(path)
+    if audio.tags is None:
+        audio.add_tags()
+    if id3_version is not None:
+        audio.tags.add(TIT2(encoding=3, text=["Pads"]))
+        if id3_version == 3:
+            audio.tags.update_to_v23()
+        audio.save(v2_version=id3_version)
+    else:
+        audio.save()
+    return path
+
+
+def _beets_write(path: Path, mood: str, *, id3v23: bool) -> None:
+    """Write ``mood`` the way ``beet write`` does: the plugin's media field on a MediaFile."""
+    pytest.importorskip("beets")
+    from mediafile import MediaFile
+
+    from beetsplug.moodscope import _text_field
+    from moodscope.library.tags import MOOD_FIELD
+
+    media = MediaFile(str(path), id3v23=id3v23)
+    _text_field(MOOD_FIELD, id3v23=id3v23).__set__(media, mood)
+    media.save()
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory) -> dict[tuple[str, str], tuple[Path, str]]:
+    """(writer, format) -> (file, the top emotion written into it)."""
+    folder = tmp_path_factory.mktemp("readers")
+    files = {}
+    for i, (name, (ext, id3)) in enumerate(FORMATS.items()):
+        for j, writer in enumerate(("moodscope", "beets")):
+            mood = EMOTIONS[(2 * i + j) % len(EMOTIONS)]
+            path = _blank_file(folder / f"{writer}-{name}.{ext}", id3, seed=i)
+            if writer == "moodscope":
+                write_tags(path, _prediction(mood))
+            else:
+                _beets_write(path, mood, id3v23=id3 == 3)
+            files[writer, name] = (path, mood)
+    return files
+
+
+def _run(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def _mutagen(path: Path) -> list[str]:
+    """The mood fields as a program built on mutagen looks them up (ID3v2.4 TMOO, ID3v2.3
+    TXXX:mood, Vorbis MOOD, the iTunes freeform atom)."""
+    import mutagen
+    from mutagen.id3 import ID3
+
+    audio = mutagen.File(path)
+    if isinstance(audio.tags, ID3):
+        if audio.tags.version[:2] == (2, 4):
+            return [str(t) for f in audio.tags.getall("TMOO") for t in f.text]
+        return [str(t) for f in audio.tags.getall("TXXX:mood") for t in f.text]
+    if type(audio).__name__ == "MP4":
+        return [bytes(v).decode() for v in audio.tags.get("----:com.apple.iTunes:MOOD", [])]
+    return list(audio.tags.get("MOOD", []))
+
+
+def _ffprobe(path: Path) -> list[str]:
+    out = json.loads(_run("ffprobe", "-v", "error", "-show_entries",
+                          "format_tags:stream_tags", "-of", "json", str(path)))  # fmt: skip
+    tags = [out.get("format", {}).get("tags", {})]
+    tags += [s.get("tags", {}) for s in out.get("streams", [])]
+    return [v for t in tags for k, v in t.items() if k.lower() in ("mood", "tmoo")]
+
+
+def _exiftool(path: Path) -> list[str]:
+    moods = []
+    for line in _run("exiftool", "-a", "-s", "-G1", str(path)).splitlines():
+        match = re.match(r"\[[^\]]+\]\s+(\w+)\s+: (.*)$", line)
+        if match and match.group(1) == "Mood":
+            moods.append(match.group(2))
+        elif match and match.group(1) == "UserDefinedText":
+            desc, _, value = match.group(2).partition(") ")
+            if desc.lower() == "(mood":
+                moods.append(value)
+    return moods
+
+
+def _kid3(path: Path) -> list[str]:
+    moods = []
+    for line in _run("kid3-cli", "-c", "get", str(path)).splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name.lower() == "mood":
+            moods.append(value.strip())
+    return moods
+
+
+def _operon(path: Path) -> list[str]:
+    return [v for v in _run("operon", "print", "-p", "<mood>", str(path)).splitlines() if v]
+
+
+READERS = {
+    "mutagen": _mutagen,
+    "ffprobe": _ffprobe,
+    "exiftool": _exiftool,
+    "kid3-cli": _kid3,
+    "operon": _operon,
+}
+
+
+def _need(program: str) -> None:
+    if shutil.which(program) is None:
+        _required(f"needs {program}: apt-get install {PROGRAMS[program]} (make tag-readers)")
+
+
+@pytest.mark.parametrize("writer", ["moodscope", "beets"])
+@pytest.mark.parametrize("reader", list(READERS))
+def test_every_reader_sees_the_mood_in_every_format(tagged, reader, writer):
+    if reader in PROGRAMS:
+        _need(reader)
+    seen = {}
+    for name in FORMATS:
+        if (reader, name) in NOT_READ:
+            continue
+        path, mood = tagged[writer, name]
+        seen[name] = (READERS[reader](path), mood)
+    wrong = {name: got for name, (got, mood) in seen.items() if not got or set(got) != {mood}}
+    assert not wrong, f"{reader} does not see the mood {writer} wrote: {wrong}"
+
+
+@pytest.mark.parametrize("writer", ["moodscope", "beets"])
+def test_picard_sees_the_mood_in_every_format(tagged, writer):
+    """Picard's own reader, imported by the system Python in a subprocess (Debian installs
+    Picard for that Python, outside the virtualenv)."""
+    if not PICARD.is_file() or shutil.which(SYSTEM_PYTHON) is None:
+        _required("needs MusicBrainz Picard: apt-get install picard (make tag-readers)")
+    paths = [tagged[writer, name][0] for name in FORMATS]
+    script = Path(__file__).with_name("picard_moods.py")
+    out = subprocess.run([SYSTEM_PYTHON, str(script), *map(str, paths)], capture_output=True,
+                         text=True, timeout=120, env={"QT_QPA_PLATFORM": "offscreen",
+                                                     "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    moods = json.loads(out.stdout)
+    wrong = {
+        name: moods[str(tagged[writer, name][0])]
+        for name in FORMATS
+        if moods[str(tagged[writer, name][0])] != [tagged[writer, name][1]]
+    }
+    assert not wrong, f"Picard does not see the mood {writer} wrote: {wrong}"
+
+
+@pytest.mark.parametrize("file_version,beets_id3v23", [(3, False), (4, True)])
+def test_beets_reads_the_other_id3_versions_mood_and_leaves_one(tmp_path, file_version,
+                                                                beets_id3v23):  # fmt: skip
+    """beets rewrites a file in its own ID3 version (`id3v23`): the mood of a file tagged in
+    the other version is read, and rewritten without leaving the old frames beside it."""
+    pytest.importorskip("beets")
+    from mediafile import MediaFile
+    from mutagen.id3 import ID3
+
+    from beetsplug.moodscope import _text_field
+    from moodscope.library.tags import MOOD_FIELD, read_tags
+
+    path = _blank_file(tmp_path / "song.mp3", file_version, seed=0)
+    write_tags(path, _prediction("sadness"))
+    field = _text_field(MOOD_FIELD, id3v23=beets_id3v23)
+    media = MediaFile(str(path), id3v23=beets_id3v23)
+    assert field.__get__(media) == "sadness"
+    field.__set__(media, "power")
+    media.save()
+    tags = ID3(path)
+    moods = sorted(f.HashKey for f in tags.values() if f.HashKey in (
+        "TMOO", "TXXX:mood", "TXXX:MOOD", "TXXX:QuodLibet::mood"))  # fmt: skip
+    assert moods == (["TXXX:QuodLibet::mood", "TXXX:mood"] if beets_id3v23 else ["TMOO"])
+    assert tags.version[:2] == ((2, 3) if beets_id3v23 else (2, 4))
+    assert read_tags(path).mood == "power"
