@@ -40,7 +40,7 @@ class LiveServer:
 
 def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
     """Start ``moodscope serve --port 0 *args``; return once the port it got answers
-    ``/v1/health``."""
+    ``/readyz`` (the workers are up)."""
     tmpdir = tmp / "server-tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
     log = tmp / "server.log"
@@ -68,7 +68,7 @@ def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
             port = int(found.group(1))
             server = LiveServer(f"http://127.0.0.1:{port}", port, process, tmpdir, log)
         try:
-            if httpx.get(server.url + "/v1/health", timeout=1.0).status_code == 200:
+            if httpx.get(server.url + "/readyz", timeout=1.0).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

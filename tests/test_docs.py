@@ -180,7 +180,8 @@ def test_research_examples_parse(home):
 
 @pytest.mark.slow
 def test_service_examples_answer(home, tmp_path_factory):
-    """``moodscope serve`` as the README starts it, then its curl lines, on the port it got."""
+    """``moodscope serve`` as the README starts it, then its curl lines (predictions and
+    probes), on the port it got."""
     from live_server import start_server, stop_server
 
     curls = [c for _, c in shell_lines() if c.startswith("curl ")]
@@ -188,10 +189,14 @@ def test_service_examples_answer(home, tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("serve"), "--workers", "1")
     try:
         for command in curls:
-            command = command.replace("localhost:8000", f"127.0.0.1:{server.port}")
+            for address in ("localhost:8000", "127.0.0.1:8000"):
+                command = command.replace(address, f"127.0.0.1:{server.port}")
             result = _run(command + " --fail --silent --show-error", home, _env(home))
             assert result.returncode == 0, f"{command}\n{result.stderr}"
-            assert '"top_emotion"' in result.stdout
+            if "/v1/predict" in command:
+                assert '"top_emotion"' in result.stdout
+            else:  # a probe: its JSON, or with -I the status line of a HEAD
+                assert '"status":"ok"' in result.stdout or " 200" in result.stdout, command
     finally:
         stop_server(server)
 

@@ -145,6 +145,19 @@ class ProcessBackend(Backend):
             raise RuntimeError("ProcessBackend.start() was not called")
         return self._pool.submit(_call, fn, item)
 
+    def pids(self) -> list[int]:
+        """The worker processes started so far."""
+        return list(self._pool._processes or ()) if self._pool is not None else []
+
+    def kill(self) -> None:
+        """Stop what the workers are running now: a pool cannot cancel an item once it
+        runs, so its processes are killed and a fresh pool takes their place (the items get
+        ``BrokenProcessPool``)."""
+        if self._pool is not None:
+            for process in list(self._pool._processes.values()):
+                process.kill()
+        self.restart()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

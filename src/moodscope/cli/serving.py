@@ -2,33 +2,114 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from moodscope.cli.console import out
-from moodscope.cli.options import ModelPath, Workers, default_workers
+from moodscope.cli.console import out, say
+from moodscope.cli.options import ModelPath, Workers, default_workers, with_options
 from moodscope.errors import MoodscopeError
+from moodscope.service.config import (
+    ACCESS_LOGS,
+    DEFAULTS,
+    TOKEN_ENV,
+    token_on_command_line_warning,
+)
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def _one_of(values: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return check
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+_LIMITS = {  # flag: (help, the check of its value)
+    "--max-upload-mb": ("Largest upload, MiB (more: 413).", _positive),
+    "--max-uploads": ("Uploads received at once (more: 503).", {"min": 1}),
+    "--queue": ("Received uploads waiting for a worker (more: 503).", {"min": 0}),
+    "--upload-timeout": ("Seconds an upload may send nothing (then 408).", _positive),
+    "--min-upload-rate": (
+        "Bytes/s an upload must average over each window (slower: 408; 0: no minimum).",
+        {"min": 0},
+    ),
+    "--upload-rate-window": ("Seconds the upload rate is averaged over.", _positive),
+    "--request-timeout": ("Seconds a prediction may run (then 504, worker replaced).", _positive),
+    "--max-duration": ("Seconds of audio a file may hold (more: 422).", _positive),
+    "--retry-after-max": ("Cap on a 503's Retry-After, s.", {"min": 1}),
+}
+
+
+def _limit(flag: str):
+    help, check = _LIMITS[flag]
+    if callable(check):
+        return typer.Option(flag, callback=check, help=help)
+    return typer.Option(flag, help=help, **check)
+
+
+@dataclass
+class ServiceLimits:
+    """What one request may take; each default is the service's own
+    (:class:`moodscope.service.config.ServiceConfig`, defined once there)."""
+
+    max_upload_mb: Annotated[float, _limit("--max-upload-mb")] = DEFAULTS.max_upload_mb
+    max_uploads: Annotated[int, _limit("--max-uploads")] = DEFAULTS.max_uploads
+    queue: Annotated[int, _limit("--queue")] = DEFAULTS.queue
+    upload_timeout: Annotated[float, _limit("--upload-timeout")] = DEFAULTS.upload_timeout
+    min_upload_rate: Annotated[float, _limit("--min-upload-rate")] = DEFAULTS.min_upload_rate
+    upload_rate_window: Annotated[float, _limit("--upload-rate-window")] = (
+        DEFAULTS.upload_rate_window
+    )
+    request_timeout: Annotated[float, _limit("--request-timeout")] = DEFAULTS.request_timeout
+    max_duration: Annotated[float, _limit("--max-duration")] = DEFAULTS.max_duration
+    retry_after_max: Annotated[int, _limit("--retry-after-max")] = DEFAULTS.retry_after_max
+
+
+@with_options
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: local only)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     model: ModelPath = None,
     workers: Workers = default_workers(),
-    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload, MiB."),
+    token_file: Optional[Path] = typer.Option(
+        None,
+        "--token-file",
+        help=f"Require the bearer token on this file's first line (or ${TOKEN_ENV}).",
+    ),
     token: Optional[str] = typer.Option(
-        None, "--token", envvar="MOODSCOPE_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
+        None, "--token", help="The token itself (other users see it in ps: use --token-file)."
     ),
-    queue: int = typer.Option(
-        32, "--queue", min=1, help="Requests waiting for a worker (more: 503)."
+    allowed_host: Optional[list[str]] = typer.Option(
+        None,
+        "--allowed-host",
+        help="A Host name to answer besides the bound address and localhost (repeat; '*': any).",
     ),
-    upload_timeout: float = typer.Option(
-        30.0, "--upload-timeout", help="Seconds an upload may stall before it gets 408."
+    log_level: str = typer.Option(
+        "info", "--log-level", callback=_one_of(LOG_LEVELS), help=f"{', '.join(LOG_LEVELS)}."
     ),
+    access_log: str = typer.Option(
+        DEFAULTS.access_log,
+        "--access-log",
+        callback=_one_of(ACCESS_LOGS),
+        help="uvicorn's text lines, one JSON object a line, or off.",
+    ),
+    limits: ServiceLimits = None,
 ) -> None:
-    """Serve the HTTP API (/v1, docs at /docs) and the web page (/) with uvicorn."""
+    """Serve the HTTP API (/v1, docs at /docs), the web page (/), the probes (/healthz,
+    /readyz) and Prometheus /metrics with uvicorn."""
     try:
         from moodscope.service.app import serve as run_service
     except ImportError as exc:
@@ -36,15 +117,19 @@ def serve(
             f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"
         ) from None
 
+    if token:
+        say(token_on_command_line_warning())
     run_service(
         host=host,
         port=port,
         model=model,
         workers=workers,
-        max_upload_mb=max_upload_mb,
         token=token,
-        queue=queue,
-        upload_timeout=upload_timeout,
+        token_file=token_file,
+        allowed_hosts=tuple(allowed_host or ()),
+        log_level=log_level,
+        access_log=access_log,
+        **dataclasses.asdict(limits),
     )
 
 

@@ -3,15 +3,20 @@ seam as the CLI (:func:`~moodscope.inference.predictor.predict_task` on a proces
 the offline
 page at ``/`` that draws a track's emotions from that API.
 
-The event loop only moves bytes: an upload streams to a temporary file, its size counted as
-it arrives; decoding, features and the model run in worker processes, behind a bounded
-queue that answers 503 when full. Only ``moodscope serve`` imports this module, so the
+The event loop only moves bytes: an upload streams to a temporary file, its size and rate
+counted as it arrives, holding no place in the queue; once it has arrived it waits for one
+of the worker processes (decoding, features, the model) in a bounded queue that answers
+503 when full. A request that runs too long, or whose client leaves, gives its worker
+back (killed and replaced, :mod:`moodscope.service.workers`). The limits are defined in
+:mod:`moodscope.service.config`; probes, metrics, the Host check and the access log in
+:mod:`moodscope.service.operators`. Only ``moodscope serve`` imports this module, so the
 other commands never pay for FastAPI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import math
 import os
@@ -21,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -30,10 +35,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ConfigDict, Field
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
@@ -41,7 +47,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from moodscope.audio.decode import AUDIO_EXTENSIONS, HOLDS_TEXT, sniff
-from moodscope.backends import ProcessBackend
 from moodscope.errors import AudioError, ConfigError, MoodscopeError, NotAudioError
 from moodscope.inference.predictor import (
     ModelHandle,
@@ -51,14 +56,20 @@ from moodscope.inference.predictor import (
     predict_task,
     prediction_features,
 )
+from moodscope.service.config import DEFAULTS, TOKEN_ENV, ServiceConfig, resolve_token
+from moodscope.service.operators import (
+    HostCheck,
+    OperatorMiddleware,
+    ServiceMetrics,
+    configure_access_log,
+)
+from moodscope.service.workers import WorkerDied, WorkerSlots, WorkTimedOut
 
 API_VERSION = "v1"
 FORM_FIELD = "file"
 FORM_SLACK = 1 << 20
 """Bytes a multipart body may carry beyond the file itself (boundaries, part headers, small
 fields)."""
-
-TOKEN_ENV = "MOODSCOPE_TOKEN"
 
 
 class RequestRejected(MoodscopeError):
@@ -71,68 +82,67 @@ class RequestRejected(MoodscopeError):
         self.headers = headers or {}
 
 
-@dataclass
-class ServiceConfig:
-    """How a service runs; ``moodscope serve``'s options."""
-
-    workers: int = 2  # prediction processes (decoding, features, model)
-    queue: int = 32  # requests that may wait for a worker beyond those running; more -> 503
-    max_upload_mb: float = 100.0  # largest upload, in MiB, enforced while it streams
-    token: str | None = None  # when set, every /v1 call needs "Authorization: Bearer TOKEN"
-    use_cache: bool = False  # keep the feature cache for uploads (off: nothing accumulates)
-    upload_dir: str | None = None  # where uploads wait for a worker (default: a fresh temp dir)
-    upload_timeout: float = 30.0  # seconds an upload may send nothing before it gets 408
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.queue < 0:
-            raise ConfigError(f"queue must be >= 0, got {self.queue}")
-        if not self.max_upload_mb > 0:
-            raise ConfigError(f"max upload size must be > 0 MB, got {self.max_upload_mb}")
-        if not self.upload_timeout > 0:
-            raise ConfigError(f"upload timeout must be > 0 s, got {self.upload_timeout}")
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
-
-
 # -- admission: a bounded queue in front of the workers ---------------------------------------
 
 
 class Admission:
-    """Counts the requests admitted (running or waiting for a worker) and refuses more than
-    ``workers + queue``, without waiting: a full server says 503 at once, with a
-    ``Retry-After`` estimated from recent prediction times."""
+    """Two counts, each with its limit, checked without waiting (a full server says 503 at
+    once, with a ``Retry-After`` from the measured service time):
 
-    def __init__(self, workers: int, queue: int):
-        self.workers = workers
-        self.capacity = workers + queue
+    - uploads being received (``max_uploads``): they hold a connection and a temporary
+      file, never a worker's place, so clients that trickle cannot starve the others;
+    - received uploads running or waiting for a worker (``workers + queue``).
+    """
+
+    GUESS_SECONDS = 2.0
+    """Service time assumed before the first request is measured."""
+
+    def __init__(self, config: ServiceConfig, service_seconds: Callable[[], float | None]):
+        self.workers = config.workers
+        self.capacity = config.workers + config.queue
+        self.max_receiving = config.max_uploads
+        self.retry_after_max = config.retry_after_max
+        self.service_seconds = service_seconds
         self.admitted = 0
-        self.running = 0
-        self.seconds_per_file = 2.0  # running mean of recent predictions (seeded with a guess)
+        self.receiving = 0
+
+    def check(self) -> None:
+        """Refuse now when a received upload would find the queue full (before any byte of
+        it is read; :meth:`enter` decides once it has arrived)."""
+        if self.admitted >= self.capacity:
+            raise self._busy(
+                f"{self.admitted} requests are running or queued (at most {self.capacity})"
+            )
+
+    def start_upload(self) -> None:
+        if self.receiving >= self.max_receiving:
+            raise self._busy(
+                f"{self.receiving} uploads are being received (at most {self.max_receiving}, "
+                "--max-uploads)"
+            )
+        self.receiving += 1
+
+    def end_upload(self) -> None:
+        self.receiving -= 1
 
     def enter(self) -> None:
         # No await between the check and the increment: atomic on the event loop.
-        if self.admitted >= self.capacity:
-            raise RequestRejected(
-                503,
-                f"the server is busy: {self.admitted} requests are running or queued "
-                f"(at most {self.capacity}); retry later",
-                {"Retry-After": str(self.retry_after())},
-            )
+        self.check()
         self.admitted += 1
 
     def leave(self) -> None:
         self.admitted -= 1
 
-    def record(self, seconds: float) -> None:
-        self.seconds_per_file = 0.8 * self.seconds_per_file + 0.2 * seconds
-
     def retry_after(self) -> int:
-        waiting = max(1, self.admitted - self.workers + 1)
-        return max(1, math.ceil(waiting * self.seconds_per_file / self.workers))
+        """Seconds until a place is likely free: a running request ends about every
+        (median recent service time / workers) seconds; capped by ``retry_after_max``."""
+        seconds = self.service_seconds() or self.GUESS_SECONDS
+        return min(self.retry_after_max, max(1, math.ceil(seconds / self.workers)))
+
+    def _busy(self, why: str) -> RequestRejected:
+        return RequestRejected(
+            503, f"the server is busy: {why}; retry later", {"Retry-After": str(self.retry_after())}
+        )
 
 
 # -- uploads ----------------------------------------------------------------------------------
@@ -174,7 +184,8 @@ def _no_file() -> RequestRejected:
 class _FormWriter:
     """Feeds a multipart body to python-multipart's streaming parser and writes the part
     named ``file`` to a temporary file chunk by chunk; raises 413 as soon as it passes the
-    limit. Nothing of the body is held in memory beyond the chunk being parsed."""
+    limit. Other parts are dropped as they pass (the body's total size is bounded by the
+    caller). Nothing of the body is held in memory beyond the chunk being parsed."""
 
     def __init__(self, boundary: bytes, upload_dir: str, limit: int, limit_mb: float):
         self.upload_dir, self.limit, self.limit_mb = upload_dir, limit, limit_mb
@@ -184,7 +195,6 @@ class _FormWriter:
         self.file_done = False
         self._file = None
         self._writing = False
-        self._other = 0
         self._headers: dict[bytes, bytes] = {}
         self._field = self._value = b""
         self.parser = MultipartParser(
@@ -243,10 +253,6 @@ class _FormWriter:
             if self.size > self.limit:
                 raise _too_large(self.limit_mb)
             self._file.write(data[start:end])
-        else:
-            self._other += n
-            if self._other > FORM_SLACK:
-                raise _too_large(self.limit_mb)
 
     def _part_end(self) -> None:
         if self._writing:
@@ -257,10 +263,11 @@ class _FormWriter:
 
 async def receive_upload(request: Request, config: ServiceConfig, upload_dir: str) -> Upload:
     """Stream the request's multipart body; its ``file`` part goes to a temporary file in
-    ``upload_dir``. Raises :class:`RequestRejected` (400, 408 when the client sends nothing
-    for ``config.upload_timeout`` seconds, 413); on any failure the temporary file is
-    already removed. The timeout matters because an upload holds a place in the queue: a
-    stalled client must not keep it (nor a file) forever."""
+    ``upload_dir``. Raises :class:`RequestRejected`: 400 (no ``file`` part, whatever else
+    was sent), 408 when the client sends nothing for ``config.upload_timeout`` seconds or
+    averages less than ``config.min_upload_rate`` bytes/s over a
+    ``config.upload_rate_window``-second window (a client trickling bytes to hold a
+    connection and a file), 413; on any failure the temporary file is already removed."""
     limit = config.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + FORM_SLACK:
@@ -269,25 +276,32 @@ async def receive_upload(request: Request, config: ServiceConfig, upload_dir: st
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise _no_file()
     form = _FormWriter(params[b"boundary"], upload_dir, limit, config.max_upload_mb)
-    received = 0
+    pace = _UploadPace(config)
     chunks = aiter(request.stream())
+    next_chunk: asyncio.Future | None = None
     try:
         while True:
-            try:
-                chunk = await asyncio.wait_for(anext(chunks), config.upload_timeout)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise RequestRejected(
-                    408,
-                    f"{form.name or 'upload'}: nothing received for {config.upload_timeout:g} s "
-                    f"after {received} bytes; the upload was dropped",
-                    {"Connection": "close"},
-                ) from None
-            received += len(chunk)
-            if received > limit + FORM_SLACK:
+            if next_chunk is None:
+                next_chunk = asyncio.ensure_future(anext(chunks))
+            # Waiting without cancelling the read: a window may end while bytes are on
+            # their way, and a cancelled read would end the stream.
+            done, _ = await asyncio.wait({next_chunk}, timeout=pace.wait_seconds())
+            chunk = None
+            if done:
+                try:
+                    chunk = next_chunk.result()
+                except StopAsyncIteration:
+                    next_chunk = None
+                    break
+                next_chunk = None
+            pace.check(form.name, chunk)
+            if chunk is None:
+                continue
+            form.write(chunk)  # raises 413 once the file part passes the limit
+            if pace.received > limit + FORM_SLACK:
+                if form.path is None:  # the whole limit read and still no file part
+                    raise _no_file()
                 raise _too_large(config.max_upload_mb)
-            form.write(chunk)
         form.close()
         if form.path is None:
             raise _no_file()
@@ -297,17 +311,67 @@ async def receive_upload(request: Request, config: ServiceConfig, upload_dir: st
             raise _no_file()
         return Upload(form.path, form.name or "upload", form.size)
     except MultipartParseError as exc:
-        form.close()
-        _remove(form.path)
+        _drop(form, next_chunk)
         raise RequestRejected(400, f"malformed multipart body ({exc})") from None
     except ClientDisconnect:
-        form.close()
-        _remove(form.path)
+        _drop(form, next_chunk)
         raise RequestRejected(400, "the client went away during the upload") from None
     except BaseException:
-        form.close()
-        _remove(form.path)
+        _drop(form, next_chunk)
         raise
+
+
+class _UploadPace:
+    """The two rules an upload in progress must keep: some byte every ``upload_timeout``
+    seconds, and at least ``min_upload_rate`` bytes/s on average over each
+    ``upload_rate_window`` seconds (the last, unfinished window is not judged)."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        now = time.monotonic()
+        self.last_byte = self.window_start = now
+        self.window_bytes = self.received = 0
+
+    def wait_seconds(self) -> float:
+        c, now = self.config, time.monotonic()
+        ends = [self.last_byte + c.upload_timeout]
+        if c.min_upload_rate > 0:
+            ends.append(self.window_start + c.upload_rate_window)
+        return max(0.0, min(ends) - now)
+
+    def check(self, name: str, chunk: bytes | None) -> None:
+        c, now = self.config, time.monotonic()
+        if chunk:
+            self.received += len(chunk)
+            self.window_bytes += len(chunk)
+            self.last_byte = now
+        what = name or "upload"
+        if now - self.last_byte >= c.upload_timeout:
+            raise RequestRejected(
+                408,
+                f"{what}: nothing received for {c.upload_timeout:g} s after {self.received} "
+                "bytes; the upload was dropped",
+                {"Connection": "close"},
+            )
+        elapsed = now - self.window_start
+        if c.min_upload_rate > 0 and elapsed >= c.upload_rate_window:
+            rate = self.window_bytes / elapsed
+            if rate < c.min_upload_rate:
+                raise RequestRejected(
+                    408,
+                    f"{what}: the upload came at {rate:.0f} bytes/s over {elapsed:.0f} s, under "
+                    f"the server's minimum of {c.min_upload_rate:g} bytes/s "
+                    "(--min-upload-rate); the upload was dropped",
+                    {"Connection": "close"},
+                )
+            self.window_start, self.window_bytes = now, 0
+
+
+def _drop(form: _FormWriter, next_chunk: asyncio.Future | None) -> None:
+    if next_chunk is not None:
+        next_chunk.cancel()
+    form.close()
+    _remove(form.path)
 
 
 def _remove(path: Path | None) -> None:
@@ -330,32 +394,77 @@ def _rejected_prediction(prediction: Prediction) -> RequestRejected:
     return RequestRejected(_STATUS.get(prediction.error_kind, 500), prediction.error or "failed")
 
 
+def _predict_job(model: Any, config: ServiceConfig) -> PredictJob:
+    options: dict[str, Any] = {"use_cache": config.use_cache}
+    # Passed through to the decoder where it knows the limit (the decode branch adds
+    # PredictJob.max_duration); until then the time limit below bounds the work alone.
+    if "max_duration" in {f.name for f in dataclasses.fields(PredictJob)}:
+        options["max_duration"] = config.max_duration
+    return PredictJob(ModelHandle(model), **options)
+
+
 class Predictor:
-    """The model and the worker pool of a running service."""
+    """The model, the worker processes and the counts of a running service."""
 
     def __init__(self, model: Any, config: ServiceConfig):
         self.model = load_model(model)
         self.config = config
-        self.job = PredictJob(ModelHandle(self.model), use_cache=config.use_cache)
-        self.backend = ProcessBackend(config.workers)
-        self.admission = Admission(config.workers, config.queue)
-        self.generation = 0  # bumped on every restart, so one broken pool restarts once
+        self.job = _predict_job(self.model, config)
+        self.workers = WorkerSlots(config.workers, prepare=self._warm_worker)
+        self.admission = Admission(config, self.workers.service_seconds)
+        self.metrics = ServiceMetrics(self.state)
+        self.ready = False  # the model is loaded and every worker has run once
         self.upload_dir = config.upload_dir or ""
         self._own_upload_dir = False
+        self._warming: asyncio.Task | None = None
 
-    def start(self) -> None:
-        from moodscope.features.extract import warm_up
+    def state(self) -> dict:
+        """The counts ``/v1/health`` and ``/metrics`` show; they add up: ``running`` is at
+        most ``workers``, ``running + queued`` at most ``capacity``."""
+        running = self.workers.busy
+        return {
+            "workers": self.config.workers,
+            "running": running,
+            "queued": self.admission.admitted - running,
+            "capacity": self.admission.capacity,
+            "receiving": self.admission.receiving,
+            "ready": self.ready,
+            "restarts": dict(self.workers.restarts),
+        }
 
+    async def start(self) -> None:
+        """Open the upload folder and the worker pools; the workers warm up in the
+        background, and :attr:`ready` turns true when they have (``/readyz``)."""
         if not self.upload_dir:
             self.upload_dir = tempfile.mkdtemp(prefix="moodscope-uploads-")
             self._own_upload_dir = True
         Path(self.upload_dir).mkdir(parents=True, exist_ok=True)
-        warm_up(prediction_features(self.model))  # numba kernels compiled once, here
-        self.backend.start(self.job)
+        self.workers.start(self.job)
+        self._warming = asyncio.create_task(self._warm())
 
-    async def warm_workers(self) -> None:
-        """Start every worker and run one short prediction in each (imports, model,
-        weights), so neither the first requests nor the event loop pay for it."""
+    async def _warm(self) -> None:
+        """Compile what compiles (once, here), then warm every worker and open it to
+        requests; ready once all are warm."""
+        from moodscope.features.extract import warm_up
+
+        try:
+            await asyncio.to_thread(warm_up, prediction_features(self.model))
+        except Exception as exc:  # noqa: BLE001 - the workers compile their own
+            print(f"warning: features did not warm up ({exc})", file=sys.stderr, flush=True)
+        failed = await self.workers.warm()
+        if failed:
+            exc = failed[0]
+            print(
+                f"error: the workers did not start: {type(exc).__name__}: {exc}; /readyz stays 503",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.ready = True
+
+    async def _warm_worker(self, slot) -> None:
+        """One short prediction in a fresh worker (imports, model, weights), so the first
+        request on it does not pay for them."""
         import numpy as np
         import soundfile as sf
 
@@ -364,53 +473,65 @@ class Predictor:
         try:
             noise = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)
             sf.write(path, 0.1 * noise, 22050)
-            futures = [
-                self.backend.submit(predict_task, (i, path)) for i in range(self.config.workers)
-            ]
-            await asyncio.gather(*map(asyncio.wrap_future, futures))
+            await asyncio.wrap_future(slot.submit(predict_task, (0, path)))
         finally:
             _remove(Path(path))
 
     def close(self) -> None:
-        self.backend.close()
+        self.ready = False
+        if self._warming is not None:
+            self._warming.cancel()
+        self.workers.close()
         if self._own_upload_dir:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
 
+    def outcome(self, kind: str) -> None:
+        self.metrics.predictions.labels(kind).inc()
+
     async def predict(self, upload: Upload) -> Prediction:
-        """The prediction for an uploaded file, computed in a worker process."""
+        """The prediction for an uploaded file, computed in a worker process. Cancelling
+        the caller (its client went away) frees the worker at once."""
         if upload.size == 0:
+            self.outcome("unusable")
             raise RequestRejected(422, str(AudioError(upload.name, "file is empty (0 bytes)")))
         if sniff(upload.path) == "text":  # 512 bytes: cheap enough for the event loop
+            self.outcome("not_audio")
             raise RequestRejected(415, str(NotAudioError(upload.name, HOLDS_TEXT)))
-        started = time.perf_counter()
-        self.admission.running += 1
         try:
             prediction = await self._run(upload)
-        finally:
-            self.admission.running -= 1
-        self.admission.record(time.perf_counter() - started)
+        except asyncio.CancelledError:
+            self.outcome("cancelled")
+            raise
         # The client's name, not the temporary one, in the result and in any message.
         prediction.path = upload.name
         if prediction.error is not None:
+            self.outcome(prediction.error_kind or "crash")
             prediction.error = prediction.error.replace(str(upload.path), upload.name)
             raise _rejected_prediction(prediction)
+        self.outcome("ok")
         return prediction
 
     async def _run(self, upload: Upload) -> Prediction:
-        """``predict_task`` on the pool. When a worker dies, the whole local pool breaks and
-        every request in it sees it: each is tried once more on a fresh pool, so only a
-        file that kills its worker twice (or a request caught twice beside one) fails."""
+        """``predict_task`` on a worker, within the time limit. A worker that dies under a
+        request is replaced and the request tried once more, so only a file that kills its
+        worker twice fails."""
+        limit = self.config.request_timeout
         for attempt in (1, 2):
-            generation = self.generation
             try:
-                future = self.backend.submit(predict_task, (0, str(upload.path)))
-                _, prediction = await asyncio.wrap_future(future)
+                _, prediction = await self.workers.run(
+                    predict_task, (0, str(upload.path)), timeout=limit
+                )
                 return prediction
-            except BrokenProcessPool:
-                if generation == self.generation:  # the first to see this pool broken
-                    self.generation += 1
-                    self.backend.restart()
+            except WorkTimedOut:
+                self.outcome("timeout")
+                raise RequestRejected(
+                    504,
+                    f"{upload.name}: the prediction ran longer than the server's limit of "
+                    f"{limit:g} s (--request-timeout); its worker was stopped",
+                ) from None
+            except WorkerDied:
                 if attempt == 2:
+                    self.outcome("crash")
                     raise RequestRejected(
                         500,
                         f"{upload.name}: the worker process died while reading it "
@@ -468,15 +589,19 @@ _MULTIPART_BODY = {
 
 
 _ERROR_TEXT = {
-    400: "No file in the request.",
-    408: "The client stopped sending its upload (nothing for `--upload-timeout` seconds).",
+    400: "No `file` part in the request (whatever else was sent), or a malformed body.",
     401: "Missing or wrong bearer token.",
+    408: "The upload stalled (nothing for `--upload-timeout` s) or trickled (under "
+    "`--min-upload-rate` bytes/s over a window).",
     413: "The upload is over the size limit (checked while it streams).",
     415: "Not an audio file (judged by its content, not its name).",
-    422: "Undecodable audio, too short for one window, or NaN samples.",
+    421: "The Host header names another server (`--allowed-host`).",
+    422: "Undecodable audio, too short for one window, too long, or NaN samples.",
     500: "A worker process died while reading the file, or a bug.",
-    503: "The queue is full; retry after `Retry-After` seconds.",
+    503: "The queue or the upload slots are full; retry after `Retry-After` seconds.",
+    504: "The prediction ran longer than `--request-timeout`; its worker was stopped.",
 }
+
 
 _EXAMPLE = {
     "path": "song.mp3",
@@ -493,71 +618,128 @@ _EXAMPLE = {
 }  # fmt: skip
 
 
-def _responses(*codes: int) -> dict:
-    error = {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"detail": {"type": "string"}},
-                "required": ["detail"],
-            }
-        }
-    }
-    out: dict = {200: {"content": {"application/json": {"example": _EXAMPLE}}}}
-    out.update({c: {"description": _ERROR_TEXT[c], "content": error} for c in codes})
+class ErrorOut(BaseModel):
+    """Every error: one line, worded like the CLI's."""
+
+    detail: str = Field(examples=["notes.mp3: is not an audio file (it holds text)"])
+
+
+class EmotionsOut(BaseModel):
+    """The nine GEMS shares, in GEMS order; they sum to 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amazement: float
+    solemnity: float
+    tenderness: float
+    nostalgia: float
+    calmness: float
+    power: float
+    joyful_activation: float
+    tension: float
+    sadness: float
+
+
+class SegmentOut(BaseModel):
+    start: float = Field(description="Seconds.")
+    end: float = Field(description="Seconds.")
+    emotions: EmotionsOut
+
+
+class PredictionOut(BaseModel):
+    """A file's prediction: what `moodscope predict --format json` writes for one file."""
+
+    path: str = Field(description="The uploaded file's name.")
+    top_emotion: str
+    emotions: EmotionsOut
+    duration: float | None = Field(description="Seconds of audio decoded.")
+    silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
+    model: str = Field(description="The model's name@version.")
+    # Sent once the branches that add them are in (decode: truncated; conf: the rest).
+    truncated: bool = Field(
+        False, description="The container declares more audio than decodes (a cut file)."
+    )
+    confidence: float | None = Field(
+        None, description="The chance that top_emotion is what most listeners report."
+    )
+    top_factor: str | None = Field(None, description="The top GEMS factor.")
+    factors: dict[str, float] | None = Field(
+        None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
+    )
+    timeline: list[SegmentOut] | None = Field(
+        None, description="One entry per window, with `?timeline=true`."
+    )
+
+
+class HealthOut(BaseModel):
+    """Counts that add up: `running` <= `workers`, `running + queued` <= `capacity`."""
+
+    status: str
+    ready: bool
+    model_loaded: bool
+    model: str
+    workers: int
+    running: int = Field(description="Workers running a prediction now.")
+    queued: int = Field(description="Received uploads waiting for a worker.")
+    receiving: int = Field(description="Uploads being received (they hold no worker).")
+    capacity: int = Field(description="`workers` + `--queue`.")
+    max_upload_mb: float
+    max_duration: float
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    detail: str
+
+
+for _model in (ErrorOut, EmotionsOut, SegmentOut, PredictionOut, HealthOut, ReadyOut):
+    _model.model_rebuild()  # resolved here: ``from __future__ import annotations`` defers them
+
+
+def _responses(*codes: int, ok: type[BaseModel] | None = None) -> dict:
+    out: dict = {}
+    if ok is not None:
+        out[200] = {"model": ok}
+        if ok is PredictionOut:
+            out[200]["content"] = {"application/json": {"example": _EXAMPLE}}
+    out.update({c: {"description": _ERROR_TEXT[c], "model": ErrorOut} for c in codes})
     return out
 
 
-def create_app(
-    model: Any = None,
-    *,
-    workers: int = 2,
-    max_upload_mb: float = 100.0,
-    token: str | None = None,
-    queue: int = 32,
-    use_cache: bool = False,
-    upload_dir: str | None = None,
-    upload_timeout: float = 30.0,
-):
-    """The FastAPI application: ``/v1`` API, OpenAPI docs at ``/docs``, the page at ``/``.
+def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
+    """The FastAPI application: ``/v1`` API, OpenAPI docs at ``/docs``, the page at ``/``,
+    the probes ``/healthz`` and ``/readyz`` (open) and ``/metrics`` (behind the token).
 
-    The model loads here, once; the worker pool starts with the application's lifespan
-    (``uvicorn`` or ``with TestClient(app)``) and closes with it.
+    The model loads here, once; the workers start with the application's lifespan
+    (``uvicorn`` or ``with TestClient(app)``), warm up in the background (``/readyz`` says
+    when) and stop with it.
 
     Parameters
     ----------
     model : None, path or TrainedModel
         ``None``: the model shipped with moodscope.
-    workers : int
-        Worker processes for decoding, features and the model.
-    max_upload_mb : float
-        Largest accepted upload in MiB; larger ones get 413 while they stream.
-    token : str, optional
-        When given, every ``/v1`` call needs ``Authorization: Bearer TOKEN``.
-    queue : int
-        Requests that may wait for a worker beyond those running; more get 503.
-    upload_timeout : float
-        Seconds an upload may send nothing before it is dropped with 408 (its place in the
-        queue and its temporary file freed).
+    host : str
+        The address the server is bound to: requests must name it (or localhost, or one
+        of ``allowed_hosts``) in their Host header.
+    **options
+        Any field of :class:`~moodscope.service.config.ServiceConfig` (``workers``,
+        ``queue``, ``max_upload_mb``, ``token``, ``request_timeout``, ...), each with the
+        default documented there.
     """
     from moodscope import __version__
 
-    config = ServiceConfig(
-        workers=workers,
-        queue=queue,
-        max_upload_mb=max_upload_mb,
-        token=token or None,
-        use_cache=use_cache,
-        upload_dir=upload_dir,
-        upload_timeout=upload_timeout,
-    )
+    unknown = set(options) - ServiceConfig.options()
+    if unknown:
+        raise TypeError(f"create_app() got unknown options: {', '.join(sorted(unknown))}")
+    options["token"] = options.get("token") or None
+    config = ServiceConfig(**options)
     predictor = Predictor(model, config)
+    hosts = HostCheck(host, config.allowed_hosts)
 
     @asynccontextmanager
     async def lifespan(app):
-        predictor.start()
+        await predictor.start()
         try:
-            await predictor.warm_workers()
             yield
         finally:
             predictor.close()
@@ -574,6 +756,12 @@ def create_app(
     )
     app.state.predictor = predictor
     app.state.config = config
+    app.add_middleware(
+        OperatorMiddleware,
+        metrics=predictor.metrics,
+        hosts=hosts,
+        json_log=config.access_log == "json",
+    )
 
     def json_error(status: int, detail: str, headers: dict | None = None):
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -611,15 +799,15 @@ def create_app(
                 {"WWW-Authenticate": "Bearer"},
             )
 
-    # Every /v1 call needs the token; the page, its files and the docs stay open (the page
-    # asks for the token when the API answers 401).
+    # Every /v1 call and /metrics need the token; the page, its files, the docs and the
+    # probes stay open (the page asks for the token when the API answers 401).
     api = APIRouter(prefix=f"/{API_VERSION}", dependencies=[Depends(require_token)])
 
     @api.post(
         "/predict",
         summary="Predict the emotions of one uploaded audio file",
         openapi_extra={"requestBody": _MULTIPART_BODY},
-        responses=_responses(400, 401, 408, 413, 415, 422, 500, 503),
+        responses=_responses(400, 401, 408, 413, 415, 421, 422, 500, 503, 504, ok=PredictionOut),
     )
     async def predict(
         request: Request,
@@ -627,32 +815,43 @@ def create_app(
     ):
         """The same JSON object as `moodscope predict --format json` gives for one file;
         `path` is the uploaded file's name."""
+        admission = predictor.admission
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > config.max_upload_bytes + FORM_SLACK:
             raise _too_large(config.max_upload_mb)  # before admitting it or reading a byte
-        predictor.admission.enter()
+        admission.check()  # a full queue says so before the upload is sent
+        # Receiving holds an upload slot, not a place in the queue: only a file that has
+        # arrived waits for a worker.
+        admission.start_upload()
         try:
             upload = await receive_upload(request, config, predictor.upload_dir)
-            try:
-                prediction = await predictor.predict(upload)
-            finally:
-                _remove(upload.path)
         finally:
-            predictor.admission.leave()
+            admission.end_upload()
+        try:
+            admission.enter()
+            try:
+                prediction = await _unless_client_leaves(request, predictor.predict(upload))
+            finally:
+                admission.leave()
+        finally:
+            _remove(upload.path)
         return prediction.to_dict(timeline=timeline)
 
-    @api.get("/health", summary="Is the service alive, with its model loaded?")
+    @api.get(
+        "/health",
+        summary="Is the service alive, with its model loaded? Counts of its work",
+        response_model=HealthOut,
+    )
     async def health():
-        a = predictor.admission
+        state = predictor.state()
         return {
             "status": "ok",
+            "ready": state["ready"],
             "model_loaded": predictor.model is not None,
             "model": predictor.model.model_id,
-            "workers": config.workers,
-            "running": a.running,
-            "queued": max(0, a.admitted - a.running),
-            "capacity": a.capacity,
+            **{k: state[k] for k in ("workers", "running", "queued", "receiving", "capacity")},
             "max_upload_mb": config.max_upload_mb,
+            "max_duration": config.max_duration,
         }
 
     @api.get("/model", summary="The model: labels, feature set, cross-validated metrics")
@@ -660,6 +859,54 @@ def create_app(
         return predictor.describe()
 
     app.include_router(api)
+
+    def probe(path: str, summary: str, **kw):
+        """A GET route and its HEAD twin (load balancers and curl -I probe with HEAD)."""
+
+        def register(fn):
+            for method in ("GET", "HEAD"):
+                app.add_api_route(
+                    path,
+                    fn,
+                    methods=[method],
+                    summary=summary,
+                    operation_id=f"{fn.__name__}_{method.lower()}",
+                    tags=["probes"],
+                    **kw,
+                )
+            return fn
+
+        return register
+
+    @probe("/healthz", "Liveness: the process answers (no token needed)")
+    async def healthz():
+        return {"status": "ok"}
+
+    @probe(
+        "/readyz",
+        "Readiness: the model is loaded and the workers are up (no token needed)",
+        response_model=ReadyOut,
+        responses={503: {"description": "Not ready yet (or shutting down).", "model": ReadyOut}},
+    )
+    async def readyz():
+        if predictor.ready:
+            return {"ready": True, "detail": f"model {predictor.model.model_id}, workers up"}
+        return JSONResponse(
+            {"ready": False, "detail": "the workers are starting (or the server is stopping)"},
+            status_code=503,
+        )
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (behind the token when one is set)",
+        dependencies=[Depends(require_token)],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorOut}},
+        tags=["probes"],
+    )
+    async def metrics():
+        body, content_type = predictor.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     page = web_dir()
 
@@ -673,6 +920,31 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=str(page)), name="static")
     return app
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client closes its connection (after its body has been read, the
+    server's ``receive`` waits for exactly that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[Prediction]) -> Prediction:
+    """``work``'s result; if the client disconnects first, ``work`` is cancelled (leaving
+    the queue, or its worker killed and replaced) and the request ends with 499, which
+    nobody reads but the access log and the metrics."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise RequestRejected(499, "the client closed the connection; its work was cancelled")
+    return task.result()
 
 
 # -- running it -------------------------------------------------------------------------------
@@ -690,41 +962,51 @@ def public_without_token(host: str, token: str | None) -> bool:
         return True  # a host name: assume others can reach it
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     model: Any = None,
-    workers: int = 2,
-    max_upload_mb: float = 100.0,
-    token: str | None = None,
-    queue: int = 32,
-    upload_timeout: float = 30.0,
+    token_file: str | Path | None = None,
     log_level: str = "info",
+    **options: Any,
 ) -> None:
-    """Run the service with uvicorn until interrupted (``moodscope serve``)."""
+    """Run the service with uvicorn until interrupted (``moodscope serve``).
+
+    The token is ``token``, else the first line of ``token_file``, else
+    ``$MOODSCOPE_TOKEN``; ``options`` are :class:`ServiceConfig` fields.
+    """
     import uvicorn
 
-    token = token or os.environ.get(TOKEN_ENV) or None
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    token = resolve_token(options.pop("token", None), token_file)
     if public_without_token(host, token):
         print(
             f"warning: serving on {host} without a token: anyone who can reach port {port} "
-            f"can use it; pass --token or set {TOKEN_ENV}",
+            f"can use it; pass --token-file or set {TOKEN_ENV}",
             file=sys.stderr,
             flush=True,
         )
-    app = create_app(
-        model,
-        workers=workers,
-        max_upload_mb=max_upload_mb,
-        token=token,
-        queue=queue,
-        upload_timeout=upload_timeout,
+    app = create_app(model, host=host, token=token, **options)
+    access_log = options.get("access_log", DEFAULTS.access_log)
+    if access_log == "json":
+        configure_access_log(log_level)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log == "text",
+        timeout_graceful_shutdown=10,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
 
 
 __all__ = [
+    "DEFAULTS",
     "Admission",
     "RequestRejected",
     "ServiceConfig",
