@@ -88,12 +88,15 @@ def track(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def long_track(tmp_path_factory) -> Path:
-    """Long enough (10 min: seconds to predict) to be caught while it runs, small to send
-    (the chords, then silence that FLAC packs into almost nothing: ~1 MB)."""
+    """Long enough (29 min, under the service's 30-min limit: seconds to predict even on
+    the fast path) to be caught while it runs, small to send (the chords, then silence
+    that FLAC packs into almost nothing: ~1 MB)."""
     path = tmp_path_factory.mktemp("audio") / "long.flac"
-    y = np.zeros(600 * SR, dtype=np.float32)
-    y[: 60 * SR] = chord_signal(60.0, seed=3)
-    sf.write(path, y, SR)
+    with sf.SoundFile(path, "w", SR, 1) as f:
+        f.write(chord_signal(60.0, seed=3))
+        silence = np.zeros(60 * SR, dtype=np.float32)
+        for _ in range(28):
+            f.write(silence)
     return path
 
 
@@ -718,7 +721,7 @@ def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, 
         workers = app.state.predictor.workers
         (pid,) = workers.pids()
         started = time.perf_counter()
-        response = _post(client, long_track)  # ~3 s of work
+        response = _post(client, long_track)  # seconds of work
         seconds = time.perf_counter() - started
         assert response.status_code == 504
         assert response.json()["detail"] == (

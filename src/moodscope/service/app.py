@@ -614,6 +614,7 @@ _EXAMPLE = {
     "duration": 60.03,
     "silent": False,
     "model": "default@fbe3183cdc45",
+    "precision": "bfloat16",
     "timeline": [{"start": 0.0, "end": 3.0, "emotions": {"calmness": 0.21, "...": 0.0}}],
 }  # fmt: skip
 
@@ -655,6 +656,9 @@ class PredictionOut(BaseModel):
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
+    precision: str | None = Field(
+        None, description="The network's number format: float32, or bfloat16 (a CPU's fast path)."
+    )
     # Sent once the branches that add them are in (decode: truncated; conf: the rest).
     truncated: bool = Field(
         False, description="The container declares more audio than decodes (a cut file)."
