@@ -171,15 +171,8 @@ def find(
     from moodscope.research.report import write_text_atomic
 
     check_find_format(fmt)
-    matches, path = find_tracks(
-        mood=mood,
-        like=like,
-        min_share=min_share,
-        limit=limit,
-        db=db,
-        model=model,
-        min_confidence=min_confidence,
-    )
+    query = dict(mood=mood, like=like, min_share=min_share, min_confidence=min_confidence)
+    matches, path = find_tracks(**query, limit=limit, db=db, model=model)
     if fmt == "table" and output is None:
         table = Table("#", mood or "distance", "top emotion", "how sure", "file")
         for i, m in enumerate(matches, start=1):
