@@ -268,3 +268,29 @@ def test_import_with_a_bad_model(tmp_path):
     assert errors[0].endswith("; importing without moods")
     assert {t: a["mood"] for t, a in _attributes(root).items()} == {"Pads": "", "Riff": ""}
     assert all(p.is_relative_to(root / "lib") for p in _paths(root).values())
+
+
+@pytest.mark.slow
+def test_min_confidence_sets_the_mood_only_where_earned(tmp_path):
+    root, _, _ = _library(tmp_path, auto=False, user_mood={"Pads": "Happy"})
+    paths = _paths(root)
+    predicted = dict(zip(paths, predict(list(paths.values()))))
+    ranked = sorted(p.confidence for p in predicted.values())
+    assert ranked[-2] < ranked[-1]
+    threshold = f"{(ranked[-2] + ranked[-1]) / 2:.6f}"  # only the most confident earns one
+    done = _beet(root, "moodscope", "-w", "--min-confidence", threshold)
+    _no_traceback(done)
+    assert done.stderr.count(f"no mood: confidence under {float(threshold)}") == 2
+    out = _beet(root, "ls", "-f", "$title\t$mood\t$moodscope_confidence").stdout
+    shown = {t: (m, c) for t, m, c in (line.split("\t") for line in out.splitlines())}
+    for title, want in predicted.items():
+        mood, confidence = shown[title]
+        assert float(confidence) == pytest.approx(want.confidence, abs=5e-4)
+        tags = read_tags(paths[title])
+        assert tags.confidence == pytest.approx(want.confidence, abs=5e-4)
+        if want.confidence >= float(threshold):
+            assert mood == tags.mood == want.top_emotion
+        else:  # not earned: the user's own mood, or none
+            assert mood == (tags.mood or "") == ("Happy" if title == "Pads" else "")
+    bad = _beet(root, "moodscope", "-f", "--min-confidence", "2", ok=False)
+    assert bad.returncode == 1 and "--min-confidence is between 0 and 1, got 2" in bad.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,7 +364,18 @@ def test_cli_tag_find_untag(music, db, capsys):
     items = json.loads(out)
     assert code == 0 and len(items) == 4 and "4 track(s) found" in err
     assert [i["share"] for i in items] == sorted((i["share"] for i in items), reverse=True)
-    assert set(items[0]) == {"path", "share", "top_emotion", "emotions", "duration", "model"}
+    assert set(items[0]) == {
+        "path",
+        "share",
+        "top_emotion",
+        "confidence",
+        "emotions",
+        "top_factor",
+        "factors",
+        "duration",
+        "model",
+    }
+    assert sum(items[0]["factors"].values()) == pytest.approx(1.0)
     code, out, _ = run(["find", "--mood", "calmness", "--format", "m3u8", "--db", db], capsys)
     lines = out.splitlines()
     assert code == 0 and lines[0] == "#EXTM3U" and lines[2::2] == [i["path"] for i in items]
@@ -409,6 +421,33 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
     assert seen["workers"] == 3 and seen["scheduler"] == "tcp://10.0.0.1:8786"
     assert seen["force"] is True and seen["dry_run"] is False and seen["model"] == ckpt
     assert seen["db"] == db and len(seen["files"]) == len(GOOD) + len(BAD)
+
+
+def test_cli_tag_and_find_with_min_confidence(music, db, capsys):
+    good = [music / n for n in GOOD]
+    confidence = {Path(p.path).name: p.confidence for p in predict(good)}
+    ranked = sorted(confidence.values())
+    threshold = round((ranked[0] + ranked[1]) / 2, 6)  # three files reach it, one does not
+    assert ranked[0] < threshold <= ranked[1]
+    code, out, err = run(["tag", *good, "--db", db, "--min-confidence", threshold], capsys)
+    assert code == 0, err
+    assert f"3 of the 4 got a mood (confidence >= {threshold:g}), 1 only shares" in err
+    moods = {p.name: read_tags(p).mood for p in good}
+    assert sorted(n for n, m in moods.items() if m is None) == [min(confidence, key=confidence.get)]
+    assert all(_ffprobe_tags(p)["MOODSCOPE_CONFIDENCE"] for p in good)
+
+    code, out, _ = run(["find", "--mood", "calmness", "--min-confidence", threshold,
+                        "--format", "json", "--db", db], capsys)  # fmt: skip
+    found = {Path(i["path"]).name for i in json.loads(out)}
+    assert code == 0 and found == {n for n, m in moods.items() if m is not None}
+    code, out, _ = run(["find", "--mood", "calmness", "--db", db], capsys)
+    assert code == 0 and "how sure" in out
+    code, out, _ = run(["predict", good[0]], capsys)
+    assert code == 0 and "how sure" in out
+
+    for value in ("1.5", "-0.1", "high"):
+        code, _, err = run(["tag", *good, "--db", db, "--min-confidence", value], capsys)
+        assert code == 2 and "--min-confidence" in err
 
 
 # -- real Emotify tracks, end to end (the issue's "done when") -----------------------------
@@ -495,7 +534,10 @@ def test_real_tracks_tagged_like_predict_says_audio_and_tags_intact(
             assert str(tags["TXXX:MOODSCOPE_MODEL"]) == want["model"]
         elif name.endswith(".m4a"):
             mood = bytes(tags["----:com.apple.iTunes:MOOD"][0]).decode()
-            assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 10
+            # nine shares, the model and the confidence
+            assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 11
+            confidence = bytes(tags["----:com.apple.iTunes:MOODSCOPE_CONFIDENCE"][0]).decode()
+            assert confidence == f"{want['confidence']:.3f}"
         else:
             mood = tags["MOOD"][0]
             assert tags["MOODSCOPE_CALMNESS"] == [f"{want['emotions']['calmness']:.3f}"]
@@ -587,6 +629,125 @@ def test_sigkill_mid_run_then_rerun_finishes_once(emotify_clips, tmp_path):
     assert not [p for p in folder.iterdir() if ".moodscope-" in p.name]  # no stale copies
     for name in meta:
         assert np.array_equal(decode_exact(folder / name), audio[name]), name
+
+
+def _ffprobe_tags(path) -> dict[str, str]:
+    """The file's tags as ffprobe (Debian's ffmpeg) reads them, names upper-cased; Ogg
+    keeps its comments on the stream, the other containers on the format."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffprobe") is None:
+        pytest.fail("needs ffprobe: apt-get install ffmpeg (.ci/run installs it)")
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format_tags:stream_tags", "-of", "json",
+         str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    data = json.loads(out)
+    tags = dict(data.get("format", {}).get("tags", {}))
+    for stream in data.get("streams", []):
+        tags.update(stream.get("tags", {}))
+    return {k.upper(): v for k, v in tags.items()}
+
+
+def _user_mood(path, mood: str) -> None:
+    """The mood a user's tagger put in the file before moodscope came."""
+    import mutagen
+
+    from moodscope.library import tags as tags_module
+
+    audio = mutagen.File(path)
+    fields = tags_module._fields(audio, str(path), create=True)
+    fields.set(tags_module.MOOD_FIELD, (mood,))
+    fields.save(audio)
+
+
+def test_min_confidence_writes_the_mood_only_where_it_is_earned(music, db, monkeypatch):
+    good = [music / n for n in GOOD]
+    for path in good:
+        _user_mood(path, "rainy")
+    predictions = {Path(p.path).name: p for p in predict(good)}
+    confidence = {n: p.confidence for n, p in predictions.items()}
+    assert all(c is not None for c in confidence.values())  # the shipped model is calibrated
+    ranked = sorted(confidence.values())
+    assert ranked[1] < ranked[2]
+    threshold = (ranked[1] + ranked[2]) / 2  # two files reach it, two do not
+    above = {n for n, c in confidence.items() if c >= threshold}
+
+    outcomes = _by_name(tag_files(music, db=db, min_confidence=threshold), music)
+    assert {n for n, o in outcomes.items() if o.status == TAGGED} == {
+        os.path.relpath(p, music) for p in good
+    }
+    for path in good:
+        name, seen = path.name, _ffprobe_tags(path)
+        assert seen["MOODSCOPE_CONFIDENCE"] == f"{confidence[name]:.3f}"
+        assert seen["MOODSCOPE_CALMNESS"] == f"{predictions[name].emotions['calmness']:.3f}"
+        mine = read_tags(path)
+        if name in above:
+            assert mine.mood == predictions[name].top_emotion and mine.previous_mood == ["rainy"]
+        else:
+            assert mine.mood == "rainy"  # not confident enough: the user's mood stays
+        assert mine.confidence == pytest.approx(confidence[name], abs=5e-4)
+    with LibraryIndex(db) as index:
+        for path in good:
+            row = index.get(os.path.realpath(path))
+            assert row.confidence == pytest.approx(confidence[path.name])
+            assert row.min_confidence == threshold
+    found = find_by_mood("calmness", min_share=0.0, min_confidence=threshold, db=db)
+    assert {Path(m.path).name for m in found} == above
+    assert all(m.confidence >= threshold for m in found)
+
+    # Without the threshold every file gets its mood, written from the index.
+    spy = PredictSpy(monkeypatch)
+    again = _by_name(tag_files(music, db=db), music)
+    assert sum(o.status == TAGGED for o in again.values()) == len(GOOD) and not spy.paths
+    assert {p.name: read_tags(p).mood for p in good} == {
+        n: p.top_emotion for n, p in predictions.items()
+    }
+    assert all(o.status == SKIPPED for o in tag_files(good, db=db))
+    list(untag_files(good, db=db))
+    assert {read_tags(p).mood for p in good} == {"rainy"}
+
+
+def test_min_confidence_needs_a_calibrated_model(music, db, tmp_path):
+    import dataclasses
+
+    from moodscope.inference.checkpoint import save_checkpoint
+
+    old = save_checkpoint(
+        dataclasses.replace(load_model(), calibration=None), tmp_path / "old.ckpt"
+    )
+    with pytest.raises(ConfigError, match="old@.* has no calibration map"):
+        list(tag_files(music, old, db=db, min_confidence=0.5))
+    with pytest.raises(ConfigError, match="between 0 and 1, got 1.5"):
+        list(tag_files(music, db=db, min_confidence=1.5))
+    (prediction,) = predict(music / "a.mp3", old)
+    assert prediction.confidence is None and prediction.to_dict()["confidence"] is None
+    list(tag_files(music / "a.mp3", old, db=db))
+    assert read_tags(music / "a.mp3").confidence is None  # no number invented
+    assert "MOODSCOPE_CONFIDENCE" not in _ffprobe_tags(music / "a.mp3")
+
+
+def test_an_index_from_before_confidences_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE tracks (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL, sha1 TEXT, model TEXT NOT NULL, emotions TEXT,
+        top_emotion TEXT, duration REAL, silent INTEGER NOT NULL DEFAULT 0, tagged_at TEXT,
+        error TEXT, updated_at TEXT NOT NULL);
+        INSERT INTO tracks VALUES ('/m/a.mp3', 1, 2, NULL, 'default@x',
+        '{"calmness": 0.7, "tension": 0.3}', 'calmness', 4.0, 0, 't', NULL, 'u');
+        PRAGMA user_version = 1;"""
+    )
+    conn.close()
+    assert [m.path for m in find_by_mood("calmness", db=path)] == ["/m/a.mp3"]  # read-only
+    assert find_by_mood("calmness", db=path, min_confidence=0.1) == []
+    with LibraryIndex(path) as index:
+        row = index.get("/m/a.mp3")
+        assert row.emotions == {"calmness": 0.7, "tension": 0.3} and row.confidence is None
+        assert index._query("PRAGMA user_version")[0][0] == 2
 
 
 # -- two tag runs on one index -------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import stat
@@ -39,13 +41,34 @@ def test_prediction_round_trips_through_its_dict():
     assert Prediction.from_dict(bad.to_dict()).error == bad.error
 
 
+def test_confidence_and_factors_reach_every_format():
+    calibrated = _prediction("/a.mp3")
+    calibrated.confidence = 0.4321
+    uncalibrated = _prediction("/b.mp3", "tension")
+    assert Prediction.from_dict(calibrated.to_dict()).confidence == pytest.approx(0.4321)
+    d = calibrated.to_dict()
+    assert d["factors"] == pytest.approx({"sublimity": 0.6, "vitality": 0.0, "unease": 0.4})
+    assert d["top_factor"] == "sublimity" and sum(d["factors"].values()) == pytest.approx(1)
+    assert uncalibrated.to_dict()["confidence"] is None  # said, not invented
+    assert uncalibrated.to_dict()["top_factor"] == "unease"
+    rows = list(csv.DictReader(io.StringIO(render([calibrated, uncalibrated], "csv"))))
+    assert rows[0]["confidence"] == "0.432100" and rows[1]["confidence"] == ""
+    assert (rows[0]["top_factor"], rows[1]["top_factor"]) == ("sublimity", "unease")
+    assert float(rows[1]["unease"]) == pytest.approx(0.7)
+    line = json.loads(render([calibrated], "jsonl"))
+    assert line["confidence"] == pytest.approx(0.4321) and line["top_factor"] == "sublimity"
+
+
 def test_render_formats():
     results = [_prediction("/a.mp3"), Prediction("/b.mp3", error="/b.mp3: bad")]
     assert [r["path"] for r in json.loads(render(results, "json"))] == ["/a.mp3", "/b.mp3"]
     lines = render(results, "jsonl", timeline=True).splitlines()
     assert json.loads(lines[0])["timeline"][0]["end"] == 3.0 and "error" in json.loads(lines[1])
     csv_text = render(results, "csv")
-    assert csv_text.splitlines()[0] == "path,top_emotion,calmness,tension,silent,error"
+    assert csv_text.splitlines()[0] == (
+        "path,top_emotion,confidence,calmness,tension,top_factor,sublimity,vitality,unease,"
+        "silent,error"
+    )
     with pytest.raises(ConfigError, match="unknown format 'xml'"):
         render(results, "xml")
 

@@ -47,6 +47,18 @@ def test_predict_formats_rates_channels(write_audio, name, sr, channels):
     assert [(s.start, s.end) for s in result.timeline] == [(0.0, 3.0), (3.0, 6.0)]
     for seg in result.timeline:
         assert sum(seg.emotions.values()) == pytest.approx(1.0)
+    # How sure, from the map the shipped model carries, and the GEMS factors.
+    model = load_model()
+    assert result.confidence == pytest.approx(
+        model.confidence(np.array(list(result.emotions.values())))
+    )
+    assert 0.0 <= result.confidence <= 1.0
+    assert list(result.factors) == ["sublimity", "vitality", "unease"]
+    assert sum(result.factors.values()) == pytest.approx(1.0)
+    assert result.factors["unease"] == pytest.approx(
+        result.emotions["tension"] + result.emotions["sadness"]
+    )
+    assert result.top_factor == max(result.factors, key=result.factors.get)
 
 
 def test_silent_file_is_predicted_and_flagged(write_audio):

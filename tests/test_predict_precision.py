@@ -1,6 +1,7 @@
 """predict's fast path against its exact one: ``exact=True`` is float32, the default follows
 the CPU, every Prediction says which ran, the two never share a cache entry, and on real
-tracks they agree within the guard (same top emotion, shares within 0.01)."""
+tracks they agree within the guard (same top emotion, shares within 0.01, confidence within
+0.02)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from moodscope.inference.predictor import Prediction, load_model, predict
 from moodscope.musicnn.fast import fast_precision
 
 SHARE_TOL = 0.01
+CONFIDENCE_TOL = 0.02
 
 
 def test_exact_is_float32_and_the_default_follows_the_cpu(write_audio, tmp_path):
@@ -77,6 +79,8 @@ def test_fast_and_exact_agree_on_dev_tracks(emotify_dir, tmp_path):
         assert e.ok and q.ok and q.precision == "bfloat16"
         diff = max(abs(e.emotions[k] - q.emotions[k]) for k in e.emotions)
         assert diff < SHARE_TOL, e.path
+        if e.confidence is not None:  # a model with a calibration map
+            assert abs(e.confidence - q.confidence) < CONFIDENCE_TOL, e.path
         ranked = sorted(e.emotions.values(), reverse=True)
         # the top may only differ where the exact path's top two are within the difference
         assert q.top_emotion == e.top_emotion or ranked[0] - ranked[1] <= 2 * diff, e.path

@@ -141,6 +141,15 @@ def test_train_then_evaluate(emotify_subset, tmp_path, capsys):
         assert key in m, key
     assert m["n_tracks"] == 8 and "mean" in m["emotion_correlation"]
     assert (eval_dir / "report.html").is_file()
+    # A model trained without a calibration map: ranked by its raw margin, and said so.
+    held = m["held_out"]
+    assert held["calibration"] is None and held["ranked_by"] == "margin"
+    assert [r["coverage"] for r in held["risk_coverage"]["table"]] == [0.25, 0.5, 0.75, 1.0]
+    assert held["risk_coverage"]["table"][-1]["accuracy"] == m["track_accuracy"]
+    assert held["factors"]["n_tracks"] == 8 and held["listeners"]["n_tracks"] == 8
+    report = (eval_dir / "report.md").read_text()
+    assert "carries no calibration map" in report and "listener panels" in report
+    assert (eval_dir / "figures" / "risk_coverage.png").is_file()
 
 
 def test_crossval_cli(emotify_subset, tmp_path, capsys):
@@ -240,3 +249,6 @@ def test_evaluate_on_release_format_originals(emotify_dir, tmp_path, capsys):
     assert code == 0, stdout
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_tracks"] == 4 and m["n_failed"] == 0
+    cal = m["held_out"]["calibration"]  # the shipped model is calibrated
+    assert 0 <= cal["ece"] <= 1 and sum(b["n_tracks"] for b in cal["bins"]) == 4
+    assert (out / "figures" / "reliability.png").is_file()

@@ -228,6 +228,10 @@ def test_health_and_model(client):
     assert info["feature_set"] == model.feature_config.feature_set
     assert info["crossval"] == model.info["crossval"]
     assert "track_accuracy" in info["crossval"]
+    # How sure it is: the map it carries, its held-out yardsticks, the words the page uses.
+    assert info["calibration"]["score"] == model.calibration.score
+    assert info["held_out"]["risk_coverage"][0]["coverage"] == 0.25
+    assert [w["words"] for w in info["confidence_words"]][:2] == ["sure", "fairly sure"]
 
 
 def test_docs_page_and_its_files_are_served(client):

@@ -174,6 +174,34 @@ def test_retagging_is_idempotent_and_keeps_the_users_mood(song):
     assert read_tags(path).mood == "Happy"
 
 
+@pytest.mark.parametrize("ext", ["mp3", "flac", "m4a"])
+def test_a_withheld_mood_gives_way_to_the_users_own_or_none(song, ext):
+    sure, unsure = prediction(6), prediction(6)
+    sure.confidence, unsure.confidence = 0.8, 0.3
+    users = song(ext, mood="Happy")
+    write_tags(users, unsure, min_confidence=0.5)  # below: the user's mood stays
+    tags = read_tags(users)
+    assert tags.mood == "Happy" and tags.confidence == 0.3 and tags.emotions
+    write_tags(users, sure, min_confidence=0.5)  # reached: ours, the user's kept aside
+    assert read_tags(users).mood == sure.top_emotion
+    assert read_tags(users).previous_mood == ["Happy"]
+    write_tags(users, unsure, min_confidence=0.5)  # below again: the user's comes back
+    assert read_tags(users).mood == "Happy"
+    remove_tags(users)
+    assert read_tags(users).mood == "Happy" and not read_tags(users).tagged
+
+    bare = song(ext, name="bare")
+    write_tags(bare, sure, min_confidence=0.5)
+    assert read_tags(bare).mood == sure.top_emotion
+    write_tags(bare, unsure, min_confidence=0.5)  # our earlier mood goes, nothing replaces it
+    assert read_tags(bare).mood is None and read_tags(bare).model == sure.model
+    assert "MOOD" not in tag_values(unsure, min_confidence=0.5)
+    assert "MOOD" in tag_values(unsure)  # no threshold: every file gets its mood
+    uncalibrated = prediction(6)
+    assert "MOODSCOPE_CONFIDENCE" not in tag_values(uncalibrated)
+    assert "MOOD" not in tag_values(uncalibrated, min_confidence=0.0)  # no number, no mood
+
+
 def test_untag_leaves_a_mood_the_user_set_after_tagging(song):
     path = song("ogg")
     write_tags(path, prediction(5))

@@ -17,6 +17,7 @@ import soundfile as sf
 
 from live_server import start_server, stop_server
 from moodscope.demo.synth import synthesize_piece
+from moodscope.inference.calibration import confidence_words
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
 
@@ -137,6 +138,18 @@ def test_page_shows_the_api_answer(browser, server, answers):
     assert [b.get_attribute("data-emotion") for b in bars] == list(api["emotions"])
     areas = card.find_elements(By.CSS_SELECTOR, 'svg[data-chart="timeline"] polygon')
     assert len(areas) == len(api["emotions"])
+    # How sure, in words and with the number, and the GEMS factor: the API's, as said.
+    sure = card.find_element(By.CSS_SELECTOR, ".confidence")
+    assert api["confidence"] is not None  # the shipped model is calibrated
+    assert float(sure.get_attribute("data-confidence")) == pytest.approx(api["confidence"])
+    assert sure.get_attribute("data-words") == confidence_words(api["confidence"])
+    assert sure.text.startswith(confidence_words(api["confidence"]) + " (")
+    assert f"{round(api['confidence'] * 100)} %" in sure.text
+    factor = card.find_element(By.CSS_SELECTOR, ".factor")
+    assert factor.get_attribute("data-factor") == api["top_factor"]
+    listeners = httpx.get(server.url + "/v1/model").json()["held_out"]["listeners_words"]
+    info = browser.find_element(By.ID, "model-info")
+    assert listeners and listeners in info.text
 
     error = _wait(browser, 'article[data-state="error"] .error')
     assert error.get_attribute("data-status") == "415"

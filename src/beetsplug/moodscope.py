@@ -3,6 +3,7 @@
 Enable it with ``plugins: moodscope`` (``pip install moodscope[beets]``). On ``beet import``
 (``auto``, the default) and with ``beet moodscope [QUERY]`` each item gets the flexible
 attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``mood_calmness``)
+``moodscope_confidence`` (the chance that the top emotion is the listeners' dominant one)
 and ``moodscope_model``. They are media fields like beets' own: ``beet write`` (and
 ``modify``, an import that writes) puts them in the file whenever they differ from the
 file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO, MOODSCOPE_*). Query them as
@@ -11,7 +12,9 @@ usual: ``beet ls mood:calmness``, ``beet ls mood_tension:0.3..``.
 ``beet moodscope [-f] [-p] [-q] [-w|-W] [-j N] [QUERY]``: ``-f/--force`` redoes items that
 already have a mood from this model, ``-p/--pretend`` predicts and shows without storing or
 writing, ``-q/--quiet`` drops the line per item, ``-w/--write`` and ``-W/--nowrite`` override
-``import.write``, ``-j/--jobs`` is the number of worker processes.
+``import.write``, ``-j/--jobs`` is the number of worker processes, ``--min-confidence C``
+sets ``mood`` only where the confidence reaches C (the shares and the confidence always; a
+mood the user had stays; ``-f`` re-applies another C to items already done).
 
 Configuration (the defaults)::
 
@@ -21,6 +24,7 @@ Configuration (the defaults)::
         jobs: 1        # local worker processes for the predictions
         quiet: no      # no line per predicted item
         model: null    # a moodscope checkpoint; null: the model shipped with moodscope
+        min_confidence: null  # e.g. 0.5: a mood only where the model is fairly sure
 """
 
 from __future__ import annotations
@@ -45,12 +49,14 @@ from mediafile import (
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import MoodscopeError
 from moodscope.library.tags import (
+    CONFIDENCE_FIELD,
     ID3V23_MOOD,
     MODEL_FIELD,
     MOOD_FIELD,
     MP4_FREEFORM,
     PREVIOUS_MOOD_FIELD,
     SHARE_DECIMALS,
+    mood_earned,
     share_field,
 )
 
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
 MOOD = "mood"
 MODEL = "moodscope_model"
 PREVIOUS = "moodscope_previous_mood"
+CONFIDENCE = "moodscope_confidence"
 
 
 def share_attribute(emotion: str) -> str:
@@ -126,17 +133,20 @@ class MoodscopePlugin(BeetsPlugin):
         MODEL: types.STRING,
         PREVIOUS: types.STRING,
         **{share_attribute(e): types.NullFloat(SHARE_DECIMALS) for e in EMOTIONS},
+        CONFIDENCE: types.NullFloat(SHARE_DECIMALS),
     }
 
     def __init__(self) -> None:
         super().__init__()
         self.config.add({"auto": True, "force": False, "jobs": 1, "quiet": False, "model": None})
+        self.config.add({"min_confidence": None})
         id3v23 = beets.config["id3v23"].get(bool)
         self.add_media_field(MOOD, _text_field(MOOD_FIELD, id3v23=id3v23))
         self.add_media_field(MODEL, _text_field(MODEL_FIELD, id3v23=id3v23))
         self.add_media_field(PREVIOUS, _text_field(PREVIOUS_MOOD_FIELD, id3v23=id3v23))
         for emotion in EMOTIONS:
             self.add_media_field(share_attribute(emotion), _share_field(share_field(emotion)))
+        self.add_media_field(CONFIDENCE, _share_field(CONFIDENCE_FIELD))
         # `beet write` (and `modify`, `update`'s write-back) compare an item with its file on
         # `Item._media_tag_fields` only, which beets fills from MediaFile's fields once at
         # import time; `add_media_field` does not extend it, so without this `beet write`
@@ -171,6 +181,8 @@ class MoodscopePlugin(BeetsPlugin):
             help="do not write the moods into the files")
         add("-j", "--jobs", type="int", default=None, metavar="N",
             help="worker processes for the predictions (default: moodscope.jobs)")
+        add("--min-confidence", type="float", default=None, metavar="C",
+            help="set the mood only where the confidence reaches C (0-1)")
         # fmt: on
         cmd.func = self.command
         return [cmd]
@@ -185,6 +197,7 @@ class MoodscopePlugin(BeetsPlugin):
             jobs=opts.jobs,
             pretend=opts.pretend,
             quiet=self.config["quiet"].get(bool) if opts.quiet is None else opts.quiet,
+            min_confidence=opts.min_confidence,
         )
 
     def check_model(self, session=None) -> None:
@@ -230,6 +243,7 @@ class MoodscopePlugin(BeetsPlugin):
         jobs: int | None = None,
         pretend: bool = False,
         quiet: bool = False,
+        min_confidence: float | None = None,
     ) -> None:
         """Predict each item (moodscope's ``predict_iter``), store its attributes, and
         write its tags when ``write``. A file that cannot be read is logged and skipped;
@@ -237,10 +251,14 @@ class MoodscopePlugin(BeetsPlugin):
         some item is to be predicted.
         """
         model = self.config["model"].as_filename() if self.config["model"].get() else None
+        if min_confidence is None and self.config["min_confidence"].get() is not None:
+            min_confidence = self.config["min_confidence"].as_number()
+        if min_confidence is not None and not 0 <= min_confidence <= 1:
+            raise UserError(f"moodscope: --min-confidence is between 0 and 1, got {min_confidence}")
         todo: dict[str, Item] = {}
         wanted = None
         for item in items:
-            if not force and item.get(MOOD):
+            if not force and (item.get(MOOD) or item.get(MODEL)):
                 wanted = wanted or self._model_id(model)
                 if item.get(MODEL) == wanted:
                     self._log.debug("already has a mood from {}: {}", wanted, item)
@@ -262,18 +280,25 @@ class MoodscopePlugin(BeetsPlugin):
                 self._log.error("{}", prediction.error)
                 continue
             before = item.get(MOOD) or None
+            earned = mood_earned(prediction, min_confidence)
             if not quiet:
                 share = prediction.emotions[prediction.top_emotion]
                 change = f"{before} -> " if before and before != prediction.top_emotion else ""
+                withheld = "" if earned else f"; no mood: confidence under {min_confidence}"
                 self._log.info(
-                    "{}{}: {}{} ({:.2f})", "would set " if pretend else "", item, change,
-                    prediction.top_emotion, share,
+                    "{}{}: {}{} ({:.2f}){}", "would set " if pretend else "", item, change,
+                    prediction.top_emotion, share, withheld,
                 )  # fmt: skip
             if pretend:
                 continue
             if before and not item.get(MODEL):  # the user's own mood: kept aside
                 item[PREVIOUS] = before
-            item[MOOD] = prediction.top_emotion
+            if earned:
+                item[MOOD] = prediction.top_emotion
+            elif before and item.get(MODEL):  # ours, not earned now: the user's comes back
+                item[MOOD] = item.get(PREVIOUS) or ""
+            c = prediction.confidence
+            item[CONFIDENCE] = None if c is None else round(c, SHARE_DECIMALS)
             item[MODEL] = prediction.model
             for emotion, share in prediction.emotions.items():
                 item[share_attribute(emotion)] = round(share, SHARE_DECIMALS)

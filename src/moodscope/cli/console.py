@@ -106,16 +106,27 @@ def cell(value) -> Text:
     return Text(printable(value))
 
 
+def sureness(confidence: float | None) -> str:
+    """A confidence as the page says it: ``fairly sure 54 %`` (or ``not calibrated``)."""
+    from moodscope.inference.calibration import confidence_words
+
+    words = confidence_words(confidence)
+    return words if confidence is None else f"{words} {confidence:.0%}"
+
+
 def prediction_table(results) -> Table:
-    table = Table("file", "top emotion", "distribution (top 3)", "duration")
+    table = Table("file", "top emotion", "how sure", "distribution (top 3)", "duration")
     for r in results:
         if not r.ok:
-            table.add_row(cell(short_path(r.path)), Text("error", style="red"), cell(r.error), "")
+            table.add_row(
+                cell(short_path(r.path)), Text("error", style="red"), "", cell(r.error), ""
+            )
             continue
         top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
             cell(short_path(r.path)),
             cell(r.top_emotion + (" (silent)" if r.silent else "")),
+            cell(sureness(r.confidence)),
             cell(", ".join(f"{k} {v:.0%}" for k, v in top3)),
             cell(f"{r.duration:.1f} s"),
         )

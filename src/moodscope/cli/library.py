@@ -10,8 +10,22 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from moodscope.cli.console import cell, out, prediction_table, progress_bar, say, short_path
-from moodscope.cli.options import InferenceOptions, ModelPath, ParallelOptions, with_options
+from moodscope.cli.console import (
+    cell,
+    out,
+    prediction_table,
+    progress_bar,
+    say,
+    short_path,
+    sureness,
+)
+from moodscope.cli.options import (
+    InferenceOptions,
+    MinConfidence,
+    ModelPath,
+    ParallelOptions,
+    with_options,
+)
 
 Db = typer.Option(
     None,
@@ -50,9 +64,12 @@ def tag(
         False, "--dry-run", help="Predict and show the moods; write neither tags nor index."
     ),
     force: bool = typer.Option(False, "--force", help="Redo files already done and unchanged."),
+    min_confidence: MinConfidence = None,
     lock_timeout: Optional[float] = LockTimeout,
 ) -> None:
-    """Write mood tags into audio files and record them in the library index (resumable)."""
+    """Write mood tags into audio files and record them in the library index (resumable);
+    with --min-confidence the mood field only where it is earned (shares and confidence
+    always)."""
     from moodscope.library.index import (
         FAILED,
         SKIPPED,
@@ -61,11 +78,12 @@ def tag(
         default_db_path,
         tag_files,
     )
+    from moodscope.library.tags import mood_earned
 
     files = _library_files(paths)
     done = WOULD_TAG if dry_run else TAGGED
     counts: Counter = Counter()
-    failed_before, planned = 0, []
+    failed_before, planned, moods = 0, [], 0
 
     def text() -> str:
         return f"tag: {counts[done]} {done}, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
@@ -79,6 +97,7 @@ def tag(
         dry_run=dry_run,
         force=force,
         exact=inference.exact,
+        min_confidence=min_confidence,
         lock_timeout=lock_timeout,
         on_wait=say,  # another run holds the index
     )
@@ -91,12 +110,19 @@ def tag(
                 failed_before += 1
             elif outcome.status == WOULD_TAG:
                 planned.append(outcome.prediction)
+            if outcome.status in (TAGGED, WOULD_TAG):
+                moods += mood_earned(outcome.prediction, min_confidence)
             update(n, text=text())
     if dry_run:
         out.print(prediction_table(planned))
     skipped = f"{counts[SKIPPED]} skipped (unchanged)"
     if failed_before:
         skipped += f", {failed_before} of them failed before (--force retries them)"
+    if min_confidence is not None:
+        skipped += (
+            f"; {moods} of the {counts[done]} got a mood (confidence >= {min_confidence:g}), "
+            f"{counts[done] - moods} only shares and confidence"
+        )
     say(
         f"{len(files)} file(s): {counts[done]} {'would be tagged' if dry_run else 'tagged'}, "
         f"{skipped}, {counts[FAILED]} failed; "
@@ -145,6 +171,7 @@ def find(
     model: Optional[Path] = typer.Option(
         None, "--model", help="With --like of a file not in the index: the model to predict it."
     ),
+    min_confidence: MinConfidence = None,
 ) -> None:
     """Find tracks in the library index by mood, or like a given track, as a table, JSON or
     an M3U8 playlist."""
@@ -152,14 +179,19 @@ def find(
     from moodscope.research.report import write_text_atomic
 
     check_find_format(fmt)
-    matches, path = find_tracks(
-        mood=mood, like=like, min_share=min_share, limit=limit, db=db, model=model
-    )
+    query = dict(mood=mood, like=like, min_share=min_share, min_confidence=min_confidence)
+    matches, path = find_tracks(**query, limit=limit, db=db, model=model)
     if fmt == "table" and output is None:
-        table = Table("#", mood or "distance", "top emotion", "file")
+        table = Table("#", mood or "distance", "top emotion", "how sure", "file")
         for i, m in enumerate(matches, start=1):
             score = m.share if m.share is not None else m.distance
-            table.add_row(str(i), f"{score:.3f}", cell(m.top_emotion), cell(short_path(m.path)))
+            table.add_row(
+                str(i),
+                f"{score:.3f}",
+                cell(m.top_emotion),
+                cell(sureness(m.confidence)),
+                cell(short_path(m.path)),
+            )
         out.print(table)
     else:
         text = render_matches(matches, "json" if fmt == "table" else fmt)

@@ -43,6 +43,17 @@ Workers = Annotated[
 ModelPath = Annotated[
     Optional[Path], typer.Option("--model", help="Checkpoint (default: the shipped model).")
 ]
+MinConfidence = Annotated[
+    Optional[float],
+    typer.Option(
+        "--min-confidence",
+        min=0.0,
+        max=1.0,
+        help="Only where the confidence (the chance that the top emotion is the listeners' "
+        "dominant one, 0-1) reaches this; the model card says which value keeps how many "
+        "tracks at what accuracy.",
+    ),
+]
 
 
 @dataclass

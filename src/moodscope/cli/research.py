@@ -359,11 +359,18 @@ def evaluate(
             progress=update,
         )
     report_failures(failures, metrics["n_tracks"] + len(failures))
+    held = metrics["held_out"]
+    quarter = held["risk_coverage"]["table"][0]
+    sure = (
+        "no calibration map"
+        if held["calibration"] is None
+        else f"calibration error {held['calibration']['ece']:.3f}"
+    )
     say(
         f"track accuracy {metrics['track_accuracy']:.3f}, macro-F1 "
         f"{metrics['track_macro_f1']:.3f}, balanced accuracy "
         f"{metrics['track_balanced_accuracy']:.3f} on {metrics['n_tracks']} tracks; "
-        f"wrote {out_dir}/report.md",
+        f"most confident 25 %: {quarter['accuracy']:.3f}; {sure}; wrote {out_dir}/report.md",
         err=False,
     )
     if failures:

@@ -84,6 +84,9 @@ class EmotifyDataset(Dataset):
         One row per track, sorted by id: ``track_id`` (str), ``genre``, ``path``, ``label``
         (dominant emotion), ``n_annotations``, the nine emotion shares, ``liked``,
         ``disliked`` (shares of participants).
+    annotations : pd.DataFrame
+        One row per participant and track: ``track_id`` (str) and the nine 0/1 emotion
+        columns (what listener-panel comparisons resample).
     """
 
     name = "emotify"
@@ -114,6 +117,8 @@ class EmotifyDataset(Dataset):
         self.tracks = tracks[
             ["track_id", "genre", "path", "label", "n_annotations", *EMOTIONS, "liked", "disliked"]
         ]
+        self.annotations = raw[["track id", *EMOTIONS]].rename(columns={"track id": "track_id"})
+        self.annotations["track_id"] = self.annotations["track_id"].astype(str)
 
     def shares(self) -> np.ndarray:
         """Share of participants who felt each emotion [shape=(n_tracks, 9)]."""

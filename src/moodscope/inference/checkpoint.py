@@ -20,6 +20,7 @@ import torch
 from moodscope.atomic import write_atomic
 from moodscope.errors import ModelError, MoodscopeError
 from moodscope.features.sets import FeatureConfig
+from moodscope.inference.calibration import Calibration
 from moodscope.inference.identity import checkpoint_version
 from moodscope.models.training import TrainConfig
 
@@ -118,6 +119,14 @@ class TrainedModel:
     name: str = ""  # the checkpoint's file stem ("default" for the shipped one)
     version: str = ""  # the first 12 hex digits of the checkpoint file's SHA-1
     checkpoint: bytes | None = field(default=None, repr=False, compare=False)  # as loaded
+    calibration: Calibration | None = None  # score -> chance of being right; None: none
+
+    def confidence(self, track: np.ndarray) -> float | None:
+        """The chance that the top emotion of the track distribution ``track [n_labels]``
+        is the listeners' dominant one; None when the model carries no calibration map."""
+        if self.calibration is None:
+            return None
+        return float(self.calibration(np.asarray(track, dtype=np.float64)))
 
     @property
     def model_id(self) -> str:
@@ -172,6 +181,8 @@ def _payload(model: TrainedModel) -> dict:
         "feature_config": model.feature_config.to_dict(),
         "train_config": model.train_config.to_dict(),
         "info": model.info,
+        # Older checkpoints lack it: their predictions say "no calibration".
+        **({"calibration": model.calibration.state()} if model.calibration is not None else {}),
     }
 
 
@@ -247,6 +258,11 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
             name=name,
             version=checkpoint_version(data),
             checkpoint=data,
+            calibration=(
+                Calibration.from_state(payload["calibration"])
+                if payload.get("calibration") is not None
+                else None
+            ),
         )
     except MoodscopeError as exc:
         raise ModelError(f"{source}: {exc}") from exc

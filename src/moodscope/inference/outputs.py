@@ -42,6 +42,7 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
         return "".join(json.dumps(r.to_dict(timeline=timeline)) + "\n" for r in results)
     check_format(fmt)
     names = next((list(r.emotions) for r in results if r.ok), [])
+    factors = next((list(r.factors) for r in results if r.ok), [])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     if timeline:
@@ -60,13 +61,19 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                     ]
                 )
     else:
-        writer.writerow(["path", "top_emotion", *names, "silent", "error"])
+        writer.writerow(
+            ["path", "top_emotion", "confidence", *names, "top_factor", *factors, "silent", "error"]
+        )
         for r in results:
+            shares = r.factors
             writer.writerow(
                 [
                     r.path,
                     r.top_emotion or "",
+                    "" if r.confidence is None else f"{r.confidence:.6f}",
                     *[f"{r.emotions[n]:.6f}" if r.ok else "" for n in names],
+                    (r.top_factor or "") if r.ok else "",
+                    *[f"{shares[f]:.6f}" if r.ok and f in shares else "" for f in factors],
                     r.silent if r.ok else "",
                     r.error or "",
                 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from moodscope.atomic import bytes_digest
 from moodscope.audio.files import find_audio
 from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
-from moodscope.emotions import EMOTIONS
+from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import AudioError, MoodscopeError, NotAudioError
 from moodscope.features.extract import TrackFeatures, track_features
 from moodscope.features.sets import FeatureConfig
@@ -66,6 +66,18 @@ class Prediction:
     cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
     worker that died on it). For callers that branch on it (the service's status codes); the
     outputs keep to the one-line ``error``."""
+    confidence: float | None = None
+    """The chance that ``top_emotion`` is the one most listeners would report, from the
+    model's calibration map; None when the model has none (it says so, it does not guess)."""
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """The three GEMS factors' shares (sublimity, vitality, unease), summing to 1."""
+        return factor_shares(self.emotions)
+
+    @property
+    def top_factor(self) -> str | None:
+        return top_factor(self.factors)
 
     @classmethod
     def failed(cls, path: str, exc: BaseException, model: str | None = None) -> Prediction:
@@ -85,10 +97,14 @@ class Prediction:
     def to_dict(self, *, timeline: bool = False) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
+        factors = self.factors
         out = {
             "path": self.path,
             "top_emotion": self.top_emotion,
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
             "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
+            "top_factor": top_factor(factors),
+            "factors": {k: round(v, 6) for k, v in factors.items()},
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
             "model": self.model,
@@ -121,6 +137,7 @@ class Prediction:
             error=d.get("error"),
             model=d.get("model"),
             precision=d.get("precision"),
+            confidence=d.get("confidence"),
         )
 
 
@@ -269,6 +286,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
         silent=features.peak < SILENCE_PEAK,
         model=model.model_id,
         precision=features.precision,
+        confidence=model.confidence(mean),
     )
 
 

@@ -3,7 +3,8 @@ SQLite index that remembers every file's result, and finding tracks by mood in i
 
 The index holds one row per file (its absolute, symlink-resolved path): size, mtime (ns) and
 content hash as the file stood after moodscope was done with it, the model, the distribution,
-the top emotion, when the tags were written and the last error. Each result is committed in a
+the top emotion, its confidence, when the tags were written (and under which
+``min_confidence``) and the last error. Each result is committed in a
 transaction of its own (WAL journal), so a run killed at any instant leaves whole rows only,
 and a rerun skips the files whose size, mtime and model are unchanged.
 """
@@ -23,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from moodscope.emotions import EMOTIONS
+from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import ConfigError, LibraryError, TagError
 from moodscope.library.tags import FileState, remove_tags, write_tags
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first index; 2 adds ``confidence`` and ``min_confidence`` (added in place)."""
 
 MAX_PENDING_WRITES = 8
 """Predictions waiting for the writer thread before the run waits for it."""
@@ -45,13 +47,16 @@ CREATE TABLE IF NOT EXISTS tracks (
     silent      INTEGER NOT NULL DEFAULT 0,
     tagged_at   TEXT,              -- UTC, ISO 8601, when the tags went in (NULL: not in the file)
     error       TEXT,              -- the last error (NULL: the last run succeeded)
-    updated_at  TEXT NOT NULL
+    updated_at  TEXT NOT NULL,
+    confidence  REAL,              -- chance the top emotion is right (NULL: not calibrated)
+    min_confidence REAL            -- the threshold the tags were written under (NULL: none)
 );
 """
+_ADDED_IN_2 = ("confidence REAL", "min_confidence REAL")
 
 _COLUMNS = (
     "path", "size", "mtime_ns", "sha1", "model", "emotions", "top_emotion", "duration",
-    "silent", "tagged_at", "error", "updated_at",
+    "silent", "tagged_at", "error", "updated_at", "confidence", "min_confidence",
 )  # fmt: skip
 
 
@@ -84,10 +89,18 @@ class IndexRow:
     tagged_at: str | None = None
     error: str | None = None
     updated_at: str = ""
+    confidence: float | None = None
+    min_confidence: float | None = None
 
     @classmethod
     def from_prediction(
-        cls, prediction, state: FileState, *, tagged: bool, error: str | None = None
+        cls,
+        prediction,
+        state: FileState,
+        *,
+        tagged: bool,
+        error: str | None = None,
+        min_confidence: float | None = None,
     ) -> IndexRow:
         """The row for ``prediction`` (its distribution, unless it failed) of the file in
         ``state``; everything comes from the one :class:`~moodscope.Prediction`."""
@@ -104,6 +117,8 @@ class IndexRow:
             silent=bool(d.get("silent", False)),
             tagged_at=_now() if tagged else None,
             error=error if error is not None else prediction.error,
+            confidence=d.get("confidence"),
+            min_confidence=min_confidence if tagged else None,
         )
 
     def prediction(self):
@@ -121,6 +136,7 @@ class IndexRow:
                 "duration": self.duration,
                 "silent": self.silent,
                 "model": self.model,
+                "confidence": self.confidence,
             }
         )
 
@@ -140,6 +156,7 @@ class LibraryIndex:
         self.path = Path(path) if path is not None else default_db_path()
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self._version = SCHEMA_VERSION
         if readonly and not self.path.exists():
             return
         try:
@@ -169,6 +186,7 @@ class LibraryIndex:
                 f"({SCHEMA_VERSION}); upgrade moodscope"
             )
         if self.readonly:
+            self._version = version
             return
         # WAL: readers never block the writer, and a committed row survives the process
         # being killed. NORMAL: no fsync per commit; a power cut may lose the last rows
@@ -177,7 +195,11 @@ class LibraryIndex:
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_SCHEMA)
+            if version == 1:  # an index from before confidences: its rows stay, NULL there
+                for column in _ADDED_IN_2:
+                    conn.execute(f"ALTER TABLE tracks ADD COLUMN {column}")
+            else:
+                conn.execute(_SCHEMA)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
 
@@ -204,6 +226,20 @@ class LibraryIndex:
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{self.path}: not a moodscope library index ({exc})") from exc
 
+    @property
+    def _select(self) -> str:
+        """The columns to read: an older index opened read-only lacks the newer ones."""
+        if self._version >= SCHEMA_VERSION:
+            return ", ".join(_COLUMNS)
+        return ", ".join(
+            c if c not in ("confidence", "min_confidence") else "NULL" for c in _COLUMNS
+        )
+
+    @property
+    def _confidence(self) -> str:
+        """The confidence column in a query (NULL in an index from before confidences)."""
+        return "confidence" if self._version >= SCHEMA_VERSION else "NULL"
+
     @staticmethod
     def _row(values: tuple) -> IndexRow:
         d = dict(zip(_COLUMNS, values))
@@ -213,16 +249,13 @@ class LibraryIndex:
 
     def get(self, path: str | Path) -> IndexRow | None:
         """The row of ``path`` (absolute, resolved), or None."""
-        found = self._query(
-            f"SELECT {', '.join(_COLUMNS)} FROM tracks WHERE path = ?", (str(path),)
-        )
+        found = self._query(f"SELECT {self._select} FROM tracks WHERE path = ?", (str(path),))
         return self._row(found[0]) if found else None
 
     def rows(self) -> list[IndexRow]:
         """Every row, by path."""
         return [
-            self._row(r)
-            for r in self._query(f"SELECT {', '.join(_COLUMNS)} FROM tracks ORDER BY path")
+            self._row(r) for r in self._query(f"SELECT {self._select} FROM tracks ORDER BY path")
         ]
 
     def __len__(self) -> int:
@@ -421,14 +454,19 @@ def model_id(model=None) -> str:
     return identify(model)
 
 
-def _plan(row: IndexRow | None, state: FileState, model_id: str) -> str:
-    """``predict``, ``write`` (the index holds a valid prediction the file lacks) or ``skip``."""
+def _plan(
+    row: IndexRow | None, state: FileState, model_id: str, min_confidence: float | None = None
+) -> str:
+    """``predict``, ``write`` (the index holds a valid prediction the file lacks, or wrote
+    it under another ``min_confidence``) or ``skip``."""
     if row is None or row.model != model_id:
         return "predict"
     if (row.size, row.mtime_ns) != (state.size, state.mtime_ns):
         return "predict"
     if row.emotions is not None and row.tagged_at is None:
         return "write"
+    if row.emotions is not None and row.min_confidence != min_confidence:
+        return "write"  # the mood field may come or go; the prediction stands
     return "skip"  # tagged; or its prediction failed and the file has not changed since
 
 
@@ -448,7 +486,12 @@ def _state_now(path: str) -> FileState | None:
         return None
 
 
-def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOutcome:
+def _finish(
+    index: LibraryIndex | None,
+    prediction,
+    before: FileState,
+    min_confidence: float | None = None,
+) -> TagOutcome:
     """Write one prediction into its file and record the result (``index`` None: dry run)."""
     path = prediction.path
     if not prediction.ok:
@@ -461,7 +504,7 @@ def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOut
     if index is None:
         return TagOutcome(path, WOULD_TAG, prediction)
     try:
-        after = write_tags(path, prediction, expect=before)
+        after = write_tags(path, prediction, expect=before, min_confidence=min_confidence)
     except TagError as exc:
         error = str(exc)
         try:
@@ -482,7 +525,7 @@ def _finish(index: LibraryIndex | None, prediction, before: FileState) -> TagOut
             # Another run tagged the file with this model meanwhile: nothing is left to do.
             return TagOutcome(path, SKIPPED, stands.prediction(), row=stands)
         return TagOutcome(path, FAILED, prediction, error, stands)
-    row = IndexRow.from_prediction(prediction, after, tagged=True)
+    row = IndexRow.from_prediction(prediction, after, tagged=True, min_confidence=min_confidence)
     index.record(row)
     return TagOutcome(path, TAGGED, prediction, row=row)
 
@@ -499,6 +542,7 @@ def tag_files(
     dry_run: bool = False,
     use_cache: bool = True,
     exact: bool = False,
+    min_confidence: float | None = None,
     lock_timeout: float | None = None,
     on_wait=None,
 ) -> Iterator[TagOutcome]:
@@ -525,12 +569,25 @@ def tag_files(
         Predict only: write neither tags nor the index (outcomes say ``would tag``).
     exact : bool
         Run the network in float32 (as :func:`moodscope.predict.predict`'s ``exact``).
+    min_confidence : float, optional
+        Write the mood field only for files whose confidence reaches this (0-1); the
+        shares and the confidence go in every file. Needs a model with a calibration map.
+        Files tagged under another threshold are rewritten from the index, not predicted.
     lock_timeout, on_wait
         Another run writing the same index is waited for (see :class:`IndexLock`): at most
         ``lock_timeout`` seconds (None: as long as it takes); ``on_wait`` is told it waits.
     """
+    check_min_confidence(min_confidence)
     files = library_files(paths)
     wanted = model_id(model)
+    if min_confidence is not None:
+        from moodscope.inference.predictor import load_model
+
+        if load_model(model).calibration is None:
+            raise ConfigError(
+                f"--min-confidence needs a calibrated model; {wanted} has no calibration map "
+                "(rebuild it with tools/build_default_model.py)"
+            )
     lock = None
     if not dry_run:
         lock = IndexLock(db or default_db_path(), timeout=lock_timeout, on_wait=on_wait)
@@ -554,7 +611,7 @@ def tag_files(
                 yield TagOutcome(path, FAILED, error=f"{path}: cannot be read ({exc.strerror})")
                 continue
             row = None if force else index.get(path)
-            plan = _plan(row, state, wanted)
+            plan = _plan(row, state, wanted, min_confidence)
             if plan == "skip":
                 yield TagOutcome(path, SKIPPED, error=row.error, row=row)
             elif plan == "write":
@@ -563,7 +620,7 @@ def tag_files(
                 to_predict[path] = state
         target = None if dry_run else index
         for row, state in to_write:
-            yield _finish(target, row.prediction(), state)
+            yield _finish(target, row.prediction(), state, min_confidence)
         if to_predict:
             from moodscope.inference.predictor import (  # torch: only when predicting
                 load_model,
@@ -585,7 +642,9 @@ def tag_files(
                 pending: deque[Future] = deque()
                 for prediction in predictions:
                     before = to_predict[prediction.path]
-                    pending.append(writer.submit(_finish, target, prediction, before))
+                    pending.append(
+                        writer.submit(_finish, target, prediction, before, min_confidence)
+                    )
                     while pending and (pending[0].done() or len(pending) > MAX_PENDING_WRITES):
                         yield pending.popleft().result()
                 while pending:
@@ -658,6 +717,7 @@ class Match:
     model: str
     share: float | None = None
     distance: float | None = None
+    confidence: float | None = None
 
     def to_dict(self) -> dict:
         out = {"path": self.path}
@@ -665,9 +725,13 @@ class Match:
             out["share"] = round(self.share, 6)
         if self.distance is not None:
             out["distance"] = round(self.distance, 6)
+        factors = factor_shares(self.emotions)
         out.update(
             top_emotion=self.top_emotion,
+            confidence=self.confidence,
             emotions=self.emotions,
+            top_factor=top_factor(factors),
+            factors={k: round(v, 6) for k, v in factors.items()},
             duration=self.duration,
             model=self.model,
         )
@@ -682,12 +746,18 @@ def _check_limit(limit: int | None) -> None:
         raise ConfigError(f"limit must be >= 1, got {limit}")
 
 
+def check_min_confidence(min_confidence: float | None) -> None:
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence is a chance between 0 and 1, got {min_confidence}")
+
+
 def find_by_mood(
     emotion: str,
     *,
     min_share: float | None = None,
     limit: int | None = None,
     db: str | Path | None = None,
+    min_confidence: float | None = None,
 ) -> list[Match]:
     """The indexed tracks with the highest share of ``emotion``, highest first.
 
@@ -699,8 +769,12 @@ def find_by_mood(
         Only tracks whose share is at least this (0-1); then ``limit`` defaults to all.
     limit : int, optional
         At most this many (default 20 without ``min_share``).
+    min_confidence : float, optional
+        Only tracks whose prediction's confidence is at least this (0-1); tracks without a
+        confidence (an uncalibrated model) are then left out.
     """
     _check_limit(limit)
+    check_min_confidence(min_confidence)
     if min_share is not None and not 0.0 <= min_share <= 1.0:
         raise ConfigError(f"--min is a share between 0 and 1, got {min_share}")
     if limit is None and min_share is None:
@@ -711,18 +785,25 @@ def find_by_mood(
             raise ConfigError(f"unknown emotion {emotion!r}; choose one of {', '.join(known)}")
         sql = (
             "SELECT path, json_extract(emotions, ?) AS share, top_emotion, emotions, duration, "
-            "model FROM tracks WHERE emotions IS NOT NULL AND share IS NOT NULL"
+            f"model, {index._confidence} AS conf FROM tracks "
+            "WHERE emotions IS NOT NULL AND share IS NOT NULL"
         )
         params: list = [f'$."{emotion}"']
         if min_share is not None:
             sql += " AND share >= ?"
             params.append(min_share)
+        if min_confidence is not None:
+            sql += " AND conf >= ?"
+            params.append(min_confidence)
         sql += " ORDER BY share DESC, path"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         found = index._query(sql, tuple(params))
-    return [Match(p, t, json.loads(e), d, m, share=float(share)) for p, share, t, e, d, m in found]
+    return [
+        Match(p, t, json.loads(e), d, m, share=float(share), confidence=c)
+        for p, share, t, e, d, m, c in found
+    ]
 
 
 def mood_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -747,14 +828,16 @@ def find_like(
     limit: int | None = None,
     db: str | Path | None = None,
     model=None,
+    min_confidence: float | None = None,
 ) -> list[Match]:
     """The indexed tracks whose emotion distribution is nearest ``track``'s ("more like
     this", by mood), nearest first; ``track`` itself is left out.
 
     ``track``'s distribution comes from the index, or is predicted (with ``model``) when
-    it is not there.
+    it is not there; ``min_confidence`` keeps only tracks whose confidence reaches it.
     """
     _check_limit(limit)
+    check_min_confidence(min_confidence)
     limit = limit or DEFAULT_LIMIT
     query_path = os.path.realpath(track)
     with LibraryIndex(db, readonly=True) as index:
@@ -768,22 +851,34 @@ def find_like(
             if not prediction.ok:
                 raise LibraryError(prediction.error)
             query = prediction.emotions
-        found = index._query(
-            "SELECT path, top_emotion, emotions, duration, model FROM tracks "
-            "WHERE emotions IS NOT NULL AND path != ?",
-            (query_path,),
+        sql = (
+            f"SELECT path, top_emotion, emotions, duration, model, {index._confidence} AS conf "
+            "FROM tracks WHERE emotions IS NOT NULL AND path != ?"
         )
+        params: tuple = (query_path,)
+        if min_confidence is not None:
+            sql += " AND conf >= ?"
+            params += (min_confidence,)
+        found = index._query(sql, params)
     if not found:
         return []
     labels = list(query)
-    candidates = [json.loads(e) for _, _, e, _, _ in found]
+    candidates = [json.loads(e) for _, _, e, _, _, _ in found]
     matrix = np.array([[c.get(label, 0.0) for label in labels] for c in candidates])
     distances = mood_distance(np.array([query[label] for label in labels]), matrix)
     order = sorted(range(len(found)), key=lambda i: (distances[i], found[i][0]))[:limit]
     return [
-        Match(path, top, candidates[i], duration, model_id, distance=float(distances[i]))
+        Match(
+            path,
+            top,
+            candidates[i],
+            duration,
+            model_id,
+            distance=float(distances[i]),
+            confidence=conf,
+        )
         for i in order
-        for path, top, _, duration, model_id in [found[i]]
+        for path, top, _, duration, model_id, conf in [found[i]]
     ]
 
 

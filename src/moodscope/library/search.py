@@ -21,8 +21,10 @@ def find_tracks(
     limit: int | None = None,
     db: str | Path | None = None,
     model=None,
+    min_confidence: float | None = None,
 ) -> tuple[list[Match], Path]:
-    """``(matches, index path)`` for one of ``mood`` (with ``min_share``) or ``like``."""
+    """``(matches, index path)`` for one of ``mood`` (with ``min_share``) or ``like``;
+    ``min_confidence`` keeps only tracks whose confidence reaches it."""
     if (mood is None) == (like is None):
         raise ConfigError("give one of --mood EMOTION or --like FILE")
     if min_share is not None and mood is None:
@@ -31,8 +33,11 @@ def find_tracks(
     if not path.exists():
         raise ConfigError(f"no library index at {path}: run `moodscope tag FOLDER` first")
     if mood is not None:
-        return find_by_mood(mood, min_share=min_share, limit=limit, db=path), path
-    return find_like(like, limit=limit, db=path, model=model), path
+        found = find_by_mood(
+            mood, min_share=min_share, limit=limit, db=path, min_confidence=min_confidence
+        )
+        return found, path
+    return find_like(like, limit=limit, db=path, model=model, min_confidence=min_confidence), path
 
 
 def check_find_format(fmt: str) -> str:

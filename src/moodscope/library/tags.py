@@ -1,10 +1,11 @@
 """Mood tags in audio files, written so that a file is never damaged.
 
 The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:mood`` and
-``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share
-and the model in ``MOODSCOPE_*`` user fields. A file is rewritten as a copy beside it that
-is tagged, flushed and renamed over the original, so at any instant it is either the old
-file or the new one.
+``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share,
+the confidence and the model in ``MOODSCOPE_*`` user fields; with a ``min_confidence`` the
+mood field is written only where the confidence reaches it (a mood the user had stays). A
+file is rewritten as a copy beside it that is tagged, flushed and renamed over the original,
+so at any instant it is either the old file or the new one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ MODEL_FIELD = "MOODSCOPE_MODEL"
 """The model that predicted the tags, as ``name@version``."""
 PREVIOUS_MOOD_FIELD = "MOODSCOPE_PREVIOUS_MOOD"
 """A mood the file had before moodscope replaced it; ``untag`` puts it back."""
+CONFIDENCE_FIELD = "MOODSCOPE_CONFIDENCE"
+"""The chance that the top emotion is the listeners' dominant one (absent: not calibrated)."""
 SHARE_DECIMALS = 3
 """Shares are written as ``0.412``."""
 
@@ -38,7 +41,7 @@ and Quod Libet's own ``QuodLibet::mood`` (it reads TMOO, or TXXX named ``QuodLib
 MP4_FREEFORM = "----:com.apple.iTunes:"
 """The freeform atom namespace iTunes, foobar2000 and Mp3tag use for user fields."""
 
-_RESERVED = {MODEL_FIELD, PREVIOUS_MOOD_FIELD}
+_RESERVED = {MODEL_FIELD, PREVIOUS_MOOD_FIELD, CONFIDENCE_FIELD}
 
 
 def share_field(label: str) -> str:
@@ -49,13 +52,26 @@ def share_field(label: str) -> str:
     return name
 
 
-def tag_values(prediction) -> dict[str, tuple[str, ...]]:
-    """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by name."""
+def mood_earned(prediction, min_confidence: float | None) -> bool:
+    """Whether the mood field is written: always without a ``min_confidence``, else only
+    where the prediction's confidence reaches it (no confidence: never)."""
+    if min_confidence is None:
+        return True
+    return prediction.confidence is not None and prediction.confidence >= min_confidence
+
+
+def tag_values(prediction, *, min_confidence: float | None = None) -> dict[str, tuple[str, ...]]:
+    """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by
+    name; MOOD is left out where :func:`mood_earned` says no."""
     if prediction.error is not None or not prediction.emotions:
         raise TagError(prediction.path, f"has no prediction to write ({prediction.error})")
-    values = {MOOD_FIELD: (prediction.top_emotion,)}
+    values = {}
+    if mood_earned(prediction, min_confidence):
+        values[MOOD_FIELD] = (prediction.top_emotion,)
     for label, share in prediction.emotions.items():
         values[share_field(label)] = (f"{share:.{SHARE_DECIMALS}f}",)
+    if prediction.confidence is not None:
+        values[CONFIDENCE_FIELD] = (f"{prediction.confidence:.{SHARE_DECIMALS}f}",)
     values[MODEL_FIELD] = (prediction.model or "unknown",)
     return values
 
@@ -88,6 +104,7 @@ class MoodTags:
     emotions: dict[str, float]
     model: str | None
     previous_mood: list[str]
+    confidence: float | None = None
 
     @property
     def tagged(self) -> bool:
@@ -317,6 +334,8 @@ def _target_after_tagging(state, values) -> dict[str, tuple[str, ...]]:
         previous = state.get(MOOD_FIELD, ())  # the user's mood: kept for untag
     if previous:
         target[PREVIOUS_MOOD_FIELD] = previous
+        if MOOD_FIELD not in values:  # mood withheld (not confident): the user's stays
+            target[MOOD_FIELD] = previous
     return target
 
 
@@ -360,18 +379,30 @@ def read_tags(path: str | Path) -> MoodTags:
     state = _ours(fields) if fields is not None else {}
     mood = state.get(MOOD_FIELD, ())
     model = state.get(MODEL_FIELD, ())
+    confidence = state.get(CONFIDENCE_FIELD, ())
+    try:
+        confidence = float(confidence[0]) if confidence else None
+    except ValueError:
+        confidence = None
     return MoodTags(
         mood=mood[0] if mood else None,
         emotions=_shares(state),
         model=model[0] if model else None,
         previous_mood=list(state.get(PREVIOUS_MOOD_FIELD, ())),
+        confidence=confidence,
     )
 
 
 # -- writing -------------------------------------------------------------------------------
 
 
-def write_tags(path: str | Path, prediction, *, expect: FileState | None = None) -> FileState:
+def write_tags(
+    path: str | Path,
+    prediction,
+    *,
+    expect: FileState | None = None,
+    min_confidence: float | None = None,
+) -> FileState:
     """Write ``prediction`` into ``path``'s tags, safely.
 
     The file is copied beside itself, the copy tagged, flushed and renamed over the original
@@ -386,6 +417,10 @@ def write_tags(path: str | Path, prediction, *, expect: FileState | None = None)
     expect : FileState, optional
         The file as it was when it was read for the prediction: if its size, mtime or inode
         differ now, or change while the copy is written, nothing is written.
+    min_confidence : float, optional
+        Write MOOD only where ``prediction.confidence`` reaches this; the shares and the
+        confidence are written either way, and a mood moodscope wrote earlier gives way to
+        the user's own (or none).
 
     Returns
     -------
@@ -398,7 +433,7 @@ def write_tags(path: str | Path, prediction, *, expect: FileState | None = None)
         One line naming the file: a container moodscope cannot tag, read-only, vanished,
         changed, a full disk. The file is then exactly as it was.
     """
-    values = tag_values(prediction)
+    values = tag_values(prediction, min_confidence=min_confidence)
     return _rewrite(str(path), lambda state: _target_after_tagging(state, values), expect=expect)
 
 
@@ -514,6 +549,7 @@ remove_stale_copies = remove_stale_temporaries
 
 
 __all__ = [
+    "CONFIDENCE_FIELD",
     "FIELD_PREFIX",
     "ID3V23_MOOD",
     "MODEL_FIELD",
@@ -522,6 +558,7 @@ __all__ = [
     "SHARE_DECIMALS",
     "FileState",
     "MoodTags",
+    "mood_earned",
     "read_tags",
     "remove_stale_copies",
     "remove_tags",

@@ -395,4 +395,17 @@ def evaluate_model(
     )
     metrics["segment_accuracy"] = segment_accuracy
     metrics["n_failed"] = len(failures)
+    from moodscope.research.yardstick import held_out_report
+
+    cal = model.calibration
+    metrics["held_out"] = held_out_report(
+        track_proba,
+        track_ids,
+        list(model.labels),
+        dataset.by_track(),
+        confidence=None if cal is None else cal(track_proba),
+        score="margin" if cal is None else cal.score,
+        shares=shares,
+        annotations=getattr(dataset, "annotations", None),
+    )
     return metrics, failures

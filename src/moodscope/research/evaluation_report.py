@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from moodscope.atomic import write_text_atomic
-from moodscope.research.plots import plot_confusion_matrix
+from moodscope.research.plots import (
+    plot_confusion_matrix,
+    plot_reliability,
+    plot_risk_coverage,
+)
 from moodscope.research.report import Report, write_json
 
 
@@ -36,6 +40,142 @@ def _correlation(report: Report, correlation: dict | None) -> None:
     if correlation:
         report.heading("Predicted probability vs listener share (Pearson r per emotion)")
         report.table(["emotion", "r"], [[k, _fmt(v)] for k, v in correlation.items()])
+
+
+def held_out_sections(report: Report, held: dict | None, *, figures: bool = True) -> None:
+    """The yardsticks of :mod:`moodscope.yardstick` (risk-coverage, calibration, factors,
+    listener panels) as headings, tables and figures."""
+    if not held:
+        return
+    from moodscope.research.yardstick import worth_words
+
+    rc = held["risk_coverage"]
+    ranked = "confidence" if held["ranked_by"] == "confidence" else f"the raw {held['ranked_by']}"
+    report.heading("Accuracy against coverage (held-out tracks)")
+    report.paragraph(
+        f"The {rc['n_tracks']} tracks ranked by {ranked}, most confident first; each row keeps "
+        "that share of them. `min confidence` is the threshold (`--min-confidence`) that "
+        "keeps them."
+    )
+    top = [k for k in ("top2_accuracy", "top3_accuracy") if k in rc["table"][0]]
+    report.table(
+        ["coverage", "tracks", "min confidence", "mean confidence", "accuracy"]
+        + [k.replace("_accuracy", " accuracy").replace("top", "top-") for k in top],
+        [
+            [
+                f"{r['coverage']:.0%}",
+                r["n_tracks"],
+                f"{r['min_confidence']:.3f}",
+                f"{r['mean_confidence']:.3f}",
+                f"{r['accuracy']:.3f}",
+                *[f"{r[k]:.3f}" for k in top],
+            ]
+            for r in rc["table"]
+        ],
+    )
+    if figures:
+        report.figure(plot_risk_coverage(held), "risk_coverage", "Risk-coverage curve")
+    cal = held.get("calibration")
+    report.heading("Calibration (held-out tracks)")
+    if cal is None:
+        report.paragraph(
+            "The model carries no calibration map, so its predictions have no confidence "
+            "(the ranking above uses the raw score)."
+        )
+    else:
+        report.paragraph(
+            f"Expected calibration error {cal['ece']:.3f} (10 equal-width bins); mean "
+            f"confidence {cal['mean_confidence']:.3f} against accuracy {cal['accuracy']:.3f}; "
+            f"the more confident half is {held['confident_half_accuracy']:.3f} accurate, the "
+            f"other half {held['other_half_accuracy']:.3f}."
+        )
+        report.table(
+            ["confidence bin", "tracks", "mean confidence", "accuracy"],
+            [
+                [
+                    f"{b['low']:.1f}-{b['high']:.1f}",
+                    b["n_tracks"],
+                    f"{b['mean_confidence']:.3f}",
+                    f"{b['accuracy']:.3f}",
+                ]
+                for b in cal["bins"]
+            ],
+        )
+        if figures:
+            report.figure(plot_reliability(cal), "reliability", "Reliability diagram")
+        report.heading("What a `--min-confidence` keeps (held-out tracks)")
+        report.table(
+            ["min confidence C", "tracks at or above C", "their accuracy"],
+            [
+                [
+                    f"{t['min_confidence']:.2f}",
+                    f"{t['coverage']:.0%} ({t['n_tracks']})",
+                    "n/a" if t["accuracy"] is None else f"{t['accuracy']:.3f}",
+                ]
+                for t in held["thresholds"]
+            ],
+        )
+    factors = held.get("factors")
+    if factors:
+        report.heading("The three GEMS factors (held-out tracks)")
+        report.paragraph(
+            "The predicted top factor (sublimity: amazement, solemnity, tenderness, nostalgia, "
+            "calmness; vitality: power, joyful activation; unease: tension, sadness) against "
+            "the factor with the largest summed listener share."
+        )
+        report.table(
+            ["metric", "value"],
+            [
+                ["factor accuracy", f"{factors['accuracy']:.3f}"],
+                ["factor balanced accuracy", f"{factors['balanced_accuracy']:.3f}"],
+                [f"always {factors['majority']}", f"{factors['majority_accuracy']:.3f}"],
+                *[
+                    [f"{f} recall ({c['support']} tracks)", f"{c['recall']:.3f}"]
+                    for f, c in factors["per_factor"].items()
+                ],
+            ],
+        )
+    listeners = held.get("listeners")
+    if listeners:
+        report.heading("The model against listener panels (held-out tracks)")
+        report.paragraph(
+            f"For each track {listeners['target_listeners']} of its listeners are held out as "
+            "the target (their most-ticked emotion); the model's top emotion and the "
+            "most-ticked emotion of n *other* listeners are scored against it, ties counted "
+            f"as a choice at random; {listeners['repeats']} draws per track, "
+            f"{listeners['n_tracks']} tracks. In words: {worth_words(listeners)}."
+        )
+        report.table(
+            ["who answers", "agreement with the held-out listeners"],
+            [
+                [
+                    f"majority of {p['listeners']} other listener{'s' * (p['listeners'] > 1)}",
+                    f"{p['agreement']:.3f}",
+                ]  # fmt: skip
+                for p in listeners["panels"]
+            ]
+            + [["the model", f"{listeners['model']:.3f}"]],
+        )
+        wide = listeners.get("wide")
+        if wide:
+            fewest = wide["target_listeners"] + wide["panels"][-1]["listeners"]
+            report.paragraph(
+                f"The same on the {wide['n_tracks']} tracks with {fewest} or more listeners, "
+                f"panels up to {wide['panels'][-1]['listeners']}: the model is worth "
+                + (
+                    f"more than {wide['panels'][-1]['listeners']}"
+                    if wide["beyond"]
+                    else "n/a"
+                    if wide["worth"] is None
+                    else f"{wide['worth']:.1f}"
+                )
+                + " listeners."
+            )
+            report.table(
+                ["who answers", "agreement with the held-out listeners"],
+                [[f"majority of {p['listeners']}", f"{p['agreement']:.3f}"] for p in wide["panels"]]
+                + [["the model", f"{wide['model']:.3f}"]],
+            )
 
 
 def crossval_report(result: dict, title: str) -> Report:
@@ -137,4 +277,5 @@ def evaluation_report(metrics: dict, title: str, description: str) -> Report:
         "confusion",
         "Confusion matrix (tracks)",
     )
+    held_out_sections(report, metrics.get("held_out"))
     return report

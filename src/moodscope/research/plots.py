@@ -26,6 +26,8 @@ __all__ = [
     "plot_class_counts",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_reliability",
+    "plot_risk_coverage",
     "plot_timeline",
     "save_figure",
 ]
@@ -472,3 +474,59 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=dpi)
     return path
+
+
+def plot_risk_coverage(held_out: dict, *, title: str | None = None) -> Figure:
+    """Accuracy of the most confident tracks against the share kept (the risk-coverage
+    curve), from :func:`moodscope.yardstick.confidence_metrics`' ``risk_coverage``; the
+    table's coverages are marked, and all tracks' accuracy drawn as a line."""
+    rc = held_out["risk_coverage"]
+    curve = np.asarray(rc["curve"], dtype=float)
+    if curve.size == 0:
+        raise ConfigError("risk-coverage curve is empty")
+    coverage = np.arange(1, len(curve) + 1) / len(curve)
+    fig = _new_figure((6.0, 4.0))
+    ax = fig.add_subplot()
+    ax.plot(coverage, curve, color="#0072B2", label="top emotion")
+    for key, colour, name in (
+        ("top2_accuracy", "#E69F00", "top 2"),
+        ("top3_accuracy", "#009E73", "top 3"),
+    ):
+        points = [(r["coverage"], r[key]) for r in rc["table"] if key in r]
+        if points:
+            ax.plot(*zip(*points), "o--", color=colour, label=name)
+    table = rc["table"]
+    ax.plot([r["coverage"] for r in table], [r["accuracy"] for r in table], "o", color="#0072B2")
+    ax.axhline(curve[-1], color="grey", lw=0.8, ls=":", label="all tracks")
+    ax.set(
+        xlabel="Share of tracks answered (most confident first)",
+        ylabel="Accuracy",
+        xlim=(0, 1.02),
+        ylim=(0, 1),
+        title=title or "Risk-coverage (held-out tracks)",
+    )
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_reliability(calibration: dict, *, title: str | None = None) -> Figure:
+    """The reliability diagram: accuracy against mean confidence per confidence bin (from
+    :func:`moodscope.metrics.calibration_error`), marker area by tracks, the diagonal for
+    perfect calibration."""
+    bins = calibration["bins"]
+    if not bins:
+        raise ConfigError("reliability diagram needs at least one bin")
+    fig = _new_figure((4.5, 4.5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    conf = [b["mean_confidence"] for b in bins]
+    acc = [b["accuracy"] for b in bins]
+    sizes = [20 + 4 * b["n_tracks"] for b in bins]
+    ax.plot(conf, acc, color="#0072B2", lw=1)
+    ax.scatter(conf, acc, s=sizes, color="#0072B2", alpha=0.7)
+    for b in bins:
+        ax.annotate(str(b["n_tracks"]), (b["mean_confidence"], b["accuracy"]),
+                    textcoords="offset points", xytext=(6, -10), fontsize=7)  # fmt: skip
+    ax.set(xlabel="Confidence", ylabel="Accuracy", xlim=(0, 1), ylim=(0, 1),
+           title=title or f"Reliability (ECE {calibration['ece']:.3f})")  # fmt: skip
+    return fig

@@ -552,7 +552,23 @@ class Predictor:
             "features": prediction_features(m).to_dict(),
             "protocol": m.info.get("protocol"),
             "crossval": crossval,
+            **_confidence_info(m),
         }
+
+
+def _confidence_info(m) -> dict:
+    """What the model says of its own confidence: the map (or null), the held-out
+    yardsticks from its card, and the words the page uses."""
+    from moodscope.inference.calibration import CONFIDENCE_WORDS
+
+    cal = m.calibration
+    return {
+        "calibration": None
+        if cal is None
+        else {"score": cal.score, "method": cal.method, "n_tracks": cal.n_tracks},
+        "held_out": m.info.get("held_out"),
+        "confidence_words": [{"from": low, "words": words} for low, words in CONFIDENCE_WORDS],
+    }
 
 
 def _gems_order(labels: list[str]) -> list[str]:
@@ -606,11 +622,14 @@ _ERROR_TEXT = {
 _EXAMPLE = {
     "path": "song.mp3",
     "top_emotion": "calmness",
+    "confidence": 0.41,
     "emotions": {
         "amazement": 0.04, "solemnity": 0.13, "tenderness": 0.14, "nostalgia": 0.16,
         "calmness": 0.22, "power": 0.07, "joyful_activation": 0.08, "tension": 0.08,
         "sadness": 0.08,
     },
+    "top_factor": "sublimity",
+    "factors": {"sublimity": 0.69, "vitality": 0.15, "unease": 0.16},
     "duration": 60.03,
     "silent": False,
     "model": "default@fbe3183cdc45",

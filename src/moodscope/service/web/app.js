@@ -31,6 +31,19 @@
   const waiting = [];
   let active = 0;
   let maxUploadMb = null; // from /v1/health: larger files are refused here, not uploaded
+  // How a confidence is said; /v1/model sends the server's own list (the same words).
+  let confidenceWords = [
+    { from: 0.7, words: "sure" },
+    { from: 0.5, words: "fairly sure" },
+    { from: 0.35, words: "unsure" },
+    { from: 0.0, words: "guessing" },
+  ];
+
+  function sureness(confidence) {
+    if (confidence === null || confidence === undefined) return "not calibrated";
+    const found = confidenceWords.find((w) => confidence >= w.from);
+    return found ? found.words : confidenceWords[confidenceWords.length - 1].words;
+  }
 
   function label(name) {
     return String(name).replace(/_/g, " ");
@@ -199,9 +212,33 @@
       el("strong", { class: "top-emotion", "data-emotion": data.top_emotion }, label(data.top_emotion)),
       document.createTextNode(" " + percent(data.emotions[data.top_emotion])),
     );
+    // The chance that this top emotion is the one most listeners would report.
+    const calibrated = data.confidence !== null && data.confidence !== undefined;
+    const sure = el("p", {
+      class: "confidence",
+      "data-confidence": calibrated ? String(data.confidence) : "",
+      "data-words": sureness(data.confidence),
+    });
+    sure.append(
+      el("strong", {}, sureness(data.confidence)),
+      document.createTextNode(calibrated
+        ? ` (${percent(data.confidence)} chance that most listeners would say ${label(data.top_emotion)})`
+        : ": this model carries no calibration, so it cannot say how likely it is to be right"),
+    );
+    const lines = [top, sure];
+    if (data.top_factor) {
+      const factor = el("p", { class: "factor", "data-factor": data.top_factor });
+      factor.append(
+        document.createTextNode("GEMS factor: "),
+        el("strong", {}, data.top_factor),
+        document.createTextNode(" " + percent(data.factors[data.top_factor]) + " (" +
+          Object.entries(data.factors).map(([k, v]) => `${k} ${percent(v)}`).join(", ") + ")"),
+      );
+      lines.push(factor);
+    }
     const facts = [`${data.duration.toFixed(1)} s`, data.model];
     if (data.silent) facts.unshift("silent");
-    card.append(top, el("p", { class: "facts" }, facts.join(" · ")));
+    card.append(...lines, el("p", { class: "facts" }, facts.join(" · ")));
 
     const charts = el("div", { class: "charts" });
     const shares = el("figure", { class: "chart" });
@@ -314,10 +351,13 @@
       }
       if (health.ok) maxUploadMb = (await health.json()).max_upload_mb;
       const m = await response.json();
+      if (Array.isArray(m.confidence_words) && m.confidence_words.length) confidenceWords = m.confidence_words;
       const acc = m.crossval && m.crossval.track_accuracy;
+      const listeners = m.held_out && m.held_out.listeners_words;
       modelInfo.textContent = `Model ${m.id}` + (acc
-        ? ` · cross-validated track accuracy ${percent(acc.mean)}: read the distribution and the timeline, not only the top emotion.`
-        : "");
+        ? ` · cross-validated track accuracy ${percent(acc.mean)}: read the distribution, the timeline and how sure it is, not only the top emotion.`
+        : "") + (listeners ? ` In people: ${listeners}.` : "");
+      modelInfo.dataset.listeners = listeners || "";
     } catch (err) {
       modelInfo.textContent = "";
     }
