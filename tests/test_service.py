@@ -290,6 +290,7 @@ def _kill_worker_while_running(client, workers, *, not_pid=None) -> int:
     return pid
 
 
+@pytest.mark.slow
 def test_dead_worker_is_retried_once_then_500(client, app_client, long_track, track):
     workers = app_client.app.state.predictor.workers
     # Killed once: the request runs again on a fresh worker and is answered.
@@ -700,6 +701,7 @@ def test_json_access_log_is_one_object_a_line(tmp_path, caplog):
     assert {"time", "client", "seconds"} <= set(first)
 
 
+@pytest.mark.slow
 def test_health_counts_add_up_under_load(tmp_path_factory, track):
     app = create_app(workers=2, queue=3, upload_dir=str(tmp_path_factory.mktemp("load")))
     seen = []
@@ -718,6 +720,7 @@ def test_health_counts_add_up_under_load(tmp_path_factory, track):
     assert max(h["running"] for h in seen) == 2  # both workers were used
 
 
+@pytest.mark.slow
 def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, long_track, track):
     app = create_app(workers=1, request_timeout=0.5, upload_dir=str(tmp_path))
     with local_client(app) as client:
@@ -746,6 +749,7 @@ def test_a_prediction_over_the_time_limit_is_504_and_frees_its_worker(tmp_path, 
     assert seconds < 0.8 * whole, (seconds, whole)
 
 
+@pytest.mark.slow
 def test_a_replaced_worker_takes_no_request_until_it_is_warm(
     tmp_path, long_track, track, monkeypatch
 ):
