@@ -124,3 +124,18 @@ def child_peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, f
         env=env,
     ).stdout.split()
     return float(out[0]), float(out[1])
+
+
+def load_note() -> str:
+    """The machine's load beside a figure: other programs' work is in every wall clock."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+def bench_count(name: str, default: int) -> int:
+    """A file count a benchmark takes from ``$name`` (a smaller one for a quicker run)."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default

@@ -5,11 +5,14 @@ kept in a folder of its own so the tests can see them removed."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,10 @@ class LiveServer:
 def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
     """Start ``moodscope serve --port 0 *args``; return once the port it got answers
     ``/readyz`` (the workers are up)."""
-    tmpdir = tmp / "server-tmp"
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    # A short TMPDIR of its own: the worker pool's forkserver puts a Unix socket there, and
+    # a socket path over 107 bytes (pytest's folders for long test names) cannot be bound.
+    tmpdir = Path(tempfile.mkdtemp(prefix="ms-serve-", dir="/tmp"))
+    atexit.register(shutil.rmtree, tmpdir, True)  # after the tests have looked inside
     log = tmp / "server.log"
     moodscope = str(Path(sys.executable).with_name("moodscope"))
     env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}

@@ -188,3 +188,20 @@ def test_stream_matches_load(write_audio):
     assert abs(len(streamed) - len(whole)) <= 2
     n = min(len(streamed), len(whole))
     assert np.corrcoef(streamed[:n], whole[:n])[0, 1] > 0.999
+
+
+def test_stream_decodes_in_cache_sized_chunks_with_the_same_samples(tmp_path, monkeypatch):
+    # 44.1 kHz stereo MP3 to 16 kHz: decoded, downmixed and resampled CHUNK_FRAMES at a
+    # time, joined into blocks of block_seconds; the samples are those of one chunk per
+    # block, bit for bit, and every block but the last is as long as asked.
+    from moodscope.audio import decode
+
+    y = chord_signal(12.0, 44100)
+    path = tmp_path / "c.mp3"
+    sf.write(path, np.stack([y, 0.5 * y], axis=1), 44100, format="MP3", subtype="MPEG_LAYER_III")
+    chunked = list(stream_audio(path, sr=16000, block_seconds=5.0))
+    assert decode.CHUNK_FRAMES < 5 * 44100  # so the chunks are smaller than the blocks here
+    assert [len(b) >= 5 * 16000 for b in chunked[:-1]] == [True] * (len(chunked) - 1)
+    monkeypatch.setattr(decode, "CHUNK_FRAMES", 10**9)  # one chunk per block: the old way
+    whole = list(stream_audio(path, sr=16000, block_seconds=5.0))
+    np.testing.assert_array_equal(np.concatenate(chunked), np.concatenate(whole))

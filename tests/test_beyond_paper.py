@@ -143,6 +143,7 @@ def test_soft_label_crossval(model, aggregate):
     assert result["summary"]["emotion_correlation_mean"]["mean"] > 0.3
 
 
+@pytest.mark.slow
 def test_temporal_model_under_crossval_and_prediction():
     table = tiny_table(n_tracks=45)
     shares, tracks = _shares(table)

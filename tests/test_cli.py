@@ -64,6 +64,7 @@ def test_validate_and_plot_classes(emotify_dir, tmp_path, capsys):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_features_goes_past_a_corrupt_file(emotify_dir, tmp_path, capsys):
     root = make_emotify_subset(emotify_dir, tmp_path / "e", [2, 102, 201, 301])
     bad = root / "emotifymusic" / "rock" / "2.mp3"

@@ -324,16 +324,25 @@ def test_a_header_declaring_less_than_it_holds_is_still_bounded(tmp_path):
 
 
 def test_memory_of_one_block_is_bounded_whatever_the_rate(tmp_path):
-    """At 768 kHz stereo, a 60-s block would be 92 M samples; blocks hold at most
-    MAX_BLOCK_SAMPLES native samples, whatever the file's length or header."""
+    """At 768 kHz stereo a 60-s block read at once would be 92 M samples; decoding reads at
+    most MAX_BLOCK_SAMPLES (and a cache-sized chunk) at a time, so streaming 6 s of it
+    allocates a small part of what the file decodes to (tracemalloc sees numpy's buffers)."""
+    import tracemalloc
+
     rate = 768_000
     path = tmp_path / "hi.wav"
-    y = chord_signal(3.0, rate)
+    y = chord_signal(6.0, rate)
     sf.write(path, np.stack([y, y], axis=1), rate, subtype="PCM_16")
-    lengths = [len(b) for b in stream_audio(path, block_seconds=60.0)]
-    assert len(lengths) >= 2
-    assert max(lengths) <= (MAX_BLOCK_SAMPLES // 2) * SR / rate + 64
-    assert sum(lengths) / SR == pytest.approx(3.0, abs=0.01)
+    whole = 6 * rate * 2 * 4  # bytes of float32 the native samples take
+    tracemalloc.start()
+    try:
+        seconds = sum(len(b) for b in stream_audio(path, block_seconds=60.0)) / SR
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seconds == pytest.approx(6.0, abs=0.01)
+    assert peak < whole / 4, (peak, whole)
+    assert MAX_BLOCK_SAMPLES * 4 <= 16 * 2**20
 
 
 # -- not audio, and audio in odd containers -------------------------------------------------

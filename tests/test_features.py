@@ -142,6 +142,7 @@ def test_fixed_windows_config(write_audio):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_extract_dataset_parallel_with_a_bad_file(emotify_dir, tmp_path):
     from conftest import make_emotify_subset
 

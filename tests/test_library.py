@@ -423,6 +423,7 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
     assert seen["db"] == db and len(seen["files"]) == len(GOOD) + len(BAD)
 
 
+@pytest.mark.slow
 def test_cli_tag_and_find_with_min_confidence(music, db, capsys):
     good = [music / n for n in GOOD]
     confidence = {Path(p.path).name: p.confidence for p in predict(good)}

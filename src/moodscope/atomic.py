@@ -192,7 +192,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         return 0
     for name in names:
         match = _STALE.match(name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(1))):
             continue
         try:
             os.unlink(os.path.join(folder, name))
@@ -202,7 +202,8 @@ def remove_stale_temporaries(folder: str | Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -252,6 +253,7 @@ __all__ = [
     "describe_os_error",
     "file_digest",
     "output_target",
+    "pid_alive",
     "remove_stale_temporaries",
     "temporary_path",
     "write_atomic",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from moodscope.atomic import pid_alive
 from moodscope.backends.base import Backend, limit_threads
 from moodscope.errors import ConfigError
 
@@ -55,7 +56,7 @@ def die_with(parent: int) -> None:
         if pidfd is not None:
             select.select([pidfd], [], [])  # readable once the process has ended
         else:
-            while _alive(parent):
+            while pid_alive(parent):
                 time.sleep(1.0)
         os._exit(0)
 
@@ -74,13 +75,6 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

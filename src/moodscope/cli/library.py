@@ -21,6 +21,7 @@ from moodscope.cli.console import (
 )
 from moodscope.cli.options import (
     DecodeOptions,
+    InferenceOptions,
     MinConfidence,
     ModelPath,
     ParallelOptions,
@@ -57,6 +58,7 @@ def _library_files(paths: list[Path]) -> list[str]:
 def tag(
     parallel: ParallelOptions,
     decode: DecodeOptions,
+    inference: InferenceOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     db: Optional[Path] = Db,
@@ -102,6 +104,7 @@ def tag(
         scheduler=parallel.scheduler,
         dry_run=dry_run,
         force=force,
+        exact=inference.exact,
         min_confidence=min_confidence,
         allow_damaged=allow_damaged,
         max_duration=decode.max_duration,
@@ -186,15 +189,8 @@ def find(
     from moodscope.research.report import write_text_atomic
 
     check_find_format(fmt)
-    matches, path = find_tracks(
-        mood=mood,
-        like=like,
-        min_share=min_share,
-        limit=limit,
-        db=db,
-        model=model,
-        min_confidence=min_confidence,
-    )
+    query = dict(mood=mood, like=like, min_share=min_share, min_confidence=min_confidence)
+    matches, path = find_tracks(**query, limit=limit, db=db, model=model)
     if fmt == "table" and output is None:
         table = Table("#", mood or "distance", "top emotion", "how sure", "file")
         for i, m in enumerate(matches, start=1):

@@ -132,6 +132,20 @@ class DecodeOptions:
 
 
 @dataclass
+class InferenceOptions:
+    """How the network computes a prediction."""
+
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Run the network in float32 everywhere (default: this CPU's fast path, "
+            "bfloat16 on AMX, where it has one).",
+        ),
+    ] = False
+
+
+@dataclass
 class RunConfigOptions:
     """The training run's seed, length and YAML config."""
 

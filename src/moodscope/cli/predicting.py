@@ -9,7 +9,13 @@ from typing import Optional
 import typer
 
 from moodscope.cli.console import out, prediction_table, progress_bar, say
-from moodscope.cli.options import DecodeOptions, ModelPath, ParallelOptions, with_options
+from moodscope.cli.options import (
+    DecodeOptions,
+    InferenceOptions,
+    ModelPath,
+    ParallelOptions,
+    with_options,
+)
 
 AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
 
@@ -18,6 +24,7 @@ AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursiv
 def predict(
     parallel: ParallelOptions,
     decode: DecodeOptions,
+    inference: InferenceOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
@@ -44,7 +51,12 @@ def predict(
     table = fmt == "table" and output is None
     results = []
     with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
-        for r in job.run(workers=parallel.workers, scheduler=parallel.scheduler, progress=update):
+        for r in job.run(
+            workers=parallel.workers,
+            scheduler=parallel.scheduler,
+            progress=update,
+            exact=inference.exact,
+        ):
             if table:  # the other formats are written as they come
                 results.append(r)
     if output is not None:  # on stderr when the output is /dev/stdout, a FIFO, a device

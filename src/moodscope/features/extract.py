@@ -9,6 +9,7 @@ warning line and a run without it; it is bounded (``$MOODSCOPE_CACHE_MAX_MB``, d
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -159,6 +160,7 @@ class TrackFeatures:
     ends: np.ndarray  # [n_segments] seconds
     peak: float = 1.0  # largest absolute sample: 0 for digital silence
     duration: float = 0.0  # seconds of audio decoded
+    precision: str = "float32"  # the network's number format ("bfloat16": musicnn.fast)
     truncated: bool = False  # the container declares more than the file holds
 
 
@@ -177,12 +179,16 @@ def track_features(
     *,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    precision: str = "float32",
     max_duration: float | None = MAX_DURATION,
 ) -> TrackFeatures:
     """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
 
-    A file cut short (see :mod:`moodscope.audio.integrity`) gives features of what decodes,
-    flagged ``truncated``. ``max_duration`` as in :func:`moodscope.audio.load_audio`.
+    ``precision``: the number format to compute in where the feature set has it
+    (``"bfloat16"``: musicnn's fast path), else float32; the result says which ran, and
+    each format has cache entries of its own. A file cut short (see
+    :mod:`moodscope.audio.integrity`) gives features of what decodes, flagged ``truncated``.
+    ``max_duration`` as in :func:`moodscope.audio.decode.load_audio`.
 
     Raises
     ------
@@ -194,7 +200,12 @@ def track_features(
     if len(config.parts) > 1:
         parts = [
             track_features(
-                path, c, cache_dir=cache_dir, use_cache=use_cache, max_duration=max_duration
+                path,
+                c,
+                cache_dir=cache_dir,
+                use_cache=use_cache,
+                precision=precision,
+                max_duration=max_duration,
             )
             for c in config.parts
         ]
@@ -207,14 +218,16 @@ def track_features(
             first.ends,
             first.peak,
             first.duration,
+            next((p.precision for p in parts if p.precision != "float32"), "float32"),
             first.truncated,
         )
+    precision = config.precision(precision)
     entry = root = None
     if use_cache and os.path.isfile(path):  # False, not an error, in a folder it cannot enter
         root = usable_cache_dir(cache_dir)
     if root is not None:
-        entry = root / "features" / config.key() / f"{file_digest(path)}.npz"
-        cached = _read_entry(entry)
+        entry = root / "features" / config.key(precision) / f"{file_digest(path)}.npz"
+        cached = _read_entry(entry, precision)
         if cached is not None:
             if max_duration is not None and cached.duration > max_duration:
                 raise AudioError(
@@ -222,21 +235,25 @@ def track_features(
                 )
             _BOUND.used(entry)
             return cached
+    compute = get_feature_set(config.feature_set).compute
+    if precision != "float32":
+        compute = functools.partial(compute, precision=precision)
     integrity = check_integrity(path)
     if config.segments is None:
-        result = _windowed_features(path, config, integrity, max_duration)
+        result = _windowed_features(path, config, compute, integrity, max_duration)
     else:
         y = load_audio(path, sr=config.sr, max_duration=max_duration, integrity=integrity)
         if len(y) < config.min_duration * config.sr:
             raise _too_short(path, len(y) / config.sr, config.min_duration, integrity)
         segments = config.segment(y)
         result = TrackFeatures(
-            get_feature_set(config.feature_set).compute(y, segments),
+            compute(y, segments),
             np.array([s.start for s in segments]),
             np.array([s.end for s in segments]),
             float(np.abs(y).max()),
             len(y) / config.sr,
         )
+    result.precision = precision
     result.truncated = integrity.truncated
     if not np.all(np.isfinite(result.features)):
         raise FeatureError(f"{path}: features are not finite (NaN or inf)")
@@ -259,7 +276,7 @@ def track_features(
     return result
 
 
-def _read_entry(entry: Path) -> TrackFeatures | None:
+def _read_entry(entry: Path, precision: str) -> TrackFeatures | None:
     if not entry.is_file():
         return None
     try:
@@ -270,6 +287,7 @@ def _read_entry(entry: Path) -> TrackFeatures | None:
                 z["ends"],
                 float(z["peak"]),
                 float(z["duration"]),
+                precision,
                 bool(z["truncated"]),
             )
     except (OSError, ValueError, KeyError, EOFError):
@@ -290,11 +308,15 @@ def _too_short(path: Path, seconds: float, needed: float, integrity) -> AudioErr
 
 
 def _windowed_features(
-    path: Path, config: FeatureConfig, integrity=None, max_duration: float | None = MAX_DURATION
+    path: Path,
+    config: FeatureConfig,
+    compute: Callable,
+    integrity=None,
+    max_duration: float | None = MAX_DURATION,
 ) -> TrackFeatures:
     """Fixed windows computed block by block as the file is decoded: memory stays bounded
     by one block (about a minute of audio) whatever the file's length."""
-    sr, compute = config.sr, get_feature_set(config.feature_set).compute
+    sr = config.sr
     win = int(round(config.window * sr))
     hop = max(1, int(round((config.hop or config.window) * sr)))
     buffer, offset, next_start = np.zeros(0, np.float32), 0, 0

@@ -21,6 +21,7 @@ import torch
 
 from moodscope.features.segments import Segment
 from moodscope.features.sets import FeatureSet, register_feature_set
+from moodscope.musicnn.fast import PRECISIONS
 from moodscope.musicnn.model import SAMPLE_RATE, load_musicnn, log_mel_batch, musicnn_tags, patches
 
 PENULTIMATE = 200
@@ -49,17 +50,20 @@ def _full_columns(prefix: str, model: str) -> tuple[str, ...]:
 
 
 def _patch_outputs(
-    y: np.ndarray, segments: Sequence[Segment], model: str, batch_size: int
+    y: np.ndarray, segments: Sequence[Segment], model: str, batch_size: int, precision: str
 ) -> tuple[list[int], dict[str, np.ndarray]]:
     """Every segment's patches through the network: patches per segment, outputs per patch."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = load_musicnn(model, device)
+    if device != "cpu":
+        precision = "float32"  # the bfloat16 GEMMs are laid out for AMX (see musicnn.fast)
     per_segment = [patches(mel) for mel in _segment_mels(y, segments)]
     batch = np.concatenate(per_segment)
     outputs: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for i in range(0, len(batch), batch_size):
-            out = net.features(torch.from_numpy(batch[i : i + batch_size]).to(device))
+            xb = torch.from_numpy(batch[i : i + batch_size]).to(device)
+            out = net.features(xb, precision=precision)
             for key, value in out.items():
                 outputs.setdefault(key, []).append(value.float().cpu().numpy())
     return [len(p) for p in per_segment], {k: np.concatenate(v) for k, v in outputs.items()}
@@ -86,6 +90,7 @@ def musicnn_segment_features(
     model: str = "MSD_musicnn",
     batch_size: int = 32,
     full: bool = False,
+    precision: str = "float32",
 ) -> np.ndarray:
     """One row per segment.
 
@@ -93,9 +98,10 @@ def musicnn_segment_features(
     taggram (50). ``full=True``: [len(segments), 1756] = the means over the segment's
     patches of the penultimate layer (200), taggram (50), max pool (753), mean pool (753).
     ``y`` is mono audio at 16 kHz; each segment is analysed on its own samples (a segment
-    shorter than 3 s is repeat-padded to one patch, as musicnn was trained).
+    shorter than 3 s is repeat-padded to one patch, as musicnn was trained). ``precision``:
+    the network's (``"float32"``, exact, or ``"bfloat16"``; see :mod:`moodscope.musicnn.fast`).
     """
-    counts, out = _patch_outputs(y, segments, model, batch_size)
+    counts, out = _patch_outputs(y, segments, model, batch_size, precision)
     rows, start = [], 0
     for n in counts:
         part = {k: v[start : start + n] for k, v in out.items()}
@@ -114,17 +120,21 @@ for _name, _model in (("musicnn_msd", "MSD_musicnn"), ("musicnn_mtt", "MTT_music
         FeatureSet(
             _name,
             _columns(_name, _model),
-            lambda y, segments, _model=_model: musicnn_segment_features(y, segments, model=_model),
+            lambda y, segments, precision="float32", _model=_model: musicnn_segment_features(
+                y, segments, model=_model, precision=precision
+            ),
             sr=SAMPLE_RATE,
+            precisions=PRECISIONS,
         )
     )
     register_feature_set(
         FeatureSet(
             f"{_name}_full",
             _full_columns(f"{_name}_full", _model),
-            lambda y, segments, _model=_model: musicnn_segment_features(
-                y, segments, model=_model, full=True
+            lambda y, segments, precision="float32", _model=_model: musicnn_segment_features(
+                y, segments, model=_model, full=True, precision=precision
             ),
             sr=SAMPLE_RATE,
+            precisions=PRECISIONS,
         )
     )

@@ -31,6 +31,9 @@ class FeatureSet:
     compute: Callable[[np.ndarray, Sequence[Segment]], np.ndarray]
     sr: int = SAMPLE_RATE
     compiles: bool = False  # compiles numba kernels on first use (see extract.warm_up)
+    precisions: tuple[str, ...] = ("float32",)
+    """Number formats ``compute`` takes as ``precision=`` (beyond float32, the default; see
+    :mod:`moodscope.musicnn.fast`)."""
 
 
 _FEATURE_SETS: dict[str, FeatureSet] = {}
@@ -120,7 +123,14 @@ class FeatureConfig:
         known = {k: d[k] for k in ("feature_set", "segments", "window", "hop") if k in d}
         return cls(**known)
 
-    def key(self) -> str:
-        """A short hash of everything that changes the numbers (config + code version)."""
+    def key(self, precision: str = "float32") -> str:
+        """A short hash of everything that changes the numbers (config + code version, and
+        the number format when it is not float32)."""
         payload = json.dumps({**self.to_dict(), "version": FEATURES_VERSION}, sort_keys=True)
-        return bytes_digest(payload.encode())[:16]
+        key = bytes_digest(payload.encode())[:16]
+        return key if precision == "float32" else f"{key}-{precision}"
+
+    def precision(self, wanted: str) -> str:
+        """The number format this config's features are computed in when ``wanted`` is
+        asked for: ``wanted`` where the feature set has it, else float32."""
+        return wanted if wanted in get_feature_set(self.feature_set).precisions else "float32"

@@ -78,9 +78,10 @@ class PredictionRun:
         backend: Backend | None = None,
         progress: Callable | None = None,
         stream: TextIO | None = None,
+        exact: bool = False,
     ) -> Iterator[Prediction]:
         """Predict the files still to do, yielding each result as it finishes; the output
-        is complete when the iterator is exhausted."""
+        is complete when the iterator is exhausted (``exact``: as for ``predict``)."""
         stream = stream or sys.stdout
         kept: list[Prediction] = []
         try:
@@ -92,6 +93,7 @@ class PredictionRun:
                 backend=backend,
                 progress=progress,
                 max_duration=self.max_duration,
+                exact=exact,
             ):
                 if not r.ok:
                     self.failed.append(r)

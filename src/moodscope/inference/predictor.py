@@ -60,6 +60,9 @@ class Prediction:
     silent: bool = False
     error: str | None = None
     model: str | None = None  # the model's ``name@version``
+    precision: str | None = None
+    """The network's number format: ``"float32"`` (exact) or ``"bfloat16"`` (the fast path,
+    :mod:`moodscope.musicnn.fast`); None for a failed file."""
     error_kind: str | None = None
     """With ``error``: ``"not_audio"`` (the content is not audio), ``"unusable"`` (audio that
     cannot be used: corrupt, empty, too short, NaN, unreadable) or ``"crash"`` (a bug, or a
@@ -112,6 +115,7 @@ class Prediction:
             "silent": self.silent,
             "truncated": self.truncated,
             "model": self.model,
+            "precision": self.precision,
         }
         if timeline:
             out["timeline"] = [
@@ -139,6 +143,7 @@ class Prediction:
             silent=bool(d.get("silent", False)),
             error=d.get("error"),
             model=d.get("model"),
+            precision=d.get("precision"),
             confidence=d.get("confidence"),
             truncated=bool(d.get("truncated", False)),
         )
@@ -232,6 +237,7 @@ class PredictJob:
     use_cache: bool = True
     cache_dir: str | None = None
     max_duration: float | None = MAX_DURATION
+    exact: bool = False
 
 
 def predict_file(
@@ -241,17 +247,24 @@ def predict_file(
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     max_duration: float | None = MAX_DURATION,
+    exact: bool = False,
 ) -> Prediction:
     """One file's prediction in this process; a file that cannot be used gives a
-    :class:`Prediction` with ``error`` set, never an exception."""
+    :class:`Prediction` with ``error`` set, never an exception.
+
+    ``exact=False`` runs the network on this CPU's fast path where it has one (bfloat16 on
+    AMX; :func:`moodscope.musicnn.fast.fast_precision`), ``exact=True`` in float32."""
     path = str(path)
     try:
+        from moodscope.musicnn.fast import resolve_precision  # torch: only when predicting
+
         features = track_features(
             path,
             prediction_features(model),
             cache_dir=cache_dir,
             use_cache=use_cache,
             max_duration=max_duration,
+            precision=resolve_precision(exact),
         )
         return _prediction(path, model, features)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
@@ -263,7 +276,12 @@ def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Predictio
     index, path = item
     model = job.model.get()
     return index, predict_file(
-        path, model, use_cache=job.use_cache, cache_dir=job.cache_dir, max_duration=job.max_duration
+        path,
+        model,
+        use_cache=job.use_cache,
+        cache_dir=job.cache_dir,
+        exact=job.exact,
+        max_duration=job.max_duration,
     )
 
 
@@ -283,6 +301,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
         duration=features.duration,
         silent=features.peak < SILENCE_PEAK,
         model=model.model_id,
+        precision=features.precision,
         confidence=model.confidence(mean),
         truncated=features.truncated,
     )
@@ -299,6 +318,7 @@ def _stream_predictions(
     cache_dir: str | Path | None,
     progress: Callable[[int, int], None] | None,
     max_duration: float | None,
+    exact: bool,
 ) -> tuple[int, Iterator[tuple[int, Prediction]]]:
     """The number of files, and ``(input index, Prediction)`` pairs as they finish."""
     if isinstance(paths, (str, Path)):
@@ -311,7 +331,9 @@ def _stream_predictions(
     cache = None if cache_dir is None else str(cache_dir)
 
     def outcomes() -> Iterator[tuple[int, Prediction]]:
-        job = PredictJob(ModelHandle(trained), use_cache, cache, max_duration)
+        job = PredictJob(
+            ModelHandle(trained), use_cache, cache, max_duration=max_duration, exact=exact
+        )
         with using_backend(
             backend, workers=workers, scheduler=scheduler, items=len(files)
         ) as runner:
@@ -345,6 +367,7 @@ def predict_iter(
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     max_duration: float | None = MAX_DURATION,
+    exact: bool = False,
 ) -> Iterator[Prediction]:
     """Like :func:`predict`, but yield each file's :class:`Prediction` as soon as it is
     done (completion order), holding only the files in flight in memory."""
@@ -364,6 +387,7 @@ def predict(
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     max_duration: float | None = MAX_DURATION,
+    exact: bool = False,
 ) -> list[Prediction]:
     """Predict each file's emotion distribution, top emotion and timeline.
 
@@ -385,6 +409,11 @@ def predict(
     max_duration : float or None
         Seconds a file may declare or decode to (default a day); a longer one is an error
         found before decoding. None: no limit.
+    exact : bool
+        Run the network in float32 everywhere. By default it runs on the CPU's fast path
+        where it has one (bfloat16 GEMMs on AMX: the same top emotion as float32 on >= 99 %
+        of the dev tracks, shares within 0.01; ``benchmarks/bench_fast.py``); each
+        :class:`Prediction` says which ran in ``precision``.
 
     Returns
     -------

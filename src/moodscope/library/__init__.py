@@ -1,44 +1,7 @@
 """A music library: mood tags written into files (``tags``) and an index of what was tagged,
 searchable by mood (``index``). ``moodscope tag``, ``find`` and the beets plugin use it."""
 
-from moodscope.library.index import (
-    FAILED,
-    SKIPPED,
-    TAGGED,
-    UNTAGGED,
-    WOULD_TAG,
-    IndexLock,
-    IndexRow,
-    LibraryIndex,
-    Match,
-    TagOutcome,
-    default_db_path,
-    find_by_mood,
-    find_like,
-    library_files,
-    mood_distance,
-    playlist_m3u8,
-    tag_files,
-    untag_files,
-)
+from moodscope.library import index as _index
+from moodscope.library.index import *  # noqa: F403  (the index's public names are the package's)
 
-__all__ = [
-    "FAILED",
-    "SKIPPED",
-    "TAGGED",
-    "UNTAGGED",
-    "WOULD_TAG",
-    "IndexLock",
-    "IndexRow",
-    "LibraryIndex",
-    "Match",
-    "TagOutcome",
-    "default_db_path",
-    "find_by_mood",
-    "find_like",
-    "library_files",
-    "mood_distance",
-    "playlist_m3u8",
-    "tag_files",
-    "untag_files",
-]
+__all__ = list(_index.__all__)

@@ -611,6 +611,7 @@ def tag_files(
     force: bool = False,
     dry_run: bool = False,
     use_cache: bool = True,
+    exact: bool = False,
     min_confidence: float | None = None,
     allow_damaged: bool = False,
     max_duration: float | None = MAX_DURATION,
@@ -638,6 +639,8 @@ def tag_files(
         The library index; default :func:`default_db_path`.
     dry_run : bool
         Predict only: write neither tags nor the index (outcomes say ``would tag``).
+    exact : bool
+        Run the network in float32 (as :func:`moodscope.predict.predict`'s ``exact``).
     min_confidence : float, optional
         Write the mood field only for files whose confidence reaches this (0-1); the
         shares and the confidence go in every file. Needs a model with a calibration map.
@@ -709,6 +712,7 @@ def tag_files(
                 backend=backend,
                 use_cache=use_cache,
                 max_duration=max_duration,
+                exact=exact,
             )
             # Writes run on one thread of their own, in order, while the next files are
             # predicted: a write waits on the disk (fsync, rename) far more than it computes.

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moodscope.errors import ConfigError, ModelError
+from moodscope.musicnn import fast as _fast
 
 __all__ = [
     "FFT_HOP",
@@ -500,13 +501,17 @@ class Musicnn(nn.Module):
         out = self.features(x)
         return out["taggram"], out["penultimate"]
 
-    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, x: torch.Tensor, *, precision: str = "float32") -> dict[str, torch.Tensor]:
         """Every output musicnn's ``extractor()`` names, per patch.
 
         Parameters
         ----------
         x : torch.Tensor [shape=(B, T, n_mels), float32]
             Log-mel patches, as for :meth:`forward`.
+        precision : str
+            ``"float32"``: exact (every operation in float32). ``"bfloat16"``: the front-
+            and mid-end convolutions as bfloat16 GEMMs (:mod:`moodscope.musicnn.fast`; fast
+            on CPUs with AMX), the batch norms and the back end in float32.
 
         Returns
         -------
@@ -518,20 +523,31 @@ class Musicnn(nn.Module):
         """
         if x.ndim != 3 or x.shape[2] != self.n_mels:
             raise ConfigError(f"expected (batch, frames, {self.n_mels}); got {tuple(x.shape)}")
+        if precision not in _fast.PRECISIONS:
+            raise ConfigError(f"precision must be one of {_fast.PRECISIONS}; got {precision!r}")
         front, mid = self._layers(x.device)
-        # On CPU the front end runs patch by patch: its intermediate maps (~15-25 MB per
-        # patch) then stay in cache, measured faster than one 20-patch batch on one core.
-        step = self.cpu_chunk if x.device.type == "cpu" else max(len(x), 1)
-        front_out = torch.cat(
-            [self._frontend(x[i : i + step], front) for i in range(0, len(x), step)]
-        )  # [B, 561, T]
+        front_pools = None
+        if precision == "bfloat16":
+            front_out, front_pools, convs = self._frontend_bf16(x, front, mid)
+        else:
+            # On CPU the front end runs patch by patch: its intermediate maps (~15-25 MB per
+            # patch) then stay in cache, measured faster than one 20-patch batch on one core.
+            step = self.cpu_chunk if x.device.type == "cpu" else max(len(x), 1)
+            front_out = torch.cat(
+                [self._frontend(x[i : i + step], front) for i in range(0, len(x), step)]
+            )  # [B, 561, T]
+            convs = [None] * len(mid)
 
-        m1 = self._mid(mid[0], front_out)
-        m2 = self._mid(mid[1], m1) + m1
-        m3 = self._mid(mid[2], m2) + m2
-        feats = torch.cat([front_out, m1, m2, m3], dim=1)  # [B, 753, T]
-
-        max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        m1 = self._mid(mid[0], front_out, convs[0])
+        m2 = self._mid(mid[1], m1, convs[1]) + m1
+        m3 = self._mid(mid[2], m2, convs[2]) + m2
+        if front_pools is None:
+            feats = torch.cat([front_out, m1, m2, m3], dim=1)  # [B, 753, T]
+            max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        else:  # the fast path pooled the front end itself (its live channels only)
+            mids = torch.cat([m1, m2, m3], dim=1)
+            max_pool = torch.cat([front_pools[0], mids.amax(dim=2)], dim=1)
+            mean_pool = torch.cat([front_pools[1], mids.mean(dim=2)], dim=1)
         # TF concatenates [max, mean] on a trailing axis and flattens: channel-major interleave.
         pooled = self.bn_pool(torch.stack([max_pool, mean_pool], dim=2).flatten(1))
         penultimate = self.bn_dense(torch.relu(self.dense(pooled)))
@@ -616,11 +632,37 @@ class Musicnn(nn.Module):
             out.append(_pool_relu_bn(layer.fill(pooled), layer.sign, layer.scale, layer.shift))
         return torch.cat(out, dim=1)
 
+    def _frontend_bf16(
+        self, x: torch.Tensor, front: list[_Layer], mid: list[_Layer]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], list]:
+        """The front end of all patches ``x`` at once through bfloat16 GEMMs: its live
+        channels, every channel's max and mean over time, and the mid-end convolutions to
+        use (see :mod:`moodscope.musicnn.fast`)."""
+        key = (self._prepared[0], "bfloat16")
+        cached = getattr(self, "_prepared_bf16", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                kernels = [k for _, k in self._TEMPORAL]
+                layers = _fast.prepare(front, mid, len(self._TIMBRAL), kernels, self.n_mels)
+            self._prepared_bf16 = cached = (key, layers)
+        layers = cached[1]
+        scale, shift = _affine(self.bn_input)
+
+        def relu_bn(pooled: torch.Tensor, layer: _Layer) -> torch.Tensor:
+            live = layer.live
+            return _pool_relu_bn(pooled, layer.sign[live], layer.scale[live], layer.shift[live])
+
+        live, time_max, time_mean = _fast.frontend(x * scale + shift, front, layers, relu_bn)
+        convs = [functools.partial(_fast.first_mid_conv, fast=layers)]
+        convs += [functools.partial(_fast.mid_conv, weight_bias=wb) for wb in layers.mid[1:]]
+        return live, (time_max, time_mean), convs
+
     @staticmethod
-    def _mid(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        """A mid-end layer: 7-frame conv (zero-padded by 3), ReLU, batch norm."""
-        conv = layer.fill(F.conv1d(x, layer.weight, layer.bias, padding=3))
-        return torch.relu(conv) * layer.scale[:, None] + layer.shift[:, None]
+    def _mid(layer: _Layer, x: torch.Tensor, conv=None) -> torch.Tensor:
+        """A mid-end layer: 7-frame conv (zero-padded by 3; ``conv(x)`` when given), ReLU,
+        batch norm."""
+        out = F.conv1d(x, layer.weight, layer.bias, padding=3) if conv is None else conv(x)
+        return torch.relu(layer.fill(out)) * layer.scale[:, None] + layer.shift[:, None]
 
     def train(self, mode: bool = True) -> Musicnn:
         # The batch norms are applied as fixed affine maps in forward(); training mode would

@@ -631,6 +631,7 @@ _EXAMPLE = {
     "silent": False,
     "truncated": False,
     "model": "default@fbe3183cdc45",
+    "precision": "bfloat16",
     "timeline": [{"start": 0.0, "end": 3.0, "emotions": {"calmness": 0.21, "...": 0.0}}],
 }  # fmt: skip
 
@@ -672,6 +673,9 @@ class PredictionOut(BaseModel):
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
+    precision: str | None = Field(
+        None, description="The network's number format: float32, or bfloat16 (a CPU's fast path)."
+    )
     # Sent once the branches that add them are in (conf: confidence and the factors).
     truncated: bool = Field(
         False, description="The container declares more audio than decodes (a cut file)."
