@@ -71,9 +71,9 @@ def test_musicnn_patches_are_batched(write_audio, monkeypatch):
     calls = []
     original = type(net).features
 
-    def counting(self, x):
+    def counting(self, x, **kwargs):
         calls.append(len(x))
-        return original(self, x)
+        return original(self, x, **kwargs)
 
     monkeypatch.setattr(type(net), "features", counting)
     y = chord_signal(30.0, 16000)
