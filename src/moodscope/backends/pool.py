@@ -74,7 +74,6 @@ def _set_parent_death_signal() -> None:
     except (OSError, AttributeError):
         pass
 
-
     return True
 
 

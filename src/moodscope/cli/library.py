@@ -20,11 +20,9 @@ from moodscope.cli.console import (
     sureness,
 )
 from moodscope.cli.options import (
-    DecodeOptions,
-    InferenceOptions,
+    FileRunOptions,
     MinConfidence,
     ModelPath,
-    ParallelOptions,
     with_options,
 )
 
@@ -56,9 +54,7 @@ def _library_files(paths: list[Path]) -> list[str]:
 
 @with_options
 def tag(
-    parallel: ParallelOptions,
-    decode: DecodeOptions,
-    inference: InferenceOptions,
+    run: FileRunOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     db: Optional[Path] = Db,
@@ -100,14 +96,14 @@ def tag(
         files,
         model,
         db=db,
-        workers=parallel.workers,
-        scheduler=parallel.scheduler,
+        workers=run.workers,
+        scheduler=run.scheduler,
         dry_run=dry_run,
         force=force,
-        exact=inference.exact,
+        exact=run.exact,
         min_confidence=min_confidence,
         allow_damaged=allow_damaged,
-        max_duration=decode.max_duration,
+        max_duration=run.max_duration,
         lock_timeout=lock_timeout,
         on_wait=say,  # another run holds the index
     )

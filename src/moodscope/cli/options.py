@@ -158,6 +158,12 @@ class RunConfigOptions:
     ] = None
 
 
+@dataclass
+class FileRunOptions(InferenceOptions, DecodeOptions, ParallelOptions):
+    """Everything predict and tag share: where the work runs, what a file may cost to
+    decode, how the network computes."""
+
+
 _TRAINING_HELP = {
     "aggregate": "Model input: segment rows, or one mean/std row per track.",
     "soft": "Train on listener shares (soft labels).",

@@ -10,10 +10,8 @@ import typer
 
 from moodscope.cli.console import out, prediction_table, progress_bar, say
 from moodscope.cli.options import (
-    DecodeOptions,
-    InferenceOptions,
+    FileRunOptions,
     ModelPath,
-    ParallelOptions,
     with_options,
 )
 
@@ -22,9 +20,7 @@ AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursiv
 
 @with_options
 def predict(
-    parallel: ParallelOptions,
-    decode: DecodeOptions,
-    inference: InferenceOptions,
+    run: FileRunOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
     fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
@@ -44,7 +40,7 @@ def predict(
         model=model,
         timeline=timeline,
         resume=resume,
-        max_duration=decode.max_duration,
+        max_duration=run.max_duration,
     )
     if job.resumed:
         say(f"resuming: {job.resumed} file(s) already done in {job.sink.partial}")
@@ -52,10 +48,10 @@ def predict(
     results = []
     with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
         for r in job.run(
-            workers=parallel.workers,
-            scheduler=parallel.scheduler,
+            workers=run.workers,
+            scheduler=run.scheduler,
             progress=update,
-            exact=inference.exact,
+            exact=run.exact,
         ):
             if table:  # the other formats are written as they come
                 results.append(r)
