@@ -221,3 +221,20 @@ def test_python_examples_run_twice(where, code, home, monkeypatch):
     code = _localise(code, home).replace("cluster.scale(jobs=8)", "pass")
     for _ in range(2):  # the second call is where a module once shadowed moodscope.predict
         exec(compile(code, where, "exec"), {"__name__": "__example__"})
+
+
+def test_the_readme_lists_the_file_limits_as_the_code_defines_them():
+    from moodscope.audio import decode
+    from moodscope.features import extract
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Files and runs") :]
+    section = section[: section.index("\n## ")]
+    for value in (
+        f"{decode.MAX_DURATION:.0f} s",
+        f"at least {decode.MIN_SAMPLE_RATE} Hz",
+        f"at most {decode.MAX_SAMPLE_RATE} Hz",
+        f"{decode.MAX_BLOCK_SAMPLES} decoded samples",
+        f"{extract.CACHE_MAX_MB} MB",
+    ):
+        assert value in section, value
