@@ -18,7 +18,11 @@ def run(args, capsys) -> tuple[int, str, str]:
 
 @pytest.fixture
 def wide(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")  # one table row per file, so paths are not wrapped
+    """One table row per file, so that paths are not wrapped, whatever the terminal."""
+    from moodscope.cli import console
+
+    for c in (console.out, console.console):
+        monkeypatch.setattr(c, "width", 250)
 
 
 def test_brackets_in_paths_are_shown_as_they_are(write_audio, tmp_path, monkeypatch, capsys, wide):
