@@ -211,9 +211,12 @@ class TrainingOptions:
 
 
 @dataclass
-class ExperimentOptions(
-    ParallelOptions, RunConfigOptions, TrainingOptions, FeatureOptions, DataOptions
-):
+class FeatureRunOptions(ParallelOptions, FeatureOptions, DataOptions):
+    """A dataset, the features of its tracks, and where extracting them runs."""
+
+
+@dataclass
+class ExperimentOptions(RunConfigOptions, TrainingOptions, FeatureRunOptions):
     """Everything train, crossval and compare share: the data, its features, how the model
     trains, the run's seed and config, and where feature extraction runs."""
 

@@ -21,7 +21,7 @@ from moodscope.cli.console import (
 from moodscope.cli.options import (
     DataOptions,
     ExperimentOptions,
-    FeatureOptions,
+    FeatureRunOptions,
     ParallelOptions,
     RunConfigOptions,
     with_options,
@@ -53,7 +53,8 @@ def _experiment(run: ExperimentOptions, models: str | list[str]) -> dict:
     )
 
 
-def _dataset_table(run: ExperimentOptions):
+def _dataset_table(run: FeatureRunOptions, *, use_cache: bool = True):
+    """``(dataset, feature config, table, failures)``, failures reported as they are."""
     from moodscope.research import runs
 
     config = run.config()
@@ -64,6 +65,7 @@ def _dataset_table(run: ExperimentOptions):
             config,
             workers=run.workers,
             scheduler=run.scheduler,
+            use_cache=use_cache,
             progress=update,
         )
     if failures:
@@ -73,30 +75,17 @@ def _dataset_table(run: ExperimentOptions):
 
 @with_options
 def features(
-    data: DataOptions,
-    feature_options: FeatureOptions,
-    parallel: ParallelOptions,
+    run: FeatureRunOptions,
     out_path: Path = typer.Option(..., "--out", help="Feature table to write (.parquet)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute, ignoring the cache."),
 ) -> None:
     """Extract per-segment features of a dataset into a Parquet table."""
-    from moodscope.datasets import load_dataset
-    from moodscope.features import extract_features, write_table
+    from moodscope.features import write_table
 
-    dataset = load_dataset(data.root(), data.labels)
-    with progress_bar("features", len(dataset)) as update:
-        table, failures = extract_features(
-            dataset,
-            feature_options.config(),
-            workers=parallel.workers,
-            scheduler=parallel.scheduler,
-            use_cache=not no_cache,
-            progress=update,
-        )
+    _, _, table, failures = _dataset_table(run, use_cache=not no_cache)
     write_table(table, out_path)
     n_tracks = table["track_id"].nunique() if len(table) else 0
     say(f"wrote {out_path}: {len(table)} segments of {n_tracks} tracks", err=False)
-    report_failures(failures, len(dataset))
     if failures:
         raise typer.Exit(1)
 

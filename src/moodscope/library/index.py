@@ -27,6 +27,7 @@ import numpy as np
 from moodscope.audio.decode import MAX_DURATION
 from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import ConfigError, LibraryError, TagError
+from moodscope.inference.identity import model_id  # no torch: a rerun stays light
 from moodscope.library.tags import FileState, remove_tags, write_tags
 
 SCHEMA_VERSION = 3
@@ -471,15 +472,6 @@ def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     from moodscope.audio.files import find_audio
 
     return [str(p) for p in find_audio(paths, resolve=True)]
-
-
-def model_id(model=None) -> str:
-    """``name@version`` of ``model`` without loading it (see
-    :func:`moodscope.inference.identity.model_id`): a rerun that finds everything done
-    never starts torch."""
-    from moodscope.inference.identity import model_id as identify
-
-    return identify(model)
 
 
 def _plan(

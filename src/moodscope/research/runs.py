@@ -93,6 +93,7 @@ def dataset_table(
     *,
     workers: int = 1,
     scheduler: str | None = None,
+    use_cache: bool = True,
     progress: Callable | None = None,
 ):
     """``(dataset, table, failures)``: a dataset and its feature table for a run."""
@@ -101,7 +102,12 @@ def dataset_table(
 
     dataset = load_dataset(data, labels)
     table, failures = extract_features(
-        dataset, feature_config, workers=workers, scheduler=scheduler, progress=progress
+        dataset,
+        feature_config,
+        workers=workers,
+        scheduler=scheduler,
+        use_cache=use_cache,
+        progress=progress,
     )
     return dataset, table, failures
 
