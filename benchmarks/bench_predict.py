@@ -1,8 +1,9 @@
 """Prediction on the files people have (60-s 44.1 kHz stereo MP3s): seconds of audio per
 second on one core beside the decode floor, for the fast path (the default where the CPU has
 one), `exact=True` and the code before the batched path (a pinned commit), all in the same
-bench; where the time goes, stage by stage (with the GEMMs alone: the bound a fused GEMM + max kernel would give) and by function (cProfile); the cold start of `moodscope predict one.mp3` beside
-`python -c "import torch"`; peak memory on an hour-long file."""
+bench; where the time goes, stage by stage (with the GEMMs alone: the bound a fused GEMM +
+max kernel would give) and by function (cProfile); the cold start of `moodscope predict
+one.mp3` beside `python -c "import torch"`; peak memory on an hour-long file."""
 
 from __future__ import annotations
 
