@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         sections.append(module.run(quick=args.quick))
     command = "make bench" if not argv else "python -m benchmarks.run_all " + " ".join(argv)
+    files = os.environ.get("MOODSCOPE_BENCH_LIBRARY_FILES")
+    if files and not argv:  # the one knob the Makefile passes on
+        command += f" BENCH_LIBRARY_FILES={files}"
+    elif files:
+        command = f"MOODSCOPE_BENCH_LIBRARY_FILES={files} {command}"
     header = [
         "# Benchmarks",
         "",
