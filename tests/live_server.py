@@ -44,8 +44,8 @@ class LiveServer:
 def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
     """Start ``moodscope serve --port 0 *args``; return once the port it got answers
     ``/readyz`` (the workers are up)."""
-    # A short TMPDIR of its own: the worker pool's forkserver puts a Unix socket there, and
-    # a socket path over 107 bytes (pytest's folders for long test names) cannot be bound.
+    # A TMPDIR of its own, so the tests can look for uploads left behind (short, though the
+    # pool no longer needs it: tests/test_backends.py runs it under one too long for a socket).
     tmpdir = Path(tempfile.mkdtemp(prefix="ms-serve-", dir="/tmp"))
     atexit.register(shutil.rmtree, tmpdir, True)  # after the tests have looked inside
     log = tmp / "server.log"

@@ -233,3 +233,31 @@ def _tagged(folder) -> bool:
     from moodscope.library.tags import read_tags
 
     return any(read_tags(p).tagged for p in folder.iterdir() if p.suffix == ".flac")
+
+
+def test_a_pool_starts_under_a_tmpdir_too_long_for_a_unix_socket(tmp_path):
+    """The forkserver's socket lives under TMPDIR; a path over 107 bytes cannot be bound, so
+    the pool gets a short folder of its own and the run goes as anywhere else."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    long_tmp = tmp_path / ("t" * 60) / ("m" * 60)
+    long_tmp.mkdir(parents=True)
+    assert len(str(long_tmp)) + len("/pymp-12345678/listener-12345678") > 107
+    folder = tmp_path / "music"
+    _synth_folder(folder, 2)
+    moodscope = str(Path(sys.executable).with_name("moodscope"))
+    env = {**os.environ, "TMPDIR": str(long_tmp)}
+    run = subprocess.run(
+        [moodscope, "predict", str(folder), "--workers", "2", "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(rows) == 2 and all("error" not in r and r["emotions"] for r in rows), rows
+    assert list(long_tmp.iterdir()) == []  # nothing left behind where the user pointed

@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +93,33 @@ def _quiet_resource_tracker() -> None:
         sys.warnoptions.remove(quiet)
 
 
+# A Unix socket's path holds at most 107 bytes. The forkserver binds one at
+# $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (34 bytes after $TMPDIR), so a long TMPDIR (pytest's
+# folders, a deep home directory) leaves the pool unable to start at all.
+_SOCKET_PATH_MAX = 107
+_SOCKET_SUFFIX = len("/pymp-12345678/listener-12345678")
+
+
+def _short_socket_dir() -> None:
+    """Where this process's TMPDIR is too long for the forkserver's socket, give
+    multiprocessing a short temporary folder of its own (removed at exit, as its own is)."""
+    from multiprocessing import process, util
+
+    config = process.current_process()._config
+    if config.get("tempdir") is not None:  # chosen already (a forkserver may be running)
+        return
+    if len(tempfile.gettempdir()) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+        return
+    for base in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            short = tempfile.mkdtemp(prefix="moodscope-mp-", dir=base)
+        except OSError:
+            continue
+        util.Finalize(None, shutil.rmtree, args=(short, True), exitpriority=-100)
+        config["tempdir"] = short
+        return
+
+
 def _call(fn: Callable, item: Any):
     return fn(item, _CONTEXT)
 
@@ -125,6 +154,7 @@ class ProcessBackend(Backend):
         mp_context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
+        _short_socket_dir()
         _quiet_resource_tracker()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
