@@ -108,6 +108,9 @@ class DaskBackend(Backend):
             raise BackendLost(
                 "--scheduler local:N needs dask.distributed: pip install 'moodscope[cluster]'"
             ) from exc
+        from moodscope.backends.pool import quiet_resource_tracker
+
+        quiet_resource_tracker()  # a killed run's semaphores go without a warning, as for the pool
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -79,7 +79,7 @@ def _set_parent_death_signal() -> None:
     return True
 
 
-def _quiet_resource_tracker() -> None:
+def quiet_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (if it is not running) so that, when this
     process is killed, it cleans up the pool's semaphores without the warning it prints for
     them: the user who killed the run has nothing to act on."""
@@ -155,7 +155,7 @@ class ProcessBackend(Backend):
             "forkserver" if "forkserver" in methods else "spawn"
         )
         _short_socket_dir()
-        _quiet_resource_tracker()
+        quiet_resource_tracker()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=mp_context,
