@@ -15,7 +15,7 @@ from moodscope.backends.base import (
     stream,
 )
 from moodscope.backends.factory import open_backend, using_backend
-from moodscope.backends.pool import ProcessBackend
+from moodscope.backends.pool import ProcessBackend, preload_in_workers
 
 __all__ = [
     "Backend",
@@ -26,6 +26,7 @@ __all__ = [
     "failure_message",
     "limit_threads",
     "open_backend",
+    "preload_in_workers",
     "stream",
     "using_backend",
 ]

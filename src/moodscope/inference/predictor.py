@@ -18,7 +18,14 @@ from pathlib import Path
 from moodscope.atomic import bytes_digest
 from moodscope.audio.decode import MAX_DURATION
 from moodscope.audio.files import find_audio
-from moodscope.backends import Backend, WorkerLost, failure_message, stream, using_backend
+from moodscope.backends import (
+    Backend,
+    WorkerLost,
+    failure_message,
+    preload_in_workers,
+    stream,
+    using_backend,
+)
 from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import AudioError, MoodscopeError, NotAudioError
 from moodscope.features.extract import TrackFeatures, track_features, usable_cache_dir
@@ -329,6 +336,8 @@ def _stream_predictions(
         usable = usable_cache_dir(cache_dir)
         use_cache, cache_dir = usable is not None, usable
     cache = None if cache_dir is None else str(cache_dir)
+
+    preload_in_workers(__name__)  # pool workers start with torch and the network imported
 
     def outcomes() -> Iterator[tuple[int, Prediction]]:
         job = PredictJob(

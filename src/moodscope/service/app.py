@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from moodscope.audio.decode import AUDIO_EXTENSIONS, HOLDS_TEXT, sniff
+from moodscope.backends import preload_in_workers
 from moodscope.errors import AudioError, ConfigError, MoodscopeError, NotAudioError
 from moodscope.inference.predictor import (
     ModelHandle,
@@ -407,6 +408,7 @@ class Predictor:
         self.model = load_model(model)
         self.config = config
         self.job = _predict_job(self.model, config)
+        preload_in_workers(predict_task.__module__)  # a replaced worker is warm at once
         self.workers = WorkerSlots(config.workers, prepare=self._warm_worker)
         self.admission = Admission(config, self.workers.service_seconds)
         self.metrics = ServiceMetrics(self.state)
