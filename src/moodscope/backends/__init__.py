@@ -12,6 +12,7 @@ from moodscope.backends.base import (
     WorkerLost,
     failure_message,
     limit_threads,
+    reuse_freed_memory,
     stream,
 )
 from moodscope.backends.factory import open_backend, using_backend
@@ -27,6 +28,7 @@ __all__ = [
     "limit_threads",
     "open_backend",
     "preload_in_workers",
+    "reuse_freed_memory",
     "stream",
     "using_backend",
 ]

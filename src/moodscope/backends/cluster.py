@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from moodscope.backends.base import Backend, BackendLost, limit_threads
+from moodscope.backends.base import Backend, BackendLost, limit_threads, reuse_freed_memory
 
 CONNECT_TIMEOUT = "10s"
 """How long to try reaching a scheduler before giving up."""
@@ -26,29 +26,6 @@ _LIMITED = threading.Lock()
 _limited = False
 
 
-def _keep_buffers_on_the_heap() -> None:
-    """Undo what dask's nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` does to this workload.
-
-    Setting glibc's trim threshold turns off its adaptive mmap threshold, so every buffer
-    over 128 kB (each feature map of the network) is mmap'd and unmapped on every use: the
-    network's convolutions ran 2-3x slower in a Dask worker than in a local pool (measured,
-    ``make bench``). Buffers up to 32 MB stay on the heap; memory above 128 MB of free heap
-    still goes back to the system.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 2**20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to undo
-        pass
-
-
 def _run(fn, item, context):
     # Each task runs on one of the worker's threads: give it one core's worth of threads.
     global _limited
@@ -56,7 +33,7 @@ def _run(fn, item, context):
         with _LIMITED:
             if not _limited:
                 limit_threads(1)
-                _keep_buffers_on_the_heap()
+                reuse_freed_memory()  # also undoes the nanny's MALLOC_TRIM_THRESHOLD_
                 _limited = True
     return fn(item, context)
 

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from moodscope.atomic import pid_alive
-from moodscope.backends.base import Backend, limit_threads
+from moodscope.backends.base import Backend, limit_threads, reuse_freed_memory
 from moodscope.errors import ConfigError
 
 _CONTEXT: Any = None
@@ -40,6 +40,7 @@ def _init_worker(context: Any, parent: int | None = None) -> None:
     if parent is not None:
         die_with(parent)
     limit_threads(1)
+    reuse_freed_memory()
     _CONTEXT = context
 
 

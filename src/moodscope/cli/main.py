@@ -91,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning moodscope's errors into one line and exit code 1."""
     import logging
 
-    from moodscope.backends import cluster
+    from moodscope.backends import cluster, reuse_freed_memory
 
     # dask.distributed logs a lost connection as a traceback; the CLI says it in one line.
     cluster.LOG_LEVEL = logging.CRITICAL
+    reuse_freed_memory()  # this process's own predictions (--workers 1) reuse their buffers
     try:
         code = app(args=argv, prog_name="moodscope", standalone_mode=False)
         sys.stdout.flush()
