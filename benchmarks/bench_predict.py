@@ -69,6 +69,8 @@ import torch
 torch.set_num_threads(1)
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
+from moodscope.backends import reuse_freed_memory
+reuse_freed_memory()  # as the CLI and its workers do
 from moodscope.inference.predictor import load_model, predict
 files = sys.argv[1:]
 model = load_model()
@@ -100,6 +102,8 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
+from moodscope.backends import reuse_freed_memory
+reuse_freed_memory()  # as the CLI and its workers do
 from moodscope.audio.decode import stream_audio
 from moodscope.features.segments import equal_segments
 from moodscope.features.musicnn_sets import _segment_mels
@@ -290,6 +294,9 @@ def _profile(files: list[Path]) -> list[str]:
 
 def _child(src: Path, mode: str, files: list[Path]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    # glibc's allocator as the CLI and its workers set it (backends.reuse_freed_memory), for
+    # every column alike, the pinned commit's too (which predates that function)
+    env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(128 << 20))
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, mode, *map(str, files)],
         capture_output=True,
