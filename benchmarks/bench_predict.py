@@ -29,13 +29,20 @@ librosa's filterbank rebuilt each time, features in a pool and the model in the 
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Run in a fresh process, on one core, with whichever moodscope PYTHONPATH points at.
-_CHILD = r"""
-import json, sys, time
-import torch
+# Every child script starts so: one core for torch and BLAS (the allocator comes through the
+# environment, see _run_child).
+_ONE_CORE = r"""
+import json, statistics, sys, time
+import numpy as np, torch
 torch.set_num_threads(1)
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
+"""
+
+# Run in a fresh process, on one core, with whichever moodscope PYTHONPATH points at.
+_CHILD = (
+    _ONE_CORE
+    + r"""
 mode, files = sys.argv[1], sys.argv[2:]
 if mode == "decode":
     from moodscope.audio.decode import stream_audio
@@ -60,17 +67,14 @@ else:
     print(json.dumps({"wall": wall, "cpu": cpu, "emotions": [r.emotions for r in results],
                       "errors": [r.error for r in results]}))
 """
+)
 
 
 # Where predict's time goes, after the warm-up: cProfile's table by own time, one core.
-_PROFILE = r"""
-import cProfile, json, pstats, sys, time
-import torch
-torch.set_num_threads(1)
-from threadpoolctl import threadpool_limits
-threadpool_limits(1)
-from moodscope.backends import reuse_freed_memory
-reuse_freed_memory()  # as the CLI and its workers do
+_PROFILE = (
+    _ONE_CORE
+    + r"""
+import cProfile, pstats
 from moodscope.inference.predictor import load_model, predict
 files = sys.argv[1:]
 model = load_model()
@@ -87,6 +91,7 @@ for (file, line, name), (cc, nc, tt, ct, callers) in stats.items():
 rows.sort(reverse=True)
 print(json.dumps({"wall": wall, "rows": rows[:14], "total": sum(r[0] for r in rows)}))
 """
+)
 
 
 # Where a fast-path prediction's time goes, stage by stage, in one process on one core: the
@@ -95,15 +100,10 @@ print(json.dumps({"wall": wall, "rows": rows[:14], "total": sum(r[0] for r in ro
 # figure is what the front end would cost with a kernel that fused the max over frequency and
 # read its input in place: the bound the issue asks for ("the ratio with it"). int8: the same
 # GEMM shapes through torch._int_mm (VNNI / AMX-int8 where oneDNN takes them).
-_STAGES = r"""
-import json, statistics, sys, time
-import numpy as np, torch
+_STAGES = (
+    _ONE_CORE
+    + r"""
 import torch.nn.functional as F
-torch.set_num_threads(1)
-from threadpoolctl import threadpool_limits
-threadpool_limits(1)
-from moodscope.backends import reuse_freed_memory
-reuse_freed_memory()  # as the CLI and its workers do
 from moodscope.audio.decode import stream_audio
 from moodscope.features.segments import equal_segments
 from moodscope.features.musicnn_sets import _segment_mels
@@ -203,18 +203,27 @@ if bf16:
     out["mel_error"] = mel_error
 print(json.dumps(out))
 """
+)
 
 
-def _stages(files: list[Path]) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+def _run_child(script: str, args: list, src: Path = REPO / "src") -> dict:
+    """``script`` in a fresh process with ``src``'s moodscope: the JSON of its last line."""
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    # glibc's allocator as the CLI and its workers set it (backends.reuse_freed_memory), for
+    # every child alike, the pinned commit's too (which predates that function)
+    env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(128 << 20))
     out = subprocess.run(
-        [sys.executable, "-c", _STAGES, *map(str, files)],
+        [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
         check=True,
     ).stdout
-    st = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _stages(files: list[Path]) -> list[str]:
+    st = _run_child(_STAGES, files)
     ms = {k: 1000 * v for k, v in st.items() if isinstance(v, float) and k != "mel_error"}
     rest = ms["predict"] - ms["decode"] - ms["mel"] - ms["network"]
     lines = [
@@ -270,15 +279,7 @@ def _stages(files: list[Path]) -> list[str]:
 
 
 def _profile(files: list[Path]) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", _PROFILE, *map(str, files)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
-    prof = json.loads(out.strip().splitlines()[-1])
+    prof = _run_child(_PROFILE, files)
     lines = [
         f"Where the time goes: `cProfile` of `predict(files, use_cache=False)` on the same "
         f"{len(files)} files, one core, warm ({prof['wall']:.2f} s under the profiler; "
@@ -293,18 +294,7 @@ def _profile(files: list[Path]) -> list[str]:
 
 
 def _child(src: Path, mode: str, files: list[Path]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    # glibc's allocator as the CLI and its workers set it (backends.reuse_freed_memory), for
-    # every column alike, the pinned commit's too (which predates that function)
-    env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(128 << 20))
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, *map(str, files)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return _run_child(_CHILD, [mode, *files], src)
 
 
 def _old_source(tmp: Path) -> Path | None:

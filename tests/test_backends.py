@@ -183,38 +183,25 @@ def _synth_folder(folder, n: int) -> None:
         sf.write(folder / f"{i:02d}.flac", synthesize_piece(piece, duration=10.0, seed=i), 22050)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="counts processes in /proc")
-@pytest.mark.parametrize("command", ["predict", "tag"])
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_workers_forkserver_and_tracker_end_with_a_killed_run(tmp_path, command, how):
+def killed_mid_run(args: list[str], how: str, err_path, mid_run, grace: float = 5.0):
+    """Start ``args``, wait until ``mid_run(proc)`` says the run is under way, send it the
+    signal ``how``; the processes it started that still run ``grace`` s later (killed here,
+    so no test leaves them to the next), and what it wrote on stderr."""
     import signal
     import subprocess
-    import sys
-    from pathlib import Path
 
-    folder = tmp_path / "music"
-    _synth_folder(folder, 24)
-    moodscope = str(Path(sys.executable).with_name("moodscope"))
-    args = [moodscope, command, str(folder), "--workers", "2"]
-    args += ["--format", "jsonl"] if command == "predict" else ["--db", str(tmp_path / "i.db")]
-    err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
         try:
             deadline = time.monotonic() + 240
-            # Mid-run: two workers, the forkserver and the resource tracker are up, and a
-            # first result is out.
-            if command == "predict":
-                assert proc.stdout.readline().startswith("{")
-            while len(_descendants(proc.pid)) < 4 or (command == "tag" and not _tagged(folder)):
+            while not mid_run(proc):
                 assert proc.poll() is None and time.monotonic() < deadline, "finished first"
                 time.sleep(0.05)
             tree = _descendants(proc.pid)
             assert proc.poll() is None, "the run finished before it could be killed"
             os.kill(proc.pid, getattr(signal, how))
             proc.wait(timeout=30)
-            gone_by = time.monotonic() + 5
+            gone_by = time.monotonic() + grace
             while _running(tree) and time.monotonic() < gone_by:
                 time.sleep(0.05)
             left = _running(tree)
@@ -223,10 +210,36 @@ def test_workers_forkserver_and_tracker_end_with_a_killed_run(tmp_path, command,
                 proc.kill()
             for pid in _running(_descendants(proc.pid)):
                 os.kill(pid, signal.SIGKILL)
-    for pid in left:  # never leave them to the next test
+    for pid in left:
         os.kill(pid, signal.SIGKILL)
+    return left, err_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="counts processes in /proc")
+@pytest.mark.parametrize("command", ["predict", "tag"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_workers_forkserver_and_tracker_end_with_a_killed_run(tmp_path, command, how):
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "music"
+    _synth_folder(folder, 24)
+    moodscope = str(Path(sys.executable).with_name("moodscope"))
+    args = [moodscope, command, str(folder), "--workers", "2"]
+    args += ["--format", "jsonl"] if command == "predict" else ["--db", str(tmp_path / "i.db")]
+    first = []
+
+    def mid_run(proc) -> bool:
+        # two workers, the forkserver and the resource tracker are up, a first result out
+        if command == "predict" and not first:
+            first.append(proc.stdout.readline())
+            assert first[0].startswith("{")
+        return len(_descendants(proc.pid)) >= 4 and (command != "tag" or _tagged(folder))
+
+    left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run)
     assert left == set(), f"still running 5 s after {how}: {sorted(left)}"
-    assert "Traceback" not in err_path.read_text() and "Error" not in err_path.read_text()
+    assert "Traceback" not in said and "Error" not in said
 
 
 def _tagged(folder) -> bool:

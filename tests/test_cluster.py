@@ -252,30 +252,21 @@ def test_relative_paths_reach_workers_that_run_elsewhere(music, dask_cluster, tm
 def test_a_killed_local_cluster_run_leaves_no_process_and_says_nothing(tmp_path, how):
     """`--scheduler local:2` killed mid-run: Dask's worker processes and the resource tracker
     end with it, and the tracker does not warn about the pool's semaphores."""
-    from test_backends import _descendants, _running, _synth_folder
+    from test_backends import _descendants, _synth_folder, killed_mid_run
 
     folder = tmp_path / "music"
     _synth_folder(folder, 24)
-    err_path = tmp_path / "stderr.txt"
     moodscope = str(Path(sys.executable).with_name("moodscope"))
     args = [moodscope, "predict", str(folder), "--scheduler", "local:2", "--format", "jsonl"]
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
-        try:
-            assert proc.stdout.readline().startswith("{")  # mid-run: a first result is out
-            tree = _descendants(proc.pid)
-            assert len(tree) >= 2 and proc.poll() is None
-            os.kill(proc.pid, getattr(signal, how))
-            proc.wait(timeout=30)
-            gone_by = time.monotonic() + 10
-            while _running(tree) and time.monotonic() < gone_by:
-                time.sleep(0.05)
-            left = _running(tree)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    for pid in left:  # never leave them to the next test
-        os.kill(pid, signal.SIGKILL)
+
+    first = []
+
+    def mid_run(proc) -> bool:  # a first result is out, Dask's workers are up
+        if not first:
+            first.append(proc.stdout.readline())
+            assert first[0].startswith("{")
+        return len(_descendants(proc.pid)) >= 2
+
+    left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run, grace=10)
     assert left == set(), f"still running 10 s after {how}: {sorted(left)}"
-    said = err_path.read_text()
     assert "Traceback" not in said and "leaked" not in said, said
