@@ -10,6 +10,7 @@ compares those claims with the bytes present, so the decoder can flag the result
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,34 +45,57 @@ def check_integrity(path: str | Path) -> Integrity:
     """Compare what ``path``'s container declares with the bytes it holds.
 
     Never raises for odd content: a file this cannot parse is reported as not truncated
-    (the decoder then says what is wrong with it).
+    (the decoder then says what is wrong with it). Reads nothing but a regular file: a FIFO
+    would block and a device never ends (the decoder's path check names those).
     """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(TAIL_BYTES)
-            f.seek(max(0, size - TAIL_BYTES))
-            tail = f.read()
-            tail_start = max(0, size - TAIL_BYTES)
-            if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
-                return Integrity("AAC")  # raw ADTS: no total to compare with
-            if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF):
-                return _mp3(f, head, size)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):
         return WHOLE
     try:
-        if head.startswith(b"fLaC"):
-            return _flac(head, tail, tail_start, size)
-        if head.startswith(b"OggS"):
-            return _ogg(tail, tail_start, size)
-        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            return _wav(head, size)
-        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-            return _aiff(head, size)
-        if head[4:8] == b"ftyp":
-            return _mp4(path, size)
-    except (struct.error, IndexError, ValueError, ZeroDivisionError, OSError):
+        f = os.fdopen(fd, "rb")
+    except OSError:
+        os.close(fd)
         return WHOLE
+    try:
+        with f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return WHOLE
+            return _check(path, f, info.st_size)
+    except Exception:  # noqa: BLE001 - odd bytes (an absurd float, a short field): no claim
+        return WHOLE
+
+
+def _check(path: str | Path, f, size: int) -> Integrity:
+    head = f.read(TAIL_BYTES)
+    f.seek(max(0, size - TAIL_BYTES))
+    tail = f.read()
+    tail_start = max(0, size - TAIL_BYTES)
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return Integrity("AAC")  # raw ADTS: no total to compare with
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF):
+        return _mp3(f, head, size)
+    if head.startswith(b"fLaC"):
+        return _flac(head, tail, tail_start, size)
+    if head.startswith(b"OggS"):
+        return _ogg(tail, tail_start, size)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _wav(head, size)
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return _aiff(head, size)
+    if head[4:8] == b"ftyp":
+        return _mp4(path, size)
+    if head.startswith(b"wvpk"):
+        return _wavpack(f, head, size)
+    if head.startswith(b"MAC "):
+        return _ape(head, size)
+    if head.startswith(b"DSD "):
+        return _dsf(head, size)
+    if head.startswith(b"FRM8") and head[12:16] == b"DSD ":
+        return _dff(head, size)
+    if head.startswith(_ASF_HEADER):
+        return _asf(head, size)
     return WHOLE
 
 
@@ -86,6 +110,9 @@ _MP3_BITRATES = {  # kbit/s by (MPEG-1?, layer) and index 1..14
     (False, 3): [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
 }
 _MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+_NOT_MPEG_AFTER_ID3 = (b"fLaC", b"MAC ", b"wvpk", b"OggS", b"RIFF", b"TTA1", b"MPCK", b"tBaK")
 
 
 @dataclass(frozen=True)
@@ -125,6 +152,8 @@ def _mp3(f, head: bytes, size: int) -> Integrity:
         start = 10 + tag + (10 if head[5] & 0x10 else 0)
     f.seek(start)
     window = f.read(TAIL_BYTES)
+    if window[:4] in _NOT_MPEG_AFTER_ID3 or window.startswith(b"MP+"):
+        return WHOLE  # an ID3 tag in front of another container: the decoder reads past it
     if len(window) > 1 and window[0] == 0xFF and window[1] & 0xF6 == 0xF0:
         return Integrity("AAC")  # ADTS behind an ID3 tag
     found = _first_mpeg_frame(window)
@@ -367,7 +396,9 @@ def _wav(head: bytes, size: int) -> Integrity:
             rate = struct.unpack("<I", head[at + 12 : at + 16])[0]
             block_align = struct.unpack("<H", head[at + 20 : at + 22])[0]
         elif kind == b"data":
-            if length == 0 or length >= 0x7FFF0000 or not block_align or not rate:
+            if length == 0:
+                return Integrity("WAV", declared_seconds=0.0)
+            if length >= 0x7FFF0000 or not block_align or not rate:
                 return Integrity("WAV")  # a streaming writer's placeholder: no claim
             declared = length / block_align / rate
             held = size - at - 8
@@ -505,3 +536,153 @@ def _sample_data_ends(box: bytes) -> list[int]:
         end = max(end, offset + held)
         sample += per_chunk
     return [*ends, end]
+
+
+# -- WavPack, APE, DSD, ASF ----------------------------------------------------------------
+
+WAVPACK_TAIL_BYTES = 2 << 20
+"""How much of a WavPack file's end is searched for its last block (a block is at most 1 MB)."""
+
+_WAVPACK_RATES = (6000, 8000, 9600, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
+                  64000, 88200, 96000, 192000)  # fmt: skip
+
+
+def _wavpack_block(b: bytes) -> tuple[int, int, int, int, int] | None:
+    """``(block size, total samples or -1, first sample, samples, rate or 0)`` of the
+    WavPack block whose 32-byte header is ``b``."""
+    if len(b) < 32 or not b.startswith(b"wvpk"):
+        return None
+    size, version, index_u8, total_u8, total, index, samples, flags = struct.unpack(
+        "<IHBBIIII", b[4:28]
+    )
+    if not 0x402 <= version <= 0x410 or size < 24:
+        return None
+    total = -1 if total == 0xFFFFFFFF else total + (total_u8 << 32) - total_u8
+    rate_index = (flags >> 23) & 0xF
+    rate = _WAVPACK_RATES[rate_index] if rate_index < len(_WAVPACK_RATES) else 0
+    return size + 8, total, index + (index_u8 << 32), samples, rate
+
+
+def _wavpack(f, head: bytes, size: int) -> Integrity:
+    """The first block's header counts every sample; the last block present must end there
+    (a block cut short decodes nothing)."""
+    first = _wavpack_block(head[:32])
+    if first is None or first[1] <= 0:
+        return Integrity("WavPack")  # unknown length: a stream written to a pipe
+    total, rate = first[1], first[4]
+    declared = total / rate if rate else None
+    tail_start = max(0, size - WAVPACK_TAIL_BYTES)
+    f.seek(tail_start)
+    tail = f.read()
+    at = len(tail)
+    while True:
+        at = tail.rfind(b"wvpk", 0, at)
+        if at < 0:
+            return Integrity("WavPack", False, declared)
+        block = _wavpack_block(tail[at : at + 32])
+        if block is not None:
+            break
+    length, _total, index, samples, _rate = block
+    ends = index + samples if tail_start + at + length <= size else index
+    if ends >= total:
+        return Integrity("WavPack", False, declared)
+    seconds = f" ({ends / rate:.2f} s of {declared:.2f} s)" if rate else ""
+    return Integrity(
+        "WavPack", True, declared,
+        f"ends at sample {ends:,} of the {total:,} its header declares{seconds}",
+    )  # fmt: skip
+
+
+def _ape(head: bytes, size: int) -> Integrity:
+    """Monkey's Audio 3.98 and later: the descriptor gives every part's length in bytes."""
+    version = struct.unpack("<H", head[4:6])[0]
+    if version < 3980:
+        return Integrity("APE")
+    descriptor, header, seektable, header_data, frames, frames_high, ending = struct.unpack(
+        "<7I", head[8:36]
+    )
+    at = descriptor
+    blocks_per_frame, final_blocks, total_frames = struct.unpack("<3I", head[at + 4 : at + 16])
+    rate = struct.unpack("<I", head[at + 20 : at + 24])[0]
+    samples = max(0, total_frames - 1) * blocks_per_frame + final_blocks
+    declared = samples / rate if rate and total_frames else None
+    claimed = descriptor + header + seektable + header_data + frames + (frames_high << 32)
+    if size < claimed:
+        return Integrity(
+            "APE", True, declared,
+            f"holds {size:,} of the {claimed:,} bytes its descriptor declares",
+        )  # fmt: skip
+    return Integrity("APE", False, declared)
+
+
+def _dsf(head: bytes, size: int) -> Integrity:
+    """DSF: the ``fmt`` chunk counts the samples, the ``data`` chunk its bytes."""
+    if head[28:32] != b"fmt ":
+        return Integrity("DSF")
+    fmt_size = struct.unpack("<Q", head[32:40])[0]
+    rate = struct.unpack("<I", head[56:60])[0]
+    samples = struct.unpack("<Q", head[64:72])[0]
+    declared = samples / rate if rate else None
+    at = 28 + fmt_size
+    if head[at : at + 4] != b"data":
+        return Integrity("DSF", False, declared)
+    claimed = struct.unpack("<Q", head[at + 4 : at + 12])[0]
+    if size < at + claimed:
+        return Integrity(
+            "DSF", True, declared,
+            f"holds {max(0, size - at):,} of the {claimed:,} bytes its data chunk declares",
+        )  # fmt: skip
+    return Integrity("DSF", False, declared)
+
+
+def _dff(head: bytes, size: int) -> Integrity:
+    """DSDIFF: the FRM8 chunk's size covers the file; the sound data chunk's, the audio."""
+    claimed = 12 + struct.unpack(">Q", head[4:12])[0]
+    rate = channels = data = None
+    at = 16
+    while at + 12 <= len(head):
+        kind, length = head[at : at + 4], struct.unpack(">Q", head[at + 4 : at + 12])[0]
+        if kind == b"PROP" and head[at + 12 : at + 16] == b"SND ":
+            sub, end = at + 16, min(at + 12 + length, len(head))
+            while sub + 12 <= end:
+                name, n = head[sub : sub + 4], struct.unpack(">Q", head[sub + 4 : sub + 12])[0]
+                if name == b"FS  ":
+                    rate = struct.unpack(">I", head[sub + 12 : sub + 16])[0]
+                elif name == b"CHNL":
+                    channels = struct.unpack(">H", head[sub + 12 : sub + 14])[0]
+                sub += 12 + n + (n & 1)
+        elif kind in (b"DSD ", b"DST "):
+            data = length
+            break
+        at += 12 + length + (length & 1)
+    declared = data * 8 / channels / rate if data and rate and channels else None
+    if size < claimed:
+        return Integrity(
+            "DFF", True, declared,
+            f"holds {size:,} of the {claimed:,} bytes its FRM8 chunk declares",
+        )  # fmt: skip
+    return Integrity("DFF", False, declared)
+
+
+_ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+
+
+def _asf(head: bytes, size: int) -> Integrity:
+    """ASF (WMA): the file properties object gives the file's size and its play time
+    (except in a broadcast stream, whose flag says they are not known)."""
+    at = head.find(_ASF_FILE_PROPERTIES, 30)
+    if at < 0 or at + 92 > len(head):
+        return Integrity("ASF")
+    claimed = struct.unpack("<Q", head[at + 40 : at + 48])[0]
+    play, _send, preroll = struct.unpack("<3Q", head[at + 64 : at + 88])
+    flags = struct.unpack("<I", head[at + 88 : at + 92])[0]
+    if flags & 1:  # broadcast: sizes and times are not filled in
+        return Integrity("ASF")
+    declared = max(0.0, play / 1e7 - preroll / 1000) or None
+    if claimed and size < claimed:
+        return Integrity(
+            "ASF", True, declared,
+            f"holds {size:,} of the {claimed:,} bytes its file properties declare",
+        )  # fmt: skip
+    return Integrity("ASF", False, declared)
