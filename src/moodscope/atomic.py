@@ -28,9 +28,16 @@ DIGEST = "sha1"
 
 
 def file_digest(path: str | Path, *, algorithm: str = DIGEST) -> str:
-    """The hex digest of the file at ``path``, read in 1 MiB blocks."""
+    """The hex digest of the file at ``path``, read in 1 MiB blocks.
+
+    Raises OSError for what is not a regular file, before reading: a FIFO would block and
+    a device (``/dev/zero``) never ends."""
     digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with os.fdopen(fd, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

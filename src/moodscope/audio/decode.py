@@ -291,7 +291,8 @@ class _AvReader:
             raise NotAudioError(
                 path, "holds no audio stream" + (" (a video without sound)" if video else "")
             )
-        if unrecognised and self._container.format.name.split(",")[0] == "mp3":
+        mp3 = self._container.format.name.split(",")[0] == "mp3"
+        if unrecognised and mp3 and not reads_stdin(path):  # a pipe is read once
             self._require_mpeg_stream()
         stream = self._container.streams.audio[0]
         self.samplerate = int(stream.codec_context.sample_rate or stream.rate or 0)

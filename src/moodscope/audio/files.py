@@ -48,4 +48,57 @@ def _audio_files_under(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-__all__ = ["find_audio"]
+SKIPPED_KINDS = {
+    **dict.fromkeys(
+        (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".ico"),
+        "image",
+    ),  # fmt: skip
+    ".cue": "cue sheet",
+    **dict.fromkeys((".log", ".nfo", ".txt", ".md", ".rtf", ".pdf", ".htm", ".html"), "text"),
+    **dict.fromkeys((".m3u", ".m3u8", ".pls", ".xspf", ".wpl"), "playlist"),
+    **dict.fromkeys((".sfv", ".md5", ".ffp", ".st5", ".sha1", ".sha256", ".accurip"), "checksum"),
+    **dict.fromkeys(
+        (".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"), "video"
+    ),  # fmt: skip
+    **dict.fromkeys((".mid", ".midi", ".kar"), "MIDI"),
+    **dict.fromkeys((".zip", ".rar", ".7z", ".tar", ".gz"), "archive"),
+    **dict.fromkeys((".db", ".ini", ".json", ".xml", ".yaml", ".yml", ".lrc"), "metadata"),
+}
+"""What the files a folder scan passes over are, by extension (anything else: ``other``)."""
+
+
+def skipped_kind(path: str | Path) -> str:
+    """What a file the folder scan passes over is, in a word or two."""
+    name = Path(path).name
+    if name.startswith("."):
+        return "hidden"
+    return SKIPPED_KINDS.get(Path(name).suffix.lower(), "other")
+
+
+def skipped_by_kind(paths: str | Path | Iterable[str | Path]) -> dict[str, int]:
+    """The files under the folders among ``paths`` that a folder scan passes over, counted
+    by kind (``{"image": 2, "cue sheet": 1}``), for a run's summary: a user sees that
+    nothing audio was missed. Files named one by one are never passed over."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    counts: dict[str, int] = {}
+    for p in map(Path, paths):
+        if not os.path.isdir(p):
+            continue
+        for _root, _dirs, files in os.walk(p):
+            for name in files:
+                if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+                    kind = skipped_kind(name)
+                    counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_skipped(counts: dict[str, int]) -> str | None:
+    """``counts`` of :func:`skipped_by_kind` as a summary line, or None when there are none."""
+    if not counts:
+        return None
+    parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return f"passed over {sum(counts.values())} file(s) that are not audio: {parts}"
+
+
+__all__ = ["describe_skipped", "find_audio", "skipped_by_kind", "skipped_kind"]

@@ -134,6 +134,9 @@ def tag(
         f"{skipped}, {counts[FAILED]} failed; "
         + ("nothing written (dry run)" if dry_run else f"index {db or default_db_path()}")
     )
+    from moodscope.cli.predicting import say_skipped
+
+    say_skipped(paths)
     if counts[FAILED]:
         raise typer.Exit(1)
 

@@ -65,5 +65,15 @@ def predict(
         f"{len(job.todo)} file(s), {len(job.todo) - len(job.failed)} predicted, "
         f"{len(job.failed)} failed" + (f"; {job.resumed} done before" if job.resumed else "")
     )
+    say_skipped(paths)
     if job.failed:
         raise typer.Exit(1)
+
+
+def say_skipped(paths) -> None:
+    """What the folder scan passed over, by kind (covers, cue sheets, logs)."""
+    from moodscope.audio.files import describe_skipped, skipped_by_kind
+
+    line = describe_skipped(skipped_by_kind(paths))
+    if line:
+        say(line)
