@@ -874,7 +874,7 @@ def stream_audio(
         resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, "float32")
         block = max(1, int(block_seconds * sr))  # samples per block yielded
         limit = None if max_duration is None else max_duration * native_sr
-        got_any, decoded = False, 0
+        got_any, decoded, quiet = False, 0, False
         # Decoded, downmixed and resampled a cache-sized chunk at a time, then joined; a
         # chunk never holds more than MAX_BLOCK_SAMPLES native samples, whatever the channels.
         chunk = max(1, min(CHUNK_FRAMES, block, MAX_BLOCK_SAMPLES // f.channels))
@@ -890,10 +890,19 @@ def stream_audio(
                 if limit is not None and decoded > limit:
                     raise _too_long(path, max_duration)
                 y = _to_mono(raw)
-                if not np.all(np.isfinite(y)):
+                silent = not y.any()  # digital silence (NaN counts as sound)
+                if not silent and not np.all(np.isfinite(y)):
                     raise AudioError(path, "contains NaN or infinite samples")
-                if resampler is not None:
+                if resampler is not None and silent and quiet:
+                    # The resampler holds only zeros: its output is zeros, as many as the
+                    # rate ratio gives, made without running it (a day of silence at 4 kHz
+                    # would otherwise cost a minute of resampling).
+                    ratio = sr / native_sr
+                    count = int((decoded * ratio) // 1 - ((decoded - len(y)) * ratio) // 1)
+                    y = np.zeros(count, np.float32)
+                elif resampler is not None:
                     y = resampler.resample_chunk(np.ascontiguousarray(y))
+                quiet = silent
                 if y.size:
                     got_any = True
                     pending.append(y.astype(np.float32, copy=False))

@@ -321,6 +321,7 @@ def _windowed_features(
     hop = max(1, int(round((config.hop or config.window) * sr)))
     buffer, offset, next_start = np.zeros(0, np.float32), 0, 0
     rows, starts, peak, total = [], [], 0.0, 0
+    silence: dict[str, np.ndarray] = {}
     blocks = stream_audio(
         path,
         sr=sr,
@@ -338,7 +339,7 @@ def _windowed_features(
             segments.append(Segment(len(starts) + len(segments), a, a + win, sr))
             next_start += hop
         if segments:
-            rows.append(compute(buffer, segments))
+            rows.append(_compute_windows(compute, buffer, segments, silence))
             starts += [offset + s.start_sample for s in segments]
         cut = min(next_start - offset, len(buffer))
         buffer, offset = buffer[cut:], offset + cut
@@ -346,6 +347,25 @@ def _windowed_features(
         raise _too_short(path, total / sr, config.window, integrity or check_integrity(path))
     starts_s = np.asarray(starts) / sr
     return TrackFeatures(np.vstack(rows), starts_s, starts_s + win / sr, peak, total / sr)
+
+
+def _compute_windows(
+    compute: Callable, buffer: np.ndarray, segments: list[Segment], silence: dict
+) -> np.ndarray:
+    """``compute`` over ``segments`` of ``buffer``, with the row of a window of digital
+    silence computed once per track and reused (``silence`` keeps it): a day of silence
+    costs one window, not 28,800."""
+    quiet = np.array([not buffer[s.start_sample : s.end_sample].any() for s in segments])
+    if not quiet.any():
+        return compute(buffer, segments)
+    if "row" not in silence:
+        silence["row"] = compute(buffer, [segments[int(np.argmax(quiet))]])[0]
+    row = silence["row"]
+    out = np.empty((len(segments), row.shape[0]), row.dtype)
+    out[quiet] = row
+    if not quiet.all():
+        out[~quiet] = compute(buffer, [s for s, q in zip(segments, quiet) if not q])
+    return out
 
 
 _WARM: set[str] = set()
