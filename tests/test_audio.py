@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -205,3 +211,55 @@ def test_stream_decodes_in_cache_sized_chunks_with_the_same_samples(tmp_path, mo
     monkeypatch.setattr(decode, "CHUNK_FRAMES", 10**9)  # one chunk per block: the old way
     whole = list(stream_audio(path, sr=16000, block_seconds=5.0))
     np.testing.assert_array_equal(np.concatenate(chunked), np.concatenate(whole))
+
+
+def _moodscope(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "moodscope", *args],
+        capture_output=True, timeout=300, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_special_files_are_one_line_at_once_in_predict_and_tag(tmp_path, write_audio):
+    """A FIFO would block for ever and /dev/zero (or a link to it) never ends: each is
+    refused by its kind before a byte is read, and the batch goes on."""
+    fifo = tmp_path / "fifo.mp3"
+    os.mkfifo(fifo)
+    link = tmp_path / "song.mp3"
+    link.symlink_to("/dev/zero")
+    sock_path = tmp_path / "sock.wav"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    good = write_audio("good.wav", chord_signal(4.0))
+    specials = {str(fifo): "named pipe", str(sock_path): "socket", "/dev/zero": "device"}
+    try:
+        for command in (["predict"], ["tag", "--db", str(tmp_path / "index.db")]):
+            run = _moodscope(*command, str(fifo), str(link), "/dev/zero", str(sock_path),
+                             str(good), text=True)  # fmt: skip
+            assert run.returncode == 1, run.stderr
+            failed = [line for line in run.stderr.splitlines() if line.startswith("failed ")]
+            for path, kind in specials.items():
+                line = next(line for line in failed if f"failed {path}:" in line)
+                assert f"is a {kind}" in line, line
+                assert "not a regular file" in line
+            assert not any(str(good) in line for line in failed)
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
+def test_dev_stdin_is_read_when_named(write_audio):
+    mp3 = write_audio("piped.mp3", chord_signal(5.0))
+    run = _moodscope("predict", "/dev/stdin", "--format", "json", input=mp3.read_bytes())
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(run.stdout)
+    assert "error" not in result and abs(result["duration"] - 5.0) < 0.2
+
+
+def test_load_audio_refuses_special_files_by_kind(tmp_path):
+    link = tmp_path / "song.mp3"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(AudioError, match="is a device, not a regular file") as info:
+        load_audio(link)
+    _assert_names_file(info, link)

@@ -646,3 +646,39 @@ def test_the_service_limit_reaches_the_decoder(tmp_path):
     assert response.json()["detail"] == (
         "long-silence.flac: declares 2000 s of audio; the limit is 1800 s (max_duration)"
     )
+
+
+@pytest.mark.slow
+def test_a_day_of_silence_in_a_tiny_flac_is_not_a_memory_bomb(tmp_path):
+    """90 kB of FLAC holding 24 h of digital silence at 4 kHz (under the 86,400 s limit):
+    decoded block by block in bounded memory, and its 28,800 windows cost one window's
+    features (a silent window's row is computed once and reused)."""
+    import tracemalloc
+
+    from moodscope.features.extract import _windowed_features
+    from moodscope.features.sets import FeatureConfig
+
+    bomb = tmp_path / "silence.flac"
+    subprocess.run(
+        [_ffmpeg(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+         "anullsrc=r=4000:cl=mono", "-t", "86400", "-c:a", "flac", "-sample_fmt", "s16",
+         "-frame_size", "65535", str(bomb)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    assert bomb.stat().st_size < 200_000
+    computed = []
+
+    def compute(y: np.ndarray, segments) -> np.ndarray:
+        computed.append(len(segments))
+        return np.array([[float(np.abs(y[s.start_sample : s.end_sample]).max())] for s in segments])
+
+    tracemalloc.start()
+    try:
+        result = _windowed_features(bomb, FeatureConfig(segments=None, window=3.0), compute)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MB"
+    assert result.features.shape == (28_800, 1) and not result.features.any()
+    assert result.duration == pytest.approx(86_400, abs=1) and result.peak == 0
+    assert sum(computed) == 1

@@ -189,6 +189,7 @@ def build_corpus(folder: Path, work: Path) -> dict[str, str]:
         try:
             _encode(src, folder / name, options)
         except subprocess.CalledProcessError:  # an encoder this ffmpeg lacks
+            (folder / name).unlink(missing_ok=True)
             continue
         expected[name] = "ok"
     # Streams written to a pipe: lengths left unknown (RIFF size 0xFFFFFFFF, no FLAC total).
@@ -366,3 +367,26 @@ def test_the_api_and_the_cli_agree_file_by_file(corpus, outcomes, tmp_path):
         assert ("error" in d) == (not results[name].ok), name
         if "error" in d:
             assert d["error"].split(": ", 1)[1] == results[name].error.split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["wavpack.wv", "dsd.dsf", "dsd.dff", "wmav2.wma"])
+def test_new_containers_cut_short_are_flagged_and_decode_what_they_hold(corpus, tmp_path, name):
+    from moodscope.audio.integrity import check_integrity
+
+    folder, _ = corpus
+    whole = folder / name
+    verdict = check_integrity(whole)
+    assert not verdict.truncated and verdict.declared_seconds == pytest.approx(SECONDS, abs=0.1)
+    cut = tmp_path / name
+    cut.write_bytes(whole.read_bytes()[: int(0.45 * whole.stat().st_size)])
+    verdict = check_integrity(cut)
+    assert verdict.truncated and verdict.missing, verdict
+    y = load_audio(cut)
+    assert 0.5 < len(y) / 22050 < 0.8 * SECONDS
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_decoding(corpus):
+    folder, _ = corpus
+    for name in ("dsd.dsf", "wavpack.wv", "wmav2.wma"):
+        with pytest.raises(AudioError, match="declares 4 s of audio; the limit is 2 s"):
+            load_audio(folder / name, max_duration=2.0)

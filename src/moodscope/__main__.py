@@ -1,5 +1,5 @@
 """`python -m moodscope` runs the command line."""
 
-from moodscope.cli.commands import main
+from moodscope.cli.main import main
 
 main()

@@ -547,12 +547,12 @@ def _open(
     _check_path(path)
     if integrity is None:
         integrity = check_integrity(path)
-    declared = integrity.declared_seconds
-    if max_duration is not None and declared is not None and declared > max_duration:
-        raise _declares_too_long(path, declared, max_duration)
     reader = _open_reader(path, integrity)
     try:
         _check_header(path, reader, max_duration)
+        declared = integrity.declared_seconds  # where the decoder does not say (DSD, ASF)
+        if max_duration is not None and declared is not None and declared > max_duration:
+            raise _declares_too_long(path, declared, max_duration)
     except BaseException:
         reader.close()
         raise
