@@ -7,6 +7,7 @@ one-line error naming the file in words, the same through the API and the CLI.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -355,9 +356,11 @@ def test_the_api_and_the_cli_agree_file_by_file(corpus, outcomes, tmp_path):
     out = tmp_path / "out.jsonl"
     cli = subprocess.run(
         [sys.executable, "-m", "moodscope", "predict", str(folder), *map(str, others),
-         "--format", "jsonl", "--output", str(out), "--no-cache"],
+         "--format", "jsonl", "--output", str(out)],
         capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp_path / "cache")},
     )  # fmt: skip
+    assert cli.returncode == 1, cli.stderr
     assert "Traceback" not in cli.stderr
     for line in cli.stderr.splitlines():
         assert not CLASS_NAME.search(line), line
