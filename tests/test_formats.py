@@ -393,3 +393,28 @@ def test_a_declared_length_over_the_limit_is_refused_before_decoding(corpus):
     for name in ("dsd.dsf", "wavpack.wv", "wmav2.wma"):
         with pytest.raises(AudioError, match="declares 4 s of audio; the limit is 2 s"):
             load_audio(folder / name, max_duration=2.0)
+
+
+@pytest.mark.slow
+def test_the_service_agrees(corpus, outcomes, tmp_path):
+    """Each file uploaded: 200 where it decodes, 415 where it is not audio (every time:
+    never a prediction, never cached as one), 422 where it is audio that cannot be used,
+    with the same words as the API."""
+    from fastapi.testclient import TestClient
+
+    from moodscope.service.app import create_app
+
+    folder, expected = corpus
+    status = {"ok": 200, "not audio": 415, "error": 422}
+    app = create_app(workers=1, queue=4, upload_dir=str(tmp_path))
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # an allowed host
+        for name, want in expected.items():
+            data = (folder / name).read_bytes()
+            tries = 2 if want == "not audio" else 1
+            for _ in range(tries):
+                response = client.post("/v1/predict", files={"file": (name, data)})
+                assert response.status_code == status[want], (name, response.text)
+            if want != "ok":
+                detail = response.json()["detail"]
+                _check_message(name, detail)
+                assert detail.split(": ", 1)[1] == outcomes[name][1].split(": ", 1)[1], name

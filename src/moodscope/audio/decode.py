@@ -36,6 +36,7 @@ AUDIO_EXTENSIONS = (
     ".wav", ".wave", ".bwf", ".rf64", ".w64", ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd",
     ".wma", ".asf", ".ape", ".wv", ".mpc", ".mp+", ".mpp", ".tak", ".tta", ".ofr", ".ofs",
     ".dsf", ".dff", ".ac3", ".eac3", ".ec3", ".dts", ".mka", ".webm", ".weba", ".amr",
+    ".voc", ".ra", ".gsm", ".adx", ".sbc",  # the last three: raw streams, known by name only
 )  # fmt: skip
 """Extensions treated as audio when a folder is scanned: every format libsndfile or ffmpeg
 (PyAV) decodes that music libraries hold. A file among them that cannot be used (OptimFROG,
