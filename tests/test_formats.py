@@ -418,3 +418,29 @@ def test_the_service_agrees(corpus, outcomes, tmp_path):
                 detail = response.json()["detail"]
                 _check_message(name, detail)
                 assert detail.split(": ", 1)[1] == outcomes[name][1].split(": ", 1)[1], name
+
+
+@pytest.mark.slow
+def test_tag_says_each_file_in_one_line(corpus, tmp_path):
+    """``tag`` over a copy of the corpus: every file tagged, or a one-line failure naming
+    it in words; what is not audio is never tagged."""
+    folder, expected = corpus
+    library = tmp_path / "library"
+    shutil.copytree(folder, library)
+    run = subprocess.run(
+        [sys.executable, "-m", "moodscope", "tag", str(library), "--db", str(tmp_path / "i.db")],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MOODSCOPE_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert "Traceback" not in run.stderr
+    failed = {}
+    for line in run.stderr.splitlines():
+        assert not CLASS_NAME.search(line), line
+        if line.startswith("failed "):
+            path, _, problem = line[len("failed ") :].partition(": ")
+            failed[Path(path).name] = problem
+    scanned = {n for n in expected if Path(n).suffix.lower() in AUDIO_EXTENSIONS}
+    for name in scanned:
+        if expected[name] != "ok":
+            assert name in failed, name
+    assert set(failed) <= scanned
