@@ -194,7 +194,9 @@ def test_command_options_pretend_quiet_write_nowrite(tmp_path):
     path = _paths(root)["Pads"]
 
     pretend = _beet(root, "moodscope", "-p")
-    assert re.search(r"^moodscope: would set .*Pads: \w+ \(0\.\d\d\)$", pretend.stderr, re.M)
+    assert re.search(
+        r"^moodscope: would set .*Pads: \w+ \([a-z ]+, 0\.\d\d\)$", pretend.stderr, re.M
+    )
     assert _attributes(root)["Pads"]["mood"] == "" and not read_tags(path).tagged
 
     quiet = _beet(root, "moodscope", "-q", "-W", "-j", "1")
@@ -294,3 +296,21 @@ def test_min_confidence_sets_the_mood_only_where_earned(tmp_path):
             assert mood == (tags.mood or "") == ("Happy" if title == "Pads" else "")
     bad = _beet(root, "moodscope", "-f", "--min-confidence", "2", ok=False)
     assert bad.returncode == 1 and "--min-confidence is between 0 and 1, got 2" in bad.stderr
+
+
+def test_an_item_line_reads_like_beets_and_leads_with_the_confidence():
+    from beets.library import Item
+
+    from beetsplug.moodscope import item_line
+    from moodscope.inference.predictor import Prediction
+
+    calm = Prediction(path="/m/01.mp3", emotions={"calmness": 0.32, "tension": 0.1},
+                      top_emotion="calmness", confidence=0.74)  # fmt: skip
+    titled = Item(artist="Artist", album="Album", title="Title", path=b"/m/01.mp3")
+    assert item_line(titled, calm) == "Artist - Album - Title: calmness (sure, 0.74)"
+    untitled = Item(path=b"/m/untitled/01.mp3")  # its path, never " -  - : calmness"
+    assert item_line(untitled, calm, pretend=True, before="Happy") == (
+        "would set /m/untitled/01.mp3: Happy -> calmness (sure, 0.74)"
+    )
+    calm.confidence = None
+    assert item_line(titled, calm).endswith(": calmness (not calibrated)")
