@@ -179,6 +179,14 @@ def test_the_timeline_with_the_table_says_where_it_goes(write_audio, capsys, wid
     assert "note: the table shows no timeline; --timeline is written with --format json" in err
 
 
+def test_a_table_asked_into_a_file_says_it_writes_json(write_audio, tmp_path, capsys):
+    path, out = write_audio("a.wav", chord_signal(4.0)), tmp_path / "moods.txt"
+    code, _, err = run(["predict", path, "--workers", "1", "--format", "table", "--output", out],
+                       capsys)  # fmt: skip
+    assert code == 0 and out.read_text().startswith("[")
+    assert f"note: the table is for the terminal; {out} gets JSON" in err
+
+
 def _commands():
     from moodscope.cli.main import EVERYDAY, RESEARCH
 
