@@ -90,8 +90,8 @@ class InlineBackend(Backend):
         future: Future = Future()
         try:
             future.set_result(fn(item, self.context))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-            future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)  # (Ctrl-C is not the item's error: it stops the run)
         return future
 
     def describe(self) -> str:

@@ -75,6 +75,7 @@ class DaskBackend(Backend):
             self.client = scheduler
             self._own_client = False
         self._context = None
+        self._main_left_alone = None
 
     @classmethod
     def local(cls, n_workers: int) -> DaskBackend:
@@ -85,18 +86,26 @@ class DaskBackend(Backend):
             raise BackendLost(
                 "--scheduler local:N needs dask.distributed: pip install 'moodscope[cluster]'"
             ) from exc
-        from moodscope.backends.pool import quiet_resource_tracker
+        from moodscope.backends.pool import callers_main_left_alone, quiet_resource_tracker
 
         quiet_resource_tracker()  # a killed run's semaphores go without a warning, as for the pool
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        return cls(cluster.scheduler_address, cluster=cluster)
+        # Held until close: a nanny restarting a lost worker spawns it again.
+        main_left_alone = callers_main_left_alone().__enter__()
+        try:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            backend = cls(cluster.scheduler_address, cluster=cluster)
+        except BaseException:
+            main_left_alone.__exit__(None, None, None)
+            raise
+        backend._main_left_alone = main_left_alone
+        return backend
 
     @property
     def workers(self) -> int:
@@ -153,6 +162,9 @@ class DaskBackend(Backend):
             if self.cluster is not None:
                 self.cluster.close()
                 self.cluster = None
+            if self._main_left_alone is not None:
+                self._main_left_alone.__exit__(None, None, None)
+                self._main_left_alone = None
 
     def describe(self) -> str:
         return f"Dask cluster at {self.address} ({self.workers} worker threads)"
