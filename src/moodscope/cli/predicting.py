@@ -14,10 +14,13 @@ from moodscope.cli.console import out, prediction_table, progress_bar, say
 from moodscope.cli.options import (
     FileRunOptions,
     ModelPath,
+    audio_path,
     with_options,
 )
 
-AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+AudioPaths = typer.Argument(
+    ..., help="Audio files or folders (searched recursively).", parser=audio_path
+)
 
 
 @with_options
