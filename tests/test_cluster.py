@@ -270,3 +270,59 @@ def test_a_killed_local_cluster_run_leaves_no_process_and_says_nothing(tmp_path,
     left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run, grace=10)
     assert left == set(), f"still running 10 s after {how}: {sorted(left)}"
     assert "Traceback" not in said and "leaked" not in said, said
+
+
+@pytest.fixture
+def not_dask(request):
+    """A listener that is not a Dask scheduler: one that accepts and says nothing, an HTTP
+    server (a dashboard's port given by mistake), or one that greets with a banner."""
+    import http.server
+    import socket
+    import threading
+
+    kind = request.param
+    if kind == "http":
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield kind, f"tcp://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        server.server_close()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def greet() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+    if kind == "banner":
+        threading.Thread(target=greet, daemon=True).start()
+    yield kind, f"tcp://127.0.0.1:{listener.getsockname()[1]}"  # silent: never accepts
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.parametrize("not_dask", ["silent", "http", "banner"], indirect=True)
+def test_an_address_that_does_not_answer_as_dask_is_one_line(tmp_path, not_dask):
+    import soundfile as sf
+
+    kind, address = not_dask
+    song = tmp_path / "a.flac"
+    sf.write(song, chord_signal(3.0, 22050), 22050)
+    result = _moodscope("predict", song, "--scheduler", address)  # bounded: 300 s
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    said = (
+        "answers, but not as a Dask scheduler"
+        if kind == "banner"
+        else ("does not answer as a Dask scheduler (nothing within 10 s")
+    )
+    assert lines[0].startswith(f"error: {address} {said}"), lines

@@ -38,6 +38,67 @@ def _run(fn, item, context):
     return fn(item, context)
 
 
+ANSWER_SECONDS = 10.0
+"""How long a scheduler's address may take to say its first bytes (see below)."""
+
+_LARGEST_HANDSHAKE = 1 << 20
+
+
+def check_answers_as_dask(address: str, *, timeout: float = ANSWER_SECONDS) -> None:
+    """Raise :class:`BackendLost` in one line unless ``address`` (``tcp://HOST:PORT``) is
+    a Dask server within ``timeout`` seconds.
+
+    A Dask server speaks first: on accepting a connection it sends its handshake, a frame
+    of a few hundred bytes whose 8-byte little-endian length leads. dask.distributed's own
+    client trusts whatever answers: a listener that says nothing (the wrong port, a stopped
+    service behind a proxy) left it waiting for ever, and an HTTP server (the dashboard's
+    port 8787 given by mistake) answered its handshake with ``HTTP/1.1 400``, which it read
+    as a 3 EiB frame to allocate. Other schemes (tls://, ucx://) are left to Dask.
+    """
+    import socket
+    import struct
+    import time
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "tcp":
+            return
+        host, port = parse_host_port(location)
+    except ValueError:
+        raise BackendLost(f"{address} is not an address of the form tcp://HOST:PORT") from None
+    hint = "start one with `dask scheduler` or use --scheduler local:N"
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            head = b""
+            while len(head) < 16:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                block = sock.recv(16 - len(head))
+                if not block:
+                    break
+                head += block
+    except TimeoutError:
+        raise BackendLost(
+            f"{address} does not answer as a Dask scheduler (nothing within {timeout:.0f} s; "
+            "a dashboard's port, 8787, is not the scheduler's, usually 8786)"
+        ) from None
+    except OSError as exc:
+        raise BackendLost(
+            f"cannot reach the Dask scheduler at {address} ({exc.strerror or exc}); {hint}"
+        ) from None
+    if len(head) == 16:
+        size, frames = struct.unpack("<QQ", head)
+        if 16 <= size <= _LARGEST_HANDSHAKE and 1 <= frames <= 64:
+            return
+    raise BackendLost(
+        f"{address} answers, but not as a Dask scheduler (is it the dashboard's port, or "
+        f"another service?); {hint}"
+    )
+
+
 class DaskBackend(Backend):
     """Items as tasks on a dask.distributed cluster, results as they finish.
 
@@ -63,6 +124,7 @@ class DaskBackend(Backend):
         self.address = getattr(scheduler, "scheduler", None) and scheduler.scheduler.address
         if isinstance(scheduler, str):
             self.address = scheduler
+            check_answers_as_dask(scheduler)
             try:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
