@@ -326,3 +326,78 @@ def test_an_address_that_does_not_answer_as_dask_is_one_line(tmp_path, not_dask)
         else ("does not answer as a Dask scheduler (nothing within 10 s")
     )
     assert lines[0].startswith(f"error: {address} {said}"), lines
+
+
+# -- workers that die: their files run again on the others ---------------------------------
+
+
+def dies_on_poison(item, context):
+    if item == "poison.mp3":
+        os._exit(9)  # a decoder that segfaults on this file, on every worker that reads it
+    return f"{item}: {context}"
+
+
+def test_a_file_that_kills_every_worker_is_its_own_error_and_the_run_ends():
+    """LocalCluster (local:2) with a worker killed before the first result, and one file
+    that kills each worker it reaches: Dask reruns the dead workers' tasks on the others and
+    gives the poison up after its allowed retries; every other file is done exactly once."""
+    from moodscope.backends import failure_message, open_backend, stream
+
+    items = ["poison.mp3"] + [f"{i:02d}.mp3" for i in range(10)]
+    with open_backend(scheduler="local:2") as backend:
+        backend.start("ok")
+        first = next(iter(backend.client.run(os.getpid).values()))
+        os.kill(first, signal.SIGKILL)
+        results = dict(stream(backend, dies_on_poison, items))
+    assert sorted(results) == sorted(items)
+    assert all(results[i] == f"{i}: ok" for i in items[1:])
+    error = failure_message("poison.mp3", results["poison.mp3"])
+    assert error.startswith("poison.mp3: every Dask worker that read it died"), error
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_worker_killed_mid_run_on_a_tcp_cluster_loses_nothing(
+    music, dask_cluster, tmp_path, resume
+):
+    from distributed import Client
+
+    from moodscope.inference.outputs import PredictionFile
+    from moodscope.inference.predictor import Prediction
+
+    address, _ = dask_cluster
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(4):
+        for src in music.glob("*.mp3"):
+            if src.name != "notes.mp3":
+                os.symlink(src, many / f"{i:02d}-{src.name}")
+    out = tmp_path / "moods.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    args = ["predict", many, "--format", "jsonl", "--output", out, "--scheduler", address]
+    if resume:  # an earlier run stopped after one file
+        earlier = PredictionFile(out, "jsonl", timeline=False)
+        first = sorted(str(p) for p in many.iterdir())[0]
+        earlier.add(Prediction(first, emotions={"calmness": 1.0}, top_emotion="calmness"))
+        earlier.close()
+        args.append("--resume")
+    with Client(address, timeout="30s") as client:
+        run = subprocess.Popen(
+            [BIN / "moodscope", *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while run.poll() is None and time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                os.kill(client.run(os.getpid, workers=busy[:1])[busy[0]], signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        assert busy, "no worker was busy to kill"
+        _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert "Traceback" not in err and "lost the Dask scheduler" not in err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in many.iterdir())
+    assert all("error" not in r for r in rows) and not partial.exists()
+    if resume:
+        assert "resuming: 1 file(s) already done" in err

@@ -219,5 +219,8 @@ def failure_message(path: str, exc: BaseException) -> str:
     if isinstance(exc, MoodscopeError):
         return text if str(path) in text else f"{path}: {text}"
     if type(exc).__name__ == "KilledWorker":  # dask gave up after its workers died on it
-        return f"{path}: the Dask workers running it died ({text[:200]})"
+        return (
+            f"{path}: every Dask worker that read it died (killed, out of memory or a crash "
+            "in a decoder); given up after Dask's allowed retries"
+        )
     return f"{path}: {type(exc).__name__}: {text[:300]}"

@@ -2,14 +2,16 @@
 
 Workers read audio from the paths they are given, so every worker must see the files under
 the same paths as the client (a shared filesystem, or the same mount in every container); a
-worker that cannot gives that file an error entry. The run's context (the model) is
-scattered to every worker once and loaded there once, whatever the number of files.
+worker that cannot gives that file an error entry. The run's context (the model) reaches
+every worker once, as a worker plugin (a worker restarted mid-run too), and is loaded
+there once, whatever the number of files.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,8 +27,11 @@ CRITICAL: it reports a lost scheduler in one line, not in distributed's tracebac
 _LIMITED = threading.Lock()
 _limited = False
 
+_CONTEXTS: dict[str, Any] = {}
+"""In a worker: each run's context by its name, put there by :class:`_Context`."""
 
-def _run(fn, item, context):
+
+def _run(fn, item, name):
     # Each task runs on one of the worker's threads: give it one core's worth of threads.
     global _limited
     if not _limited:
@@ -35,7 +40,33 @@ def _run(fn, item, context):
                 limit_threads(1)
                 reuse_freed_memory()  # also undoes the nanny's MALLOC_TRIM_THRESHOLD_
                 _limited = True
-    return fn(item, context)
+    return fn(item, _CONTEXTS[name])
+
+
+def _context_plugin(name: str, context: Any):
+    """A Dask worker plugin that puts ``context`` on every worker of the cluster: those up
+    now and every one that joins later, a worker restarted after it was killed or ran out
+    of memory included (scattered data, by contrast, is lost with the workers that held
+    it, and with it every task still to run)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class _Context(WorkerPlugin):
+        def __init__(self):
+            self.name, self.context = name, context
+
+        # This class travels by value (cloudpickle), and so would a global it named: the
+        # module, imported on the worker, holds the one dict that _run reads.
+        def setup(self, worker) -> None:
+            from moodscope.backends import cluster
+
+            cluster._CONTEXTS[self.name] = self.context
+
+        def teardown(self, worker) -> None:
+            from moodscope.backends import cluster
+
+            cluster._CONTEXTS.pop(self.name, None)
+
+    return _Context()
 
 
 ANSWER_SECONDS = 10.0
@@ -180,12 +211,20 @@ class DaskBackend(Backend):
         if self._context is not None and getattr(self, "context", None) == context:
             return  # reused for another run with the same model: it is on the workers
         super().start(context)
+        name = f"moodscope-context-{uuid.uuid4().hex}"
         try:
-            self._context = self.client.scatter(context, broadcast=True, hash=False)
+            if self._context is not None:
+                self.client.unregister_worker_plugin(self._context)
+            self.client.register_plugin(_context_plugin(name, context), name=name)
         except Exception as exc:  # noqa: BLE001 - comm errors have many types
             raise self._lost(exc) from exc
+        self._context = name
 
     def submit(self, fn, item) -> Future:
+        # A worker that dies (killed, restarted for memory) takes no file with it: the
+        # scheduler runs its tasks again on the others, and gives a task up as KilledWorker
+        # (that file's error) once it has killed distributed.scheduler.allowed-failures + 1
+        # workers (3 + 1 by default).
         result: Future = Future()
         try:
             task = self.client.submit(_run, fn, item, self._context, pure=False)
@@ -194,15 +233,18 @@ class DaskBackend(Backend):
             return result
 
         def done(task) -> None:
+            if task.status == "cancelled":  # the scheduler is gone (or forgot the client)
+                result.set_exception(self._lost("task cancelled"))
+                return
             try:
-                if task.status == "finished":
-                    result.set_result(task.result())
-                elif task.status == "error":
+                # "finished", or "lost": its result was in the memory of a worker that died
+                # before it was fetched; result() waits while the scheduler computes it again.
+                result.set_result(task.result())
+            except Exception as exc:  # noqa: BLE001 - the task's own error, or a dropped comm
+                if task.status == "error":
                     result.set_exception(task.exception())
-                else:  # cancelled or lost: the scheduler is gone
-                    result.set_exception(self._lost(f"task {task.status}"))
-            except Exception as exc:  # noqa: BLE001 - result() can fail if the comm dropped
-                result.set_exception(self._lost(exc))
+                else:
+                    result.set_exception(self._lost(exc))
 
         task.add_done_callback(done)
         return result
