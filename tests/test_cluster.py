@@ -401,3 +401,27 @@ def test_a_worker_killed_mid_run_on_a_tcp_cluster_loses_nothing(
     assert all("error" not in r for r in rows) and not partial.exists()
     if resume:
         assert "resuming: 1 file(s) already done" in err
+
+
+def test_a_local_cluster_from_a_plain_script_without_a_main_guard(tmp_path):
+    """``scheduler="local:2"`` at a script's top level: Dask's spawned workers do not run
+    the script again (no "bootstrapping phase" errors), and the script runs once."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.flac", chord_signal(3.0, 22050), 22050)
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import os, moodscope\n"
+        "print('top level of', os.getpid(), flush=True)\n"
+        "found = moodscope.predict('a.flac', scheduler='local:2')\n"
+        "print('predicted', [r.ok for r in found], flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("top level of")]) == 1, lines
+    assert "predicted [True]" in lines
+    assert "bootstrapping" not in done.stderr and "Traceback" not in done.stderr

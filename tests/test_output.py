@@ -331,3 +331,12 @@ def test_resume_from_a_partial_that_is_not_json_lines_is_one_line(tmp_path, writ
         assert code == 1 and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"error: {partial}: line 1 is not a moodscope result")
         assert partial.read_bytes() == garbage and not out.exists()
+
+
+def test_a_long_cjk_name_can_be_the_output(tmp_path, write_audio, capsys):
+    song = write_audio("a.wav", chord_signal(4.0))
+    out = tmp_path / ("静" * 76 + ".json")  # 232 bytes: legal, the temporary name is not
+    code, _, err = run(["predict", song, "--format", "json", "--output", out], capsys)
+    assert code == 0, err
+    assert [r["path"] for r in json.loads(out.read_text())] == [str(song)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.wav", out.name])
