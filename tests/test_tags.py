@@ -7,14 +7,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import tag_formats
 from conftest import SR, chord_signal
-from library_audio import FORMATS, decode_exact, encode, read_metadata, set_metadata
+from library_audio import COVER, FORMATS, decode_exact, encode, read_metadata, set_metadata
 from moodscope import EMOTIONS
 from moodscope.errors import TagError
 from moodscope.inference.predictor import Prediction
@@ -316,3 +318,176 @@ def test_labels_that_cannot_name_a_field():
         share_field("model")
     with pytest.raises(TagError):
         share_field("a b")
+
+
+# -- every format a library holds (tests/tag_formats.py) -------------------------------------
+
+MOOD_KEYS = {  # extension -> the raw key (as tag_formats.all_fields names it) of the mood
+    "wma": "WM/Mood",
+    "wv": "Mood",
+    "mpc": "Mood",
+    "tta": "TMOO",
+    "mp2": "TMOO",
+    "spx": "mood",
+    "m4b": "----:com.apple.iTunes:MOOD",
+    "alac.m4a": "----:com.apple.iTunes:MOOD",
+    "aifc": "TMOO",
+    "dsf": "TMOO",
+}
+
+
+@pytest.mark.parametrize("ext", tag_formats.TAGGED)
+def test_every_other_format_is_tagged_in_its_own_tag_system_and_untagged_exactly(tmp_path, ext):
+    """The mood where Picard reads it (ASF WM/Mood, APEv2 Mood, ID3 TMOO, Vorbis MOOD, MP4's
+    freeform MOOD); untag leaves every field, the cover and the decoded audio as they were."""
+    path = tag_formats.make(tmp_path, ext)
+    tag_formats.set_user_metadata(path, mood="Dreamy")
+    fields, audio = tag_formats.all_fields(path), tag_formats.decode_exact(path)
+    p = prediction(7)
+    write_tags(path, p)
+    tags = read_tags(path)
+    assert tags.mood == p.top_emotion and tags.previous_mood == ["Dreamy"]
+    assert tags.emotions == {k: round(v, 3) for k, v in p.emotions.items()}
+    tagged = tag_formats.all_fields(path)
+    mood = tagged[MOOD_KEYS[ext]]
+    mood = mood[2] if isinstance(mood, tuple) else mood  # an ID3 frame: its text
+    assert [m.decode() if isinstance(m, bytes) else m for m in mood] == [p.top_emotion]
+    others = {k: v for k, v in fields.items() if k.lower() != MOOD_KEYS[ext].lower()}
+    assert {k: tagged[k] for k in others} == others  # title, artist, cover: as they were
+    assert np.array_equal(tag_formats.decode_exact(path), audio)
+    assert remove_tags(path) is not None
+    assert tag_formats.all_fields(path) == fields
+    assert np.array_equal(tag_formats.decode_exact(path), audio)
+
+
+@pytest.mark.parametrize("ext", sorted(tag_formats.UNTAGGED))
+def test_formats_that_carry_no_tags_are_refused_in_one_line(tmp_path, ext):
+    path = tag_formats.make(tmp_path, ext)
+    data = path.read_bytes()
+    with pytest.raises(TagError) as info:
+        write_tags(path, prediction())
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot be tagged: ") and "\n" not in message
+    assert tag_formats.UNTAGGED[ext] in message
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_not_music_prediction_writes_no_mood():
+    p = prediction()
+    p.music, p.not_music = False, "digital silence"
+    with pytest.raises(TagError, match=r"is not music \(digital silence\)"):
+        tag_values(p)
+
+
+def test_arousal_and_valence_are_written_when_the_prediction_has_them(song):
+    p = prediction(8)
+    p.arousal, p.valence = 0.25, -0.5
+    values = tag_values(p)
+    assert values["MOODSCOPE_AROUSAL"] == ("0.250",) and values["MOODSCOPE_VALENCE"] == ("-0.500",)
+    path = song("flac")
+    write_tags(path, p)
+    assert read_tags(path).emotions == {k: round(v, 3) for k, v in p.emotions.items()}
+    remove_tags(path)
+    assert not any(k.upper().startswith("MOODSCOPE_") for k in _raw_fields(path))
+
+
+# -- ID3: every frame of every version kept ----------------------------------------------------
+
+SORT_FRAMES = ("TSOP", "TSOA", "TSOT", "TSST", "TSO2", "TMOO", "TDRL", "TPRO")
+
+
+def _v23_with_sort_frames(path, mood_desc: str | None = "MOOD"):
+    """An ID3v2.3 tag as Picard's v2.3 mode and iTunes write it: sort frames and other
+    v2.4 frames kept in v2.3, the v2.3 date frames, and a TXXX:MOOD as Mp3tag writes it."""
+    from mutagen.id3 import ID3, IPLS, TXXX, TYER, Frames
+
+    tags = ID3(path, translate=False)
+    for frame_id in SORT_FRAMES:
+        text = "2001-02-03" if frame_id == "TDRL" else f"{frame_id.lower()} value"
+        tags.add(Frames[frame_id](encoding=1, text=[text]))
+    tags.add(TYER(encoding=1, text=["1999"]))
+    tags.add(IPLS(encoding=1, people=[["producer", "Someone"]]))
+    if mood_desc is not None:
+        tags.add(TXXX(encoding=1, desc=mood_desc, text=["Dreamy"]))
+    tags.save(path, v2_version=3)
+
+
+@pytest.mark.parametrize("mood_desc", ["MOOD", None])
+def test_id3v23_tag_and_untag_keep_every_frame_they_did_not_add(song, mood_desc):
+    path = song("mp3", id3_version=3)
+    _v23_with_sort_frames(path, mood_desc)
+    before = tag_formats.all_fields(path)
+    assert set(SORT_FRAMES) <= set(before)
+    p = prediction(9)
+    write_tags(path, p)
+    tagged = tag_formats.all_fields(path)
+    from mutagen.id3 import ID3
+
+    assert ID3(path).version[:2] == (2, 3)
+    mood_frame = "TXXX:MOOD" if mood_desc else "TMOO"  # a TMOO alone is the mood
+    kept = {k: v for k, v in before.items() if k != mood_frame}
+    assert {k: tagged[k] for k in kept} == kept  # the sort frames, TYER, IPLS, APIC
+    assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
+    assert mood_frame not in tagged
+    assert read_tags(path).previous_mood == ["Dreamy" if mood_desc else "tmoo value"]
+    remove_tags(path)
+    assert tag_formats.all_fields(path) == before
+
+
+def _id3v22(frames: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(fid + struct.pack(">I", len(data))[1:] + data for fid, data in frames)
+    size = len(body)
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x02\x00\x00" + syncsafe + body
+
+
+def test_id3v22_becomes_v23_with_every_frame_and_untag_leaves_it_so(song):
+    """mutagen cannot write ID3v2.2: the tag becomes v2.3 (which every reader of v2.2
+    reads), frame for frame, iTunes' sort frames included; untag removes only ours."""
+    from mutagen.id3 import ID3
+
+    path = song("mp3")
+    mp3 = path.read_bytes()[ID3(path).size :]
+    path.write_bytes(_id3v22([(b"TT2", b"\x00Title"), (b"TP1", b"\x00Artist"),
+                              (b"TYE", b"\x001999"), (b"TSP", b"\x00Artist, The"),
+                              (b"TXX", b"\x00MOOD\x00Dreamy"),
+                              (b"PIC", b"\x00PNG\x03cover\x00" + COVER)]) + mp3)  # fmt: skip
+    before = tag_formats.all_fields(path)
+    assert ID3(path).version[:2] == (2, 2)
+    write_tags(path, prediction(10))
+    assert ID3(path).version[:2] == (2, 3)
+    assert read_tags(path).previous_mood == ["Dreamy"]
+    remove_tags(path)
+    after = tag_formats.all_fields(path)
+    assert set(after) == set(before) == {"TIT2", "TPE1", "TYER", "TSOP", "TXXX:MOOD", "APIC:cover"}
+    assert {k: after[k] for k in after if k != "APIC:cover"} == {
+        k: before[k] for k in before if k != "APIC:cover"
+    }
+    picture = ID3(path).getall("APIC")[0]
+    assert picture.mime == "image/png" and picture.data == COVER and picture.type == 3
+
+
+def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
+    """A tag chunk written right after an odd-sized data chunk without its pad byte sits one
+    byte off, where readers do not find it: refused in one line, the file untouched, however
+    often it is forced."""
+    n = 1001
+    samples = (128 + 50 * np.sin(np.arange(n) / 5)).astype(np.uint8).tobytes()
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 8000, 1, 8)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", n) + samples
+    path = tmp_path / "odd.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    data = path.read_bytes()
+    for _ in range(2):
+        with pytest.raises(TagError) as info:
+            write_tags(path, prediction())
+        assert "odd size" in str(info.value) and "\n" not in str(info.value)
+        assert path.read_bytes() == data
+    padded = tmp_path / "padded.wav"  # the same audio with its pad byte: tagged and readable
+    padded.write_bytes(data[:4] + struct.pack("<I", len(body) + 1) + data[8:] + b"\0")
+    p = prediction(11)
+    write_tags(padded, p)
+    assert read_tags(padded).mood == p.top_emotion
+    remove_tags(padded)
+    assert padded.read_bytes()[: len(data) + 1][8:] == (data + b"\0")[8:]

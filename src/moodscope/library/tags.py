@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ VALENCE_FIELD = "MOODSCOPE_VALENCE"
 """Arousal and valence in [-1, 1], written when the prediction has them."""
 PREVIOUS_MOOD_KEYS_FIELD = "MOODSCOPE_PREVIOUS_MOOD_KEYS"
 """Where the user's mood was, when it was not in the fields moodscope writes (an ID3v2.3
-``TXXX:MOOD`` as Mp3tag writes it, an APEv2 ``MOOD``): ``untag`` puts it back there."""
+``TXXX:MOOD`` as Mp3tag writes it, with its text encoding: ``TXXX:MOOD|1``; an APEv2
+``MOOD``), ``;`` between them: ``untag`` puts it back there."""
 SHARE_DECIMALS = 3
 """Shares are written as ``0.412``."""
 
@@ -167,11 +169,14 @@ class _ID3Fields:
         return "TMOO" if name == MOOD_FIELD and not self.v23 else f"TXXX:{name}"
 
     def _v23_mood_frames(self) -> list:
-        """The TXXX frames that hold the mood in a v2.3 tag, ``mood`` (any case) first."""
+        """The frames that hold the mood in a v2.3 (or v2.2) tag: TXXX ``mood`` (any case)
+        first, then ``QuodLibet::mood``; without these, a TMOO put there off the standard
+        (beside them it is left alone, as any other frame)."""
         frames = self.tags.getall("TXXX")
-        return [f for f in frames if f.desc.lower() == "mood"] + [
+        frames = [f for f in frames if f.desc.lower() == "mood"] + [
             f for f in frames if f.desc.lower() == ID3V23_MOOD[1].lower()
         ]
+        return frames or self.tags.getall("TMOO")
 
     def names(self) -> list[str]:
         moods = {d.lower() for d in ID3V23_MOOD} if self.v23 else set()
@@ -179,7 +184,7 @@ class _ID3Fields:
             MOOD_FIELD if frame.desc.lower() in moods else frame.desc
             for frame in self.tags.getall("TXXX")
         ]
-        if not self.v23 and self.tags.getall("TMOO"):
+        if self.tags.getall("TMOO"):
             names.append(MOOD_FIELD)
         return list(dict.fromkeys(names))
 
@@ -190,14 +195,20 @@ class _ID3Fields:
         return tuple(str(t) for frame in self.tags.getall(self._key(name)) for t in frame.text)
 
     def mood_keys(self) -> tuple[str, ...]:
-        """The frames holding the mood now, by hash key (``TXXX:MOOD``)."""
-        if self.v23:
-            return tuple(f.HashKey for f in self._v23_mood_frames())
-        return ("TMOO",) if self.tags.getall("TMOO") else ()
+        """The frames holding the mood now, as hash key and text encoding
+        (``TXXX:MOOD|0``: ISO-8859-1), so that the user's come back as they were."""
+        frames = self._v23_mood_frames() if self.v23 else self.tags.getall("TMOO")
+        return tuple(f"{f.HashKey}|{int(f.encoding)}" for f in frames)
 
     def own_mood_keys(self) -> tuple[str, ...]:
-        """The frames :meth:`set` writes the mood in."""
-        return tuple(f"TXXX:{d}" for d in ID3V23_MOOD) if self.v23 else ("TMOO",)
+        """The frames :meth:`set` writes the mood in (see :meth:`mood_keys`)."""
+        keys = [f"TXXX:{d}" for d in ID3V23_MOOD] if self.v23 else ["TMOO"]
+        return tuple(f"{key}|{int(self._encoding())}" for key in keys)
+
+    def _encoding(self):
+        from mutagen.id3 import Encoding
+
+        return Encoding.UTF16 if self.v23 else Encoding.UTF8
 
     def stale(self, name: str, values: tuple[str, ...], keys=None) -> bool:
         """Whether ``name`` holds ``values`` but not in the frames it belongs in: the user's
@@ -212,20 +223,22 @@ class _ID3Fields:
         from mutagen.id3 import TMOO, TXXX, Encoding
 
         self.delete(name)
-        encoding = Encoding.UTF16 if self.v23 else Encoding.UTF8
         if name != MOOD_FIELD:
-            self.tags.add(TXXX(encoding=encoding, desc=name, text=list(values)))
+            self.tags.add(TXXX(encoding=self._encoding(), desc=name, text=list(values)))
             return
         for key in keys or self.own_mood_keys():
+            key, _, encoding = key.rpartition("|")
+            encoding = Encoding(int(encoding)) if encoding.isdigit() else self._encoding()
             if key == "TMOO":
                 self.tags.add(TMOO(encoding=encoding, text=list(values)))
             elif key.startswith("TXXX:"):
                 self.tags.add(TXXX(encoding=encoding, desc=key[5:], text=list(values)))
 
     def delete(self, name: str) -> None:
-        if name == MOOD_FIELD:
-            for frame in self._v23_mood_frames() if self.v23 else []:
+        if name == MOOD_FIELD and self.v23:
+            for frame in self._v23_mood_frames():
                 del self.tags[frame.HashKey]
+        elif name == MOOD_FIELD:
             self.tags.delall("TMOO")
         else:
             self.tags.delall(self._key(name))
@@ -486,18 +499,23 @@ def _user_mood_keys(fields) -> tuple[str, ...]:
     return keys if keys and sorted(keys) != sorted(own) else ()
 
 
+def _stored_keys(state) -> tuple[str, ...]:
+    """The keys of :data:`PREVIOUS_MOOD_KEYS_FIELD`, stored as one value, ``;`` between."""
+    return tuple(k for v in state.get(PREVIOUS_MOOD_KEYS_FIELD, ()) for k in v.split(";") if k)
+
+
 def _target_after_tagging(state, values, user_keys) -> tuple[dict, tuple[str, ...]]:
     """The fields after tagging, and the keys a mood of the user's is written under."""
     target = dict(values)
     if _mood_is_ours(state):
         previous = state.get(PREVIOUS_MOOD_FIELD, ())
-        user_keys = state.get(PREVIOUS_MOOD_KEYS_FIELD, ())
+        user_keys = _stored_keys(state)
     else:
         previous = state.get(MOOD_FIELD, ())  # the user's mood: kept for untag
     if previous:
         target[PREVIOUS_MOOD_FIELD] = previous
         if user_keys:
-            target[PREVIOUS_MOOD_KEYS_FIELD] = tuple(user_keys)
+            target[PREVIOUS_MOOD_KEYS_FIELD] = (";".join(user_keys),)
         if MOOD_FIELD not in values:  # mood withheld (not confident): the user's stays
             target[MOOD_FIELD] = previous
             return target, tuple(user_keys)
@@ -507,7 +525,7 @@ def _target_after_tagging(state, values, user_keys) -> tuple[dict, tuple[str, ..
 def _target_after_untagging(state, user_keys) -> tuple[dict, tuple[str, ...]]:
     if _mood_is_ours(state):
         previous = state.get(PREVIOUS_MOOD_FIELD, ())
-        keys = state.get(PREVIOUS_MOOD_KEYS_FIELD, ())
+        keys = _stored_keys(state)
         return ({MOOD_FIELD: previous} if previous else {}), keys
     mood = state.get(MOOD_FIELD, ())
     return ({MOOD_FIELD: mood} if mood else {}), user_keys
@@ -641,6 +659,7 @@ def _rewrite(
     audio = _open(real)
     kind = type(audio)
     fields = _fields(audio, path, create=True)
+    _check_last_chunk_padded(real, kind, path)
     state = _ours(fields)
     target, mood_keys = target_of(state, _user_mood_keys(fields))
     if target == state and not _stale(fields, target, mood_keys):  # already as wanted
@@ -676,6 +695,31 @@ def _rewrite(
     except OSError as exc:
         raise TagError(path, f"not tagged: {_os_problem(exc)}") from exc
     return FileState.of(real, sha1=sha1)
+
+
+def _check_last_chunk_padded(real: str, kind, path: str) -> None:
+    """A WAV or AIFF file whose last chunk has an odd size must end with a pad byte: a tag
+    chunk appended without it sits one byte off, where no reader finds it."""
+    from mutagen.aiff import AIFF
+    from mutagen.wave import WAVE
+
+    if kind not in (WAVE, AIFF):
+        return
+    order = "<" if kind is WAVE else ">"
+    with open(real, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        offset, last = 12, None
+        while offset + 8 <= end:
+            f.seek(offset)
+            name, size = struct.unpack(order + "4sI", f.read(8))
+            last, offset = (name, size, offset + 8 + size), offset + 8 + size + size % 2
+    if last is not None and last[1] % 2 and last[2] == end:
+        chunk = last[0].decode("latin-1").strip()
+        raise TagError(
+            path,
+            f"cannot be tagged: its last chunk ({chunk!r}) has an odd size and lacks the pad "
+            f"byte after it, so a tag chunk written after it would not be found by readers",
+        )
 
 
 def _state(real: str, path: str) -> FileState:
