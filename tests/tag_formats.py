@@ -186,3 +186,11 @@ def decode_exact(path: Path) -> np.ndarray:
         frames = [f.to_ndarray() for f in container.decode(audio=0)]
     frames = [f.reshape(-1, f.shape[-1]) if f.ndim > 1 else f[None, :] for f in frames]
     return np.concatenate([f.reshape(-1) for f in frames])
+
+
+def id3v22(frames: list[tuple[bytes, bytes]]) -> bytes:
+    """An ID3v2.2 tag (which mutagen reads but cannot write) holding ``(id, data)`` frames."""
+    body = b"".join(fid + struct.pack(">I", len(data))[1:] + data for fid, data in frames)
+    size = len(body)
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x02\x00\x00" + syncsafe + body

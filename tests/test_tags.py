@@ -435,13 +435,6 @@ def test_id3v23_tag_and_untag_keep_every_frame_they_did_not_add(song, mood_desc)
     assert tag_formats.all_fields(path) == before
 
 
-def _id3v22(frames: list[tuple[bytes, bytes]]) -> bytes:
-    body = b"".join(fid + struct.pack(">I", len(data))[1:] + data for fid, data in frames)
-    size = len(body)
-    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
-    return b"ID3\x02\x00\x00" + syncsafe + body
-
-
 def test_id3v22_becomes_v23_with_every_frame_and_untag_leaves_it_so(song):
     """mutagen cannot write ID3v2.2: the tag becomes v2.3 (which every reader of v2.2
     reads), frame for frame, iTunes' sort frames included; untag removes only ours."""
@@ -449,7 +442,7 @@ def test_id3v22_becomes_v23_with_every_frame_and_untag_leaves_it_so(song):
 
     path = song("mp3")
     mp3 = path.read_bytes()[ID3(path).size :]
-    path.write_bytes(_id3v22([(b"TT2", b"\x00Title"), (b"TP1", b"\x00Artist"),
+    path.write_bytes(tag_formats.id3v22([(b"TT2", b"\x00Title"), (b"TP1", b"\x00Artist"),
                               (b"TYE", b"\x001999"), (b"TSP", b"\x00Artist, The"),
                               (b"TXX", b"\x00MOOD\x00Dreamy"),
                               (b"PIC", b"\x00PNG\x03cover\x00" + COVER)]) + mp3)  # fmt: skip
