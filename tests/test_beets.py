@@ -337,3 +337,38 @@ def test_every_format_beets_imports_reads_and_writes_the_mood(tmp_path):
     assert {ext: read_tags(path).mood for ext, path in paths.items()} == dict.fromkeys(
         BEETS_FORMATS, "power"
     )
+
+
+class _Item(dict):
+    """The parts of a beets Item the plugin uses."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.filepath, self.written, self.stored = path, False, False
+
+    def try_write(self):
+        self.written = True
+
+    def store(self):
+        self.stored = True
+
+
+def test_a_not_music_item_gets_no_mood(monkeypatch, tmp_path):
+    """A prediction that says "not music" sets and writes nothing, in one info line."""
+    import beets
+
+    import moodscope.inference.predictor as predictor
+    from beetsplug.moodscope import MoodscopePlugin
+
+    beets.config.read(user=False, defaults=True)
+    plugin = MoodscopePlugin()
+    item = _Item(tmp_path / "hum.flac")
+    silence = predictor.Prediction(str(item.filepath), emotions={}, model="m@1")
+    silence.music, silence.not_music = False, "digital silence"
+    monkeypatch.setattr(predictor, "load_model", lambda model: None)
+    monkeypatch.setattr(predictor, "predict_iter", lambda paths, *a, **k: iter([silence]))
+    lines = []
+    monkeypatch.setattr(plugin._log, "info", lambda fmt, *args: lines.append(fmt.format(*args)))
+    plugin.predict_items([item], write=True)
+    assert dict(item) == {} and not item.written and not item.stored
+    assert lines == [f"{item}: skipped: not music (digital silence)"]
