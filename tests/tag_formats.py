@@ -1,6 +1,6 @@
 """Files in the formats beyond libsndfile's, for the tagging tests: made with ffmpeg (WMA,
-WavPack, TTA, MP2, MP1, Speex, M4B, ALAC, AIFC, AC-3, E-AC-3, raw AAC, Matroska, CAF, AU,
-W64), mpcenc (Musepack), or built here byte by byte (DSF and DSDIFF, which nothing here
+WavPack, TTA, MP2, MP1, Speex, M4B, ALAC, AIFC, AC-3, E-AC-3, raw AAC, Matroska, WebM,
+CAF, AU, W64), mpcenc (Musepack), or built here byte by byte (DSF and DSDIFF, which nothing here
 encodes); each with a title, an artist, cover art and optionally a mood of the user's own,
 stored the way its tag system stores them; and an exact decoder (PyAV) to check that
 tagging leaves the audio as it was."""
@@ -32,11 +32,12 @@ FFMPEG_ARGS = {  # extension -> ffmpeg's output options
     "eac3": ["-c:a", "eac3"],
     "aac": ["-c:a", "aac", "-f", "adts"],
     "mka": ["-c:a", "flac"],
+    "webm": ["-c:a", "libopus"],
     "caf": ["-c:a", "pcm_s16le"],
     "au": ["-c:a", "pcm_s16be"],
     "w64": ["-c:a", "pcm_s16le"],
 }
-TAGGED = ("wma", "wv", "mpc", "tta", "mp2", "spx", "m4b", "alac.m4a", "aifc", "dsf")
+TAGGED = ("wma", "wv", "mpc", "tta", "mp2", "mp1", "spx", "m4b", "alac.m4a", "aifc", "dsf")
 """The extensions moodscope tags beyond tests/library_audio.py's formats."""
 UNTAGGED = {  # extension -> what the one-line refusal says
     "ac3": "AC-3",
@@ -44,6 +45,7 @@ UNTAGGED = {  # extension -> what the one-line refusal says
     "aac": "raw AAC",
     "dff": "DSDIFF",
     "mka": "writes no tags into",
+    "webm": "writes no tags into",
     "caf": "writes no tags into",
     "au": "writes no tags into",
     "w64": "writes no tags into",

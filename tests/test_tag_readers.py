@@ -296,3 +296,44 @@ def test_beets_reads_the_other_id3_versions_mood_and_leaves_one(tmp_path, file_v
     assert moods == (["TXXX:QuodLibet::mood", "TXXX:mood"] if beets_id3v23 else ["TMOO"])
     assert tags.version[:2] == ((2, 3) if beets_id3v23 else (2, 4))
     assert read_tags(path).mood == "power"
+
+
+READER_NAMES = {"operon": "Quod Libet"}
+"""How the README's Formats table names a reader, where that is not the program's name."""
+
+
+def _formats_table() -> list[dict[str, str]]:
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("\n## Formats\n", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(head, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+def test_the_readmes_format_table_matches_the_reader_matrix():
+    """Every format the README's table says is tagged is in the reader matrix (or says it is
+    not tested), every untagged one is refused in tests/test_tags.py, and every reader gap
+    of GAPS is named in its row (a row saying "all" has none)."""
+    matrix = {ext: name for name, (ext, _) in FORMATS.items()}
+    rows = _formats_table()
+    assert len(rows) > 10
+    for row in rows:
+        exts = [e.lstrip(".") for e in re.findall(r"`(\.[\w.]+)`", row["extensions"])]
+        assert exts, row
+        if row["mood written in"].startswith("not tagged"):
+            assert set(exts) <= set(tag_formats.UNTAGGED) | {"wav"}, row  # RF64: .wav
+            continue
+        for ext in exts:
+            if row["readers that see the mood"] == "not tested":
+                assert ext not in matrix, f"{ext} is in the matrix: say so in the README"
+                continue
+            if ext not in matrix:
+                continue  # another extension of a format that is (.oga, .aif, .asf)
+            gaps = [reader for reader, name in GAPS if name == matrix[ext]]
+            cell = row["readers that see the mood"]
+            for reader in gaps:
+                assert READER_NAMES.get(reader, reader) in cell, (ext, reader, cell)
+            assert gaps or cell.startswith("all"), row
+        assert any(ext in matrix for ext in exts) or row["readers that see the mood"] == (
+            "not tested"
+        ), row

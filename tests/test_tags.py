@@ -328,6 +328,7 @@ MOOD_KEYS = {  # extension -> the raw key (as tag_formats.all_fields names it) o
     "mpc": "Mood",
     "tta": "TMOO",
     "mp2": "TMOO",
+    "mp1": "TMOO",  # a layer II stream named .mp1: mutagen goes by the name, moodscope not
     "spx": "mood",
     "m4b": "----:com.apple.iTunes:MOOD",
     "alac.m4a": "----:com.apple.iTunes:MOOD",
