@@ -370,6 +370,7 @@ def test_formats_that_carry_no_tags_are_refused_in_one_line(tmp_path, ext):
     message = str(info.value)
     assert message.startswith(f"{path}: cannot be tagged: ") and "\n" not in message
     assert tag_formats.UNTAGGED[ext] in message
+    assert remove_tags(path) is None  # untag: nothing of moodscope's can be there
     assert path.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
@@ -485,3 +486,30 @@ def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
     assert read_tags(padded).mood == p.top_emotion
     remove_tags(padded)
     assert padded.read_bytes()[: len(data) + 1][8:] == (data + b"\0")[8:]
+
+
+def _header_only(path, ext: str) -> bytes:
+    """A Monkey's Audio or OptimFROG file as far as its tag is concerned: a header mutagen
+    accepts and 2 KiB standing in for the audio (nothing here encodes either format)."""
+    body = bytes(range(256)) * 8
+    if ext == "ape":
+        header = b"MAC " + struct.pack("<H", 3990) + bytes(50)
+        header += struct.pack("<IIIHHI", 73728, 100, 1, 16, 1, 44100)
+    else:
+        header = b"OFR " + struct.pack("<IIHBBI", 15, 44100, 0, 2, 0, 44100) + bytes(56)
+    path.write_bytes(header + body)
+    return header + body
+
+
+@pytest.mark.parametrize("ext", ["ape", "ofr"])
+def test_monkeys_audio_and_optimfrog_take_the_apev2_mood(tmp_path, ext):
+    path = tmp_path / f"song.{ext}"
+    audio = _header_only(path, ext)
+    tag_formats.set_user_metadata(path, mood="Dreamy")
+    fields = tag_formats.all_fields(path)
+    p = prediction(12)
+    write_tags(path, p)
+    assert tag_formats.all_fields(path)["Mood"] == [p.top_emotion]
+    assert path.read_bytes().startswith(audio)  # the tag follows the audio, untouched
+    remove_tags(path)
+    assert tag_formats.all_fields(path) == fields and path.read_bytes().startswith(audio)

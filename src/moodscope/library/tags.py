@@ -382,10 +382,11 @@ def _container(path: str) -> str:
     return kind or (Path(path).suffix.lstrip(".").upper() or "these")
 
 
-def _open(path: str, kind=None):
+def _open(path: str, kind=None, *, unknown_ok: bool = False):
     """The mutagen file object of ``path`` (as ``kind`` when given: the type detected on
     the original, since a temporary copy's name says nothing). An ID3 tag is read as it is
-    stored, not translated to ID3v2.4, so that saving it keeps every frame."""
+    stored, not translated to ID3v2.4, so that saving it keeps every frame. A container
+    mutagen does not know is an error, or None with ``unknown_ok``."""
     import mutagen
 
     try:
@@ -405,7 +406,7 @@ def _open(path: str, kind=None):
         raise TagError(
             path, f"cannot be tagged: mutagen cannot read its container ({_one_line(exc)})"
         ) from exc
-    if audio is None:
+    if audio is None and not unknown_ok:
         raise TagError(
             path, f"cannot be tagged: moodscope writes no tags into {_container(path)} files"
         )
@@ -633,10 +634,13 @@ def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileSta
     Returns
     -------
     FileState or None
-        The rewritten file's state, or None when it held no moodscope tags (not rewritten).
+        The rewritten file's state, or None when it held no moodscope tags (not rewritten),
+        a format moodscope does not tag included.
     """
     path = str(path)
-    audio = _open(path)
+    audio = _open(path, unknown_ok=True)
+    if audio is None or type(audio).__name__ in _UNTAGGABLE:
+        return None  # moodscope never wrote into it
     fields = _fields(audio, path, create=False)
     if fields is None or not any(k.startswith(FIELD_PREFIX) for k in _ours(fields)):
         return None
