@@ -50,6 +50,8 @@ UNTAGGED = {  # extension -> what the one-line refusal says
     "au": "writes no tags into",
     "w64": "writes no tags into",
 }
+UNTAGGED_WHY = {"ac3": "AC-3 and E-AC-3 streams carry no tags that players read"}
+"""The whole reason, for a test that checks the line word for word."""
 SR = 44100
 
 

@@ -513,3 +513,20 @@ def test_monkeys_audio_and_optimfrog_take_the_apev2_mood(tmp_path, ext):
     assert path.read_bytes().startswith(audio)  # the tag follows the audio, untouched
     remove_tags(path)
     assert tag_formats.all_fields(path) == fields and path.read_bytes().startswith(audio)
+
+
+@pytest.mark.slow
+def test_tag_records_the_prediction_of_a_format_it_cannot_tag(tmp_path):
+    """`tag` on an AC-3 file: one failed line saying why, the prediction in the index."""
+    from moodscope.library.index import FAILED, LibraryIndex, tag_files
+
+    path = tag_formats.make(tmp_path, "ac3", seconds=4.0)
+    data = path.read_bytes()
+    db = tmp_path / "library.sqlite"
+    [outcome] = list(tag_files([path], db=db))
+    assert outcome.status == FAILED
+    assert outcome.error == f"{path}: cannot be tagged: {tag_formats.UNTAGGED_WHY['ac3']}"
+    with LibraryIndex(db) as index:
+        row = index.get(os.path.realpath(path))
+    assert row.top_emotion in EMOTIONS and row.emotions and row.tagged_at is None
+    assert path.read_bytes() == data
