@@ -222,6 +222,7 @@ def _need(program: str) -> None:
         _required(f"needs {program}: apt-get install {PROGRAMS[program]} (make tag-readers)")
 
 
+@pytest.mark.slow  # the matrix's files are made once per process, ~20 s
 @pytest.mark.parametrize("writer", ["moodscope", "beets"])
 @pytest.mark.parametrize("reader", list(READERS))
 def test_every_reader_sees_the_mood_in_every_format(tagged, reader, writer):
@@ -249,6 +250,7 @@ def _still_unread(read, path: Path) -> bool:
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", ["moodscope", "beets"])
 def test_picard_sees_the_mood_in_every_format(tagged, writer):
     """Picard's own reader, imported by the system Python in a subprocess (Debian installs
