@@ -222,7 +222,7 @@ def _need(program: str) -> None:
         _required(f"needs {program}: apt-get install {PROGRAMS[program]} (make tag-readers)")
 
 
-@pytest.mark.slow  # the matrix's files are made once per process, ~20 s
+@pytest.mark.slow  # the matrix's files are made once per process
 @pytest.mark.parametrize("writer", ["moodscope", "beets"])
 @pytest.mark.parametrize("reader", list(READERS))
 def test_every_reader_sees_the_mood_in_every_format(tagged, reader, writer):
