@@ -135,6 +135,9 @@ def test_id3v23_file_stays_v23_with_picards_and_quod_libets_mood_frames(song):
     assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
     assert read_tags(path).mood == p.top_emotion
     assert read_tags(path).previous_mood == ["Dreamy"]
+    before = FileState.of(path)
+    write_tags(path, p)  # the same values: not rewritten
+    assert FileState.of(path) == before
     remove_tags(path)  # the user's own frame comes back, and nothing it never had
     assert _v23_moods(path) == [("MOOD", ["Dreamy"])]
     assert read_tags(path).mood == "Dreamy" and not read_tags(path).tagged
@@ -176,11 +179,13 @@ def test_retagging_is_idempotent_and_keeps_the_users_mood(song):
     assert read_tags(path).mood == "Happy"
 
 
-@pytest.mark.parametrize("ext", ["mp3", "flac", "m4a"])
+@pytest.mark.parametrize("ext", ["mp3", "mp3-id3v2.3", "flac", "m4a"])
 def test_a_withheld_mood_gives_way_to_the_users_own_or_none(song, ext):
     sure, unsure = prediction(6), prediction(6)
     sure.confidence, unsure.confidence = 0.8, 0.3
-    users = song(ext, mood="Happy")
+    ext, version = ("mp3", 3) if ext == "mp3-id3v2.3" else (ext, 4)
+    users = song(ext, mood="Happy", id3_version=version)  # v2.3: an Mp3tag-style TXXX:MOOD
+    fields = tag_formats.all_fields(users)
     write_tags(users, unsure, min_confidence=0.5)  # below: the user's mood stays
     tags = read_tags(users)
     assert tags.mood == "Happy" and tags.confidence == 0.3 and tags.emotions
@@ -191,6 +196,7 @@ def test_a_withheld_mood_gives_way_to_the_users_own_or_none(song, ext):
     assert read_tags(users).mood == "Happy"
     remove_tags(users)
     assert read_tags(users).mood == "Happy" and not read_tags(users).tagged
+    assert tag_formats.all_fields(users) == fields  # in its own frame, as it was
 
     bare = song(ext, name="bare")
     write_tags(bare, sure, min_confidence=0.5)
