@@ -390,14 +390,18 @@ def _open(path: str, kind=None, *, unknown_ok: bool = False):
     import mutagen
 
     try:
+        audio = None
         if kind is None:
             audio = mutagen.File(path)
-            if audio is None and _container(path) == "MP3":  # MPEG layer I (.mp1)
+            if audio is None and _container(path) == "MP3":  # MPEG audio named .mp1, .mpa
                 from mutagen.mp3 import MP3
 
                 audio = MP3(path)
             kind = type(audio) if audio is not None else None
-        audio = kind(path, translate=False) if _keeps_id3(kind) else kind and kind(path)
+        if kind is not None and _keeps_id3(kind):
+            audio = kind(path, translate=False)  # (again: mutagen.File translates)
+        elif kind is not None and audio is None:
+            audio = kind(path)
     except FileNotFoundError:
         raise TagError(path, "vanished before its tags could be read") from None
     except PermissionError:
