@@ -683,8 +683,12 @@ def _rewrite(
     # power cut the name holds the old file or the new one, whole. The folder is not
     # fsynced: were the rename lost, the old file is back, and the index (size, mtime) sees
     # it as not done.
+    def still_the_file_read() -> None:  # after the copy is fsynced, just before the rename
+        if not _state(real, path).unchanged(before):
+            raise TagError(path, "changed while moodscope was tagging it; not tagged (run again)")
+
     try:
-        with atomic_path(real) as tmp:
+        with atomic_path(real, before_rename=still_the_file_read) as tmp:
             with open(real, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             _copy_attributes(real, tmp, before, path)
@@ -698,10 +702,6 @@ def _rewrite(
             except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
                 raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
             sha1 = _sha1(tmp)
-            if not _state(real, path).unchanged(before):
-                raise TagError(
-                    path, "changed while moodscope was tagging it; not tagged (run again)"
-                )
     except FileNotFoundError:
         raise TagError(path, "vanished while moodscope was tagging it") from None
     except OutputError as exc:  # creating, fsyncing or renaming the copy
