@@ -524,7 +524,7 @@ def test_monkeys_audio_and_optimfrog_take_the_apev2_mood(tmp_path, ext):
 @pytest.mark.slow
 def test_tag_records_the_prediction_of_a_format_it_cannot_tag(tmp_path):
     """`tag` on an AC-3 file: one failed line saying why, the prediction in the index."""
-    from moodscope.library.index import FAILED, LibraryIndex, tag_files
+    from moodscope.library import FAILED, LibraryIndex, tag_files
 
     path = tag_formats.make(tmp_path, "ac3", seconds=4.0)
     data = path.read_bytes()
