@@ -263,3 +263,19 @@ def test_load_audio_refuses_special_files_by_kind(tmp_path):
     with pytest.raises(AudioError, match="is a device, not a regular file") as info:
         load_audio(link)
     _assert_names_file(info, link)
+
+
+def test_the_folder_scan_takes_every_audio_extension_and_counts_the_rest(tmp_path):
+    from moodscope.audio.files import describe_skipped, find_audio, skipped_by_kind
+
+    audio = ["a.wma", "b.wv", "c.ape", "d.dsf", "e.ac3", "f.spx", "g.m4b", "h.mka", "i.tak"]
+    others = ["cover.jpg", "back.png", "rip.cue", "rip.log", "info.nfo", ".DS_Store"]
+    for name in audio + others:
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(p.name for p in find_audio(tmp_path)) == sorted(audio)
+    counts = skipped_by_kind(tmp_path)
+    assert counts == {"image": 2, "text": 2, "cue sheet": 1, "hidden": 1}
+    assert describe_skipped(counts) == (
+        "passed over 6 file(s) that are not audio: 2 image, 2 text, 1 cue sheet, 1 hidden"
+    )
+    assert skipped_by_kind(tmp_path / "cover.jpg") == {}  # named one by one: never passed over

@@ -629,7 +629,7 @@ def _open_reader(path: Path, integrity: Integrity):
                 raise
             except Exception:  # noqa: BLE001 - PyAV's errors: read it the usual way below
                 pass
-    if kind in LIBSNDFILE_KINDS and not vbr_unknown:
+    if (kind in LIBSNDFILE_KINDS and not vbr_unknown) or kind is None:  # None: NIST, IRCAM...
         f = _soundfile(path)
         if f is not None:
             return f
