@@ -85,18 +85,23 @@ class SegmentOut(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """A file's prediction: what `moodscope predict --format json` writes for one file."""
+    """A file's prediction: what `moodscope predict --format json` writes for one file. The
+    service sends `Prediction.to_dict()` as it is, so a field a newer moodscope adds arrives
+    without a change here (`additionalProperties`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     path: str = Field(description="The uploaded file's name.")
-    top_emotion: str
-    emotions: EmotionsOut
+    top_emotion: str | None = Field(description="The top emotion (null when not music).")
+    emotions: EmotionsOut | dict[str, float] = Field(
+        description="The nine shares (empty when the file is not music)."
+    )
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
     precision: str | None = Field(
         None, description="The network's number format: float32, or bfloat16 (a CPU's fast path)."
     )
-    # Sent once the branches that add them are in (conf: confidence and the factors).
     truncated: bool = Field(
         False, description="The container declares more audio than decodes (a cut file)."
     )
@@ -107,6 +112,15 @@ class PredictionOut(BaseModel):
     factors: dict[str, float] | None = Field(
         None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
     )
+    # Sent once the model branches that add them are in; documented here already.
+    music: bool | None = Field(
+        None, description="False: the file holds no music (emotions empty, nothing tagged)."
+    )
+    not_music: str | None = Field(
+        None, description="Why it is not music, in words (e.g. digital silence, speech)."
+    )
+    arousal: float | None = Field(None, description="Calm (-1) to energetic (1).")
+    valence: float | None = Field(None, description="Negative (-1) to positive (1).")
     timeline: list[SegmentOut] | None = Field(
         None, description="One entry per window, with `?timeline=true`."
     )
