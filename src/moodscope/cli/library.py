@@ -25,6 +25,7 @@ from moodscope.cli.options import (
     FileRunOptions,
     MinConfidence,
     ModelPath,
+    audio_path,
     with_options,
 )
 
@@ -34,7 +35,9 @@ Db = typer.Option(
     help="Library index (SQLite); default $MOODSCOPE_DATA_DIR/library.sqlite, else "
     "$XDG_DATA_HOME/moodscope/library.sqlite or ~/.local/share/moodscope/library.sqlite.",
 )
-AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+AudioPaths = typer.Argument(
+    ..., help="Audio files or folders (searched recursively).", parser=audio_path
+)
 LockTimeout = typer.Option(
     None,
     "--lock-timeout",
