@@ -52,7 +52,9 @@ FAILED_BEFORE = "failed before and unchanged since (--force retries it)"
 def not_music_reason(prediction) -> str | None:
     """Why a valid prediction carries no mood (``not music (speech)``), or None when it has
     one: a file that is not music gets no mood tag."""
-    if prediction.error is not None or prediction.top_emotion is not None:
+    if prediction.error is not None:
+        return None
+    if getattr(prediction, "music", True) is not False and prediction.top_emotion is not None:
         return None
     why = getattr(prediction, "not_music", None)
     return f"not music ({why})" if why else "not music"

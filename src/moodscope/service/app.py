@@ -194,7 +194,9 @@ def create_app(
         "/predict",
         summary="Predict the emotions of one uploaded audio file",
         openapi_extra={"requestBody": MULTIPART_BODY},
-        responses=responses(400, 401, 408, 413, 415, 421, 422, 500, 503, 504, ok=PredictionOut),
+        responses=responses(
+            400, 401, 408, 413, 415, 421, 422, 500, 503, 504, 507, ok=PredictionOut
+        ),
     )
     async def predict(
         request: Request,

@@ -25,7 +25,8 @@ ERROR_TEXT = {
     400: "No `file` part in the request (whatever else was sent), or a malformed body.",
     401: "Missing or wrong bearer token.",
     408: "The upload stalled (nothing for `--upload-timeout` s) or trickled (under "
-    "`--min-upload-rate` bytes/s over a window).",
+    "`--min-upload-rate` bytes/s over a window). (A request head that does not arrive within "
+    "`--header-timeout` gets a 408 from the server itself, and the connection closes.)",
     413: "The upload is over the size limit (checked while it streams).",
     415: "Not an audio file (judged by its content, not its name).",
     421: "The Host header names another server (`--allowed-host`).",
@@ -33,6 +34,7 @@ ERROR_TEXT = {
     500: "A worker process died while reading the file, or a bug.",
     503: "The queue or the upload slots are full; retry after `Retry-After` seconds.",
     504: "The prediction ran longer than `--request-timeout`; its worker was stopped.",
+    507: "The server's disk for uploads is full (or a quota or file-size limit); retry later.",
 }
 
 
