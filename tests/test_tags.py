@@ -485,6 +485,15 @@ def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
             write_tags(path, prediction())
         assert "odd size" in str(info.value) and "\n" not in str(info.value)
         assert path.read_bytes() == data
+    # An earlier moodscope appended an ID3 chunk right after the data, where the pad byte
+    # belongs, and one more on each --force: such a file is refused too, as it stands.
+    junk = tmp_path / "tagged-before.wav"
+    chunk = b"id3 " + struct.pack("<I", 10) + b"ID3\x04\x00\x00\x00\x00\x00\x00"
+    junk.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 18) + body + chunk)
+    junk_data = junk.read_bytes()
+    with pytest.raises(TagError, match="odd size"):
+        write_tags(junk, prediction())
+    assert junk.read_bytes() == junk_data
     padded = tmp_path / "padded.wav"  # the same audio with its pad byte: tagged and readable
     padded.write_bytes(data[:4] + struct.pack("<I", len(body) + 1) + data[8:] + b"\0")
     p = prediction(11)

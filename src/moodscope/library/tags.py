@@ -712,8 +712,9 @@ def _rewrite(
 
 
 def _check_last_chunk_padded(real: str, kind, path: str) -> None:
-    """A WAV or AIFF file whose last chunk has an odd size must end with a pad byte: a tag
-    chunk appended without it sits one byte off, where no reader finds it."""
+    """A WAV or AIFF chunk of odd size is followed by a pad byte. Where it is not (at the
+    end of the file, or before the next chunk, as a tag chunk appended by an earlier
+    moodscope sits), a tag chunk written after it is one byte off, where no reader finds it."""
     from mutagen.aiff import AIFF
     from mutagen.wave import WAVE
 
@@ -722,18 +723,29 @@ def _check_last_chunk_padded(real: str, kind, path: str) -> None:
     order = "<" if kind is WAVE else ">"
     with open(real, "rb") as f:
         end = f.seek(0, os.SEEK_END)
-        offset, last = 12, None
+        offset = 12
         while offset + 8 <= end:
             f.seek(offset)
             name, size = struct.unpack(order + "4sI", f.read(8))
-            last, offset = (name, size, offset + 8 + size), offset + 8 + size + size % 2
-    if last is not None and last[1] % 2 and last[2] == end:
-        chunk = last[0].decode("latin-1").strip()
-        raise TagError(
-            path,
-            f"cannot be tagged: its last chunk ({chunk!r}) has an odd size and lacks the pad "
-            f"byte after it, so a tag chunk written after it would not be found by readers",
-        )
+            after = offset + 8 + size
+            if size % 2 and after < end:
+                f.seek(after)
+                unpadded = _chunk_id(f.read(4))  # a chunk begins where the pad should be
+            else:
+                unpadded = size % 2 == 1 and after == end
+            if unpadded:
+                chunk = name.decode("latin-1").strip()
+                raise TagError(
+                    path,
+                    f"cannot be tagged: its {chunk!r} chunk has an odd size and no pad byte "
+                    "after it, so a tag chunk written after it would not be found by readers",
+                )
+            offset = after + size % 2
+
+
+def _chunk_id(data: bytes) -> bool:
+    """Whether ``data`` reads as a RIFF/IFF chunk id: four printable ASCII characters."""
+    return len(data) == 4 and all(0x20 <= c < 0x7F for c in data) and data[:1] != b" "
 
 
 def _state(real: str, path: str) -> FileState:
