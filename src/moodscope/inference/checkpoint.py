@@ -46,9 +46,19 @@ MAX_BYTES = 1 << 30
 _NUMBERS = "fiub"  # numpy dtype kinds a checkpoint may hold: float, int, unsigned, bool
 
 
+ROUNDING_SPREAD = 1e-5
+"""A feature whose spread over the training rows is below this fraction of its mean only
+varies by float32 rounding (a dead musicnn filter's constant, averaged over a varying number
+of patches: spreads of 1e-9 to 1e-6 of the mean, where the next feature's is 1e-4). Scaled by
+that spread, rounding noise would become a value of several units and any other summation
+order (another runtime, another CPU) would move the prediction; such a feature is taken as
+the constant it is (scaled value 0)."""
+
+
 @dataclass
 class Scaler:
-    """StandardScaler's fitted state: ``(x - mean) / scale``."""
+    """StandardScaler's fitted state: ``(x - mean) / scale``, features that vary only by
+    float32 rounding (:data:`ROUNDING_SPREAD`) held at 0."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -57,8 +67,15 @@ class Scaler:
     def from_sklearn(cls, scaler) -> Scaler:
         return cls(np.asarray(scaler.mean_, np.float64), np.asarray(scaler.scale_, np.float64))
 
+    @property
+    def constant(self) -> np.ndarray:
+        """[n_features] bool: the features that vary only by rounding."""
+        return self.scale <= ROUNDING_SPREAD * np.abs(self.mean)
+
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((np.asarray(X, np.float64) - self.mean) / self.scale).astype(np.float32)
+        scaled = (np.asarray(X, np.float64) - self.mean) / self.scale
+        scaled[..., self.constant] = 0.0
+        return scaled.astype(np.float32)
 
 
 class LinearHead:

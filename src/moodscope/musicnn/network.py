@@ -72,8 +72,14 @@ def onnx_path(name: str) -> Path:
 
 def runtime(precision: str = "float32") -> str:
     """Which runtime computes ``precision``: ``"onnxruntime"`` for float32 where it is
-    installed (always, with moodscope's own requirements), else the PyTorch port."""
-    if precision == "bfloat16" or not has_module("onnxruntime"):
+    installed (always, with moodscope's own requirements), else the PyTorch port.
+
+    ``MOODSCOPE_RUNTIME=torch`` runs float32 on the port too (research extra): what
+    ``benchmarks/bench_runtime.py`` compares the ONNX network with."""
+    forced = os.environ.get("MOODSCOPE_RUNTIME", "").strip().lower()
+    if forced and forced not in RUNTIMES:
+        raise ConfigError(f"MOODSCOPE_RUNTIME must be one of {', '.join(RUNTIMES)}; got {forced!r}")
+    if precision == "bfloat16" or forced == "torch" or not has_module("onnxruntime"):
         if not has_research():
             raise ModelError(
                 "musicnn needs onnxruntime (pip install .) or, for the bfloat16 path, "
