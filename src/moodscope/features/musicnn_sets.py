@@ -23,7 +23,8 @@ from moodscope.features.segments import Segment
 from moodscope.features.sets import FeatureSet, register_feature_set
 from moodscope.musicnn.fast import PRECISIONS
 from moodscope.musicnn.inputs import SAMPLE_RATE, log_mel_batch, patches
-from moodscope.musicnn.network import musicnn_tags, network_outputs
+from moodscope.musicnn.network import network_outputs
+from moodscope.musicnn.tags import musicnn_tags
 
 PENULTIMATE = 200
 POOLED = 753  # 561 front-end + 3 x 64 mid-end channels

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 from moodscope.musicnn.inputs import PATCH_FRAMES, SAMPLE_RATE, log_mel, patches
-from moodscope.musicnn.network import MODEL_NAMES, musicnn_embed, musicnn_tags, network_outputs
+from moodscope.musicnn.network import musicnn_embed, network_outputs
+from moodscope.musicnn.tags import MODEL_NAMES, musicnn_tags
 
 _TORCH = {"Musicnn": "moodscope.musicnn.model", "load_musicnn": "moodscope.musicnn.model"}
 

@@ -41,7 +41,7 @@ from moodscope.musicnn.inputs import (  # noqa: F401 (re-exported: the port's in
     mel_filterbank,
     patches,
 )
-from moodscope.musicnn.network import MODEL_NAMES, WEIGHTS_DIR, check_name, musicnn_tags
+from moodscope.musicnn.tags import MODEL_NAMES, WEIGHTS_DIR, check_name, musicnn_tags
 
 __all__ = [
     "MODEL_NAMES",

@@ -10,7 +10,6 @@ where onnxruntime is missing.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from moodscope.errors import ConfigError, ModelError
 from moodscope.extras import RESEARCH_INSTALL, has_module, has_research
 from moodscope.musicnn.inputs import FFT_HOP, PATCH_FRAMES, SAMPLE_RATE, log_mel, patches
+from moodscope.musicnn.tags import MODEL_NAMES, WEIGHTS_DIR, check_name, musicnn_tags
 
 __all__ = [
     "MODEL_NAMES",
@@ -32,36 +32,11 @@ __all__ = [
     "runtime",
 ]
 
-MODEL_NAMES = ("MSD_musicnn", "MTT_musicnn")
-"""Converted models. (The package's vgg baselines are not musicnn and are not converted.)"""
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
 OUTPUTS = ("taggram", "penultimate", "max_pool", "mean_pool")
 """What the network gives per patch, in the ONNX graph's output order (see
 :meth:`moodscope.musicnn.model.Musicnn.features`)."""
 
 RUNTIMES = ("onnxruntime", "torch")
-
-
-@functools.cache
-def _tag_table() -> dict[str, list[str]]:
-    path = WEIGHTS_DIR / "tags.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"musicnn tag list {path} is missing or corrupt: {exc}") from exc
-
-
-def check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ModelError(f"unknown musicnn model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-
-
-def musicnn_tags(name: str = "MSD_musicnn") -> list[str]:
-    """The tag names of model ``name``, in taggram column order."""
-    check_name(name)
-    return list(_tag_table()[name])
 
 
 def onnx_path(name: str) -> Path:
