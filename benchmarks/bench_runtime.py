@@ -86,7 +86,8 @@ def guard(quick: bool) -> list[str]:
         f"| <= {SHARE_TOL} |",
         f"| largest confidence difference | {conf} | <= {CONFIDENCE_TOL} |",
         f"| files that failed | {a['failed']} | 0 |",
-        f"| wall s, port / onnxruntime (decode included) | {walls['port']:.1f} / "
+        f"| wall s, port / onnxruntime (decode included; one after the other, not "
+        f"interleaved: the throughput table is the comparison) | {walls['port']:.1f} / "
         f"{walls['onnx']:.1f} | |",
         "",
         f"The guard {verdict}.",
