@@ -122,6 +122,15 @@ def prediction_table(results) -> Table:
                 cell(short_path(r.path)), Text("error", style="red"), "", cell(r.error), ""
             )
             continue
+        if not r.music:
+            table.add_row(
+                cell(short_path(r.path)),
+                cell(f"not music ({r.not_music})"),
+                "",
+                "",
+                cell(f"{r.duration:.1f} s"),
+            )
+            continue
         top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
             cell(short_path(r.path)),
