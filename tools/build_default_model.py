@@ -102,7 +102,8 @@ twice (once to measure, once for the features), so memory stays one block.
 
 {len(inv["tracks"])} dev tracks ({", ".join(inv["tracks"])}; their first {inv["seconds"]:.0f} s
 as a 44.1 kHz WAV are the reference), each variant made by ffmpeg and predicted like any file
-(`python -m moodscope.research.invariance --tracks {len(inv["tracks"])}`).{before}
+(`python -m moodscope.research.invariance --data $MOODSCOPE_EMOTIFY_DIR --tracks
+{len(inv["tracks"])}`).{before}
 
 {invariance_markdown(inv["table"])}
 

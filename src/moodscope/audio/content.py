@@ -43,12 +43,14 @@ SWEEP_DB = 15.0
 """Steadiness (dB) above which a single sinusoid at a constant level is sliding."""
 CONSTANT_LEVEL_DB = 0.5
 """Frame levels this constant (interquartile range, dB) and changing spectra: a sweep."""
-FLAT_LEVEL_DB = 3.0
+FLAT_LEVEL_DB = 1.0
 """Interquartile range of frame levels (dB) below which a sound has no notes or beats."""
 STEADY_DB = 1.0
 """Median over bands of the band levels' spread over time (dB, per second): a steady sound."""
 NOISE_FLATNESS = 0.4
-"""Energy-weighted spectral flatness within bands: noise is ~0.56, music far lower."""
+"""Energy-weighted spectral flatness within bands: noise reads ~0.6, music's median 0.33."""
+NOISE_LEVEL_DB = 3.0
+"""Interquartile range of frame levels (dB) below which a flat, steady sound is noise."""
 
 
 @dataclass
@@ -189,8 +191,10 @@ def not_music(m: ContentMeasures) -> str | None:
         )
     if m.pauses > MAX_PAUSES:
         return f"isolated sounds between pauses ({m.pauses:.0%} of the time silent)"
-    if m.steadiness < STEADY_DB:
-        return "noise" if m.flatness > NOISE_FLATNESS else "a steady tone"
+    if m.steadiness < STEADY_DB and m.flatness > NOISE_FLATNESS and m.level_spread < NOISE_LEVEL_DB:
+        return "noise"
+    if m.steadiness < STEADY_DB and m.level_spread < FLAT_LEVEL_DB:
+        return "a steady tone"
     if m.peak_share > TONE_PEAK_SHARE and m.level_spread < FLAT_LEVEL_DB:
         if m.steadiness > SWEEP_DB:
             return "a sliding tone (a sweep)"

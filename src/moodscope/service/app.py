@@ -670,8 +670,8 @@ class PredictionOut(BaseModel):
     """A file's prediction: what `moodscope predict --format json` writes for one file."""
 
     path: str = Field(description="The uploaded file's name.")
-    top_emotion: str
-    emotions: EmotionsOut
+    top_emotion: str | None = Field(description="None when the file is not music.")
+    emotions: EmotionsOut | dict = Field(description="Empty when the file is not music.")
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
@@ -686,6 +686,8 @@ class PredictionOut(BaseModel):
         None, description="The chance that top_emotion is what most listeners report."
     )
     top_factor: str | None = Field(None, description="The top GEMS factor.")
+    music: bool = Field(True, description="False: silence, a tone, noise or clicks; no mood.")
+    not_music: str | None = Field(None, description="Why it is not music, in one line.")
     factors: dict[str, float] | None = Field(
         None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
     )
