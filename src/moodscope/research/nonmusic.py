@@ -200,7 +200,9 @@ def nonmusic_markdown(table: dict[str, dict]) -> str:
     """Rows ``| kind | flagged/files | reasons |`` of :func:`nonmusic_table`."""
     rows = []
     for kind, row in table.items():
-        reasons = "; ".join(f"{name}: {why or 'judged music'}" for name, why in row["reasons"].items())
+        reasons = "; ".join(
+            f"{name}: {why or 'judged music'}" for name, why in row["reasons"].items()
+        )
         rows.append(f"| {kind} | {row['flagged']}/{row['files']} | {reasons} |")
     return "\n".join(rows)
 
