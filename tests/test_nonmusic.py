@@ -111,3 +111,24 @@ def test_dev_tracks_are_music(emotify_dir):
     paths = pick_tracks(EmotifyDataset(emotify_dir).tracks, 4, seed=1)
     for r in predict(paths):
         assert r.ok and r.music, (r.path, r.not_music)
+
+
+def test_tag_skips_a_not_music_file_and_says_why(write_audio, tmp_path, capsys):
+    from moodscope.library.index import SKIPPED, TAGGED, tag_files
+    from test_cli import run
+
+    tone = write_audio("tone.wav", nonmusic.synthesize("tone", "sine_440", 8.0), nonmusic.SR)
+    music = write_audio("music.wav", chord_signal(7.0, SR))
+    before = tone.read_bytes()
+    db = tmp_path / "index.db"
+    first = {o.path: o for o in tag_files([tone, music], db=db)}
+    assert first[str(tone)].status == SKIPPED and first[str(music)].status == TAGGED
+    assert first[str(tone)].error == f"{tone}: not music (a steady tone); not tagged"
+    assert tone.read_bytes() == before  # nothing written into it
+    again = {o.path: o for o in tag_files([tone], db=db)}  # unchanged: skipped, same reason
+    assert (
+        again[str(tone)].status == SKIPPED and "not music (a steady tone)" in again[str(tone)].error
+    )
+    code, _, err = run(["tag", tone, "--db", db], capsys)
+    assert code == 0 and "not music (a steady tone); not tagged" in err
+    assert "1 skipped (not music)" in " ".join(err.split())

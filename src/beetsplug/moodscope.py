@@ -296,6 +296,11 @@ class MoodscopePlugin(BeetsPlugin):
                     "{}", damaged_message(prediction.path, "moodscope: allow_damaged: yes")
                 )
                 continue
+            if not prediction.music:  # no mood and no shares: nothing stored or written
+                from moodscope.library.index import not_music_message
+
+                self._log.info("{}", not_music_message(prediction.path, prediction.not_music))
+                continue
             before = item.get(MOOD) or None
             earned = mood_earned(prediction, min_confidence)
             if not quiet:

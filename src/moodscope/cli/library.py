@@ -80,6 +80,7 @@ def tag(
         TAGGED,
         WOULD_TAG,
         default_db_path,
+        is_not_music,
         tag_files,
     )
     from moodscope.library.tags import mood_earned
@@ -87,7 +88,7 @@ def tag(
     files = _library_files(paths)
     done = WOULD_TAG if dry_run else TAGGED
     counts: Counter = Counter()
-    failed_before, planned, moods = 0, [], 0
+    failed_before, planned, moods, not_music = 0, [], 0, 0
 
     def text() -> str:
         return f"tag: {counts[done]} {done}, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
@@ -112,6 +113,9 @@ def tag(
             counts[outcome.status] += 1
             if outcome.status == FAILED:
                 say(outcome.error, prefix="failed")
+            elif outcome.status == SKIPPED and is_not_music(outcome.error):
+                say(outcome.error, prefix="skipped", style="yellow")
+                not_music += 1
             elif outcome.status == SKIPPED and outcome.error:
                 failed_before += 1
             elif outcome.status == WOULD_TAG:
@@ -121,7 +125,9 @@ def tag(
             update(n, text=text())
     if dry_run:
         out.print(prediction_table(planned))
-    skipped = f"{counts[SKIPPED]} skipped (unchanged)"
+    skipped = f"{counts[SKIPPED] - not_music} skipped (unchanged)"
+    if not_music:
+        skipped += f", {not_music} skipped (not music)"
     if failed_before:
         skipped += f", {failed_before} of them failed before (--force retries them)"
     if min_confidence is not None:

@@ -454,6 +454,16 @@ UNTAGGED = "untagged"
 """``untag_files``: moodscope's fields removed."""
 
 
+def not_music_message(path: str, reason: str | None) -> str:
+    """Why a file judged not music is skipped (the outcome's and the index row's ``error``)."""
+    return f"{path}: not music ({reason}); not tagged"
+
+
+def is_not_music(error: str | None) -> bool:
+    """Whether a skipped file's ``error`` is :func:`not_music_message`'s."""
+    return bool(error) and error.endswith("); not tagged") and ": not music (" in error
+
+
 @dataclass
 class TagOutcome:
     """What happened to one file in :func:`tag_files` or :func:`untag_files`."""
@@ -563,6 +573,15 @@ def _finish(
             row = IndexRow.from_prediction(prediction, state, tagged=False)
             row = index.record_failure(row, _state_now(path))
         return TagOutcome(path, FAILED, prediction, prediction.error, row)
+    if not prediction.music:
+        # No mood and no shares: nothing is written. The index keeps the reason, so a rerun
+        # skips the unchanged file again, saying why.
+        why, row = not_music_message(path, prediction.not_music), None
+        if index is not None:
+            row = IndexRow.from_prediction(prediction, before, tagged=False, error=why)
+            row.emotions, row.sha1 = None, _file_sha1(path)
+            index.record(row)
+        return TagOutcome(path, SKIPPED, prediction, why, row)
     if index is None:
         return TagOutcome(path, WOULD_TAG, prediction)
     try:
