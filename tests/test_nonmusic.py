@@ -114,7 +114,7 @@ def test_dev_tracks_are_music(emotify_dir):
 
 
 def test_tag_skips_a_not_music_file_and_says_why(write_audio, tmp_path, capsys):
-    from moodscope.library.index import SKIPPED, TAGGED, tag_files
+    from moodscope.library import SKIPPED, TAGGED, tag_files
     from test_cli import run
 
     tone = write_audio("tone.wav", nonmusic.synthesize("tone", "sine_440", 8.0), nonmusic.SR)

@@ -28,6 +28,14 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def audio_path(value: str) -> Path:
+    """An audio file or folder argument; ``""`` (an unset shell variable) is refused, not
+    read as ``.``, the whole working folder."""
+    if value == "":
+        raise typer.BadParameter("an empty path (an unset variable?); name a file or a folder")
+    return Path(value)
+
+
 def check_scheduler(value: Optional[str]) -> Optional[str]:
     if value is None or value == "" or _SCHEDULER.match(value):
         return value or None
@@ -38,15 +46,19 @@ def check_scheduler(value: Optional[str]) -> Optional[str]:
 
 Workers = Annotated[
     int,
-    typer.Option("--workers", min=1, help="Local worker processes (1: in this process)."),
+    typer.Option(
+        "--workers", min=1, metavar="N", help="Local worker processes (1: in this process)."
+    ),
 ]
 ModelPath = Annotated[
-    Optional[Path], typer.Option("--model", help="Checkpoint (default: the shipped model).")
+    Optional[Path],
+    typer.Option("--model", metavar="FILE", help="Checkpoint (default: the shipped model)."),
 ]
 MinConfidence = Annotated[
     Optional[float],
     typer.Option(
         "--min-confidence",
+        metavar="C",
         min=0.0,
         max=1.0,
         help="Only where the confidence (the chance that the top emotion is the listeners' "
@@ -64,13 +76,18 @@ class DataOptions:
         Optional[Path],
         typer.Option(
             "--data",
+            metavar="DIR",
             help="Emotify-layout folder (data.csv + emotifymusic/); default "
             "$MOODSCOPE_EMOTIFY_DIR.",
         ),
     ] = None
     labels: Annotated[
         Optional[Path],
-        typer.Option("--labels", help="CSV 'path,label' selecting a folder dataset under --data."),
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help="CSV 'path,label' selecting a folder dataset under --data.",
+        ),
     ] = None
 
     def root(self) -> Path:
@@ -87,9 +104,14 @@ class FeatureOptions:
     """Which features of each track a model sees."""
 
     segments: Annotated[
-        int, typer.Option("--segments", min=1, help="Equal segments per track (paper: 10/20).")
+        int,
+        typer.Option(
+            "--segments", min=1, metavar="N", help="Equal segments per track (paper: 10/20)."
+        ),
     ] = 20
-    feature_set: Annotated[str, typer.Option("--features", help="Feature set name.")] = "paper"
+    feature_set: Annotated[
+        str, typer.Option("--features", metavar="NAME", help="Feature set name.")
+    ] = "paper"
 
     def config(self):
         from moodscope.features import FeatureConfig
@@ -106,6 +128,7 @@ class ParallelOptions:
         Optional[str],
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             envvar="MOODSCOPE_SCHEDULER",
             callback=check_scheduler,
             help="Run on a Dask cluster: tcp://HOST:8786, or local:N to start N local workers. "
@@ -124,6 +147,7 @@ class DecodeOptions:
         float,
         typer.Option(
             "--max-duration",
+            metavar="SECONDS",
             min=1.0,
             help="Longest audio in seconds a file may declare or decode to; longer files fail "
             "before they are decoded.",
@@ -150,11 +174,15 @@ class RunConfigOptions:
     """The training run's seed, length and YAML config."""
 
     epochs: Annotated[
-        Optional[int], typer.Option("--epochs", min=1, help="Most epochs (default 60).")
+        Optional[int],
+        typer.Option("--epochs", min=1, metavar="N", help="Most epochs (default 60)."),
     ] = None
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).")] = None
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", metavar="N", help="Random seed (default 0).")
+    ] = None
     config_file: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML with `train:` and `model_kwargs:`.")
+        Optional[Path],
+        typer.Option("--config", metavar="FILE", help="YAML with `train:` and `model_kwargs:`."),
     ] = None
 
 
@@ -164,6 +192,11 @@ class FileRunOptions(InferenceOptions, DecodeOptions, ParallelOptions):
     decode, how the network computes."""
 
 
+_TRAINING_METAVARS = {
+    "aggregate": "segment|track",
+    "select": "val_loss|val_macro_f1",
+    "stop_on": "select|both",
+}
 _TRAINING_HELP = {
     "aggregate": "Model input: segment rows, or one mean/std row per track.",
     "soft": "Train on listener shares (soft labels).",
@@ -177,7 +210,7 @@ _TRAINING_HELP = {
 
 def _training(*decls: str):
     name = decls[0].split("/")[0].lstrip("-").replace("-", "_")
-    return typer.Option(*decls, help=_TRAINING_HELP[name])
+    return typer.Option(*decls, metavar=_TRAINING_METAVARS.get(name), help=_TRAINING_HELP[name])
 
 
 @dataclass

@@ -3,19 +3,55 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from moodscope.cli.console import out, prediction_table, progress_bar, say
+from moodscope.cli.console import progress_bar, say, show_predictions
 from moodscope.cli.options import (
     FileRunOptions,
     ModelPath,
+    audio_path,
     with_options,
 )
 
-AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+AudioPaths = typer.Argument(
+    ..., help="Audio files or folders (searched recursively).", parser=audio_path
+)
+
+_EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
+
+
+def output_format(fmt: str | None, output: Path | None) -> str:
+    """The format ``predict`` writes: ``--format`` where given, else the one ``--output``'s
+    extension names (``moods.csv``: CSV), else a table on the terminal and JSON in a file.
+    A ``--format`` that the extension contradicts is a usage error (exit 2), in one line."""
+    named = _EXTENSION_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if fmt is None:
+        return named or ("table" if output is None else "json")
+    if named is not None and fmt != named:
+        say(
+            f"--format {fmt} does not match --output {output} (a .{named} name): "
+            f"drop --format, or name the file .{fmt if fmt != 'table' else 'json'}",
+            prefix="error:",
+        )
+        raise typer.Exit(2)
+    return fmt
+
+
+def note_unused_options(fmt: str, output: Path | None, *, timeline: bool) -> None:
+    """Say in one line (on stderr) what an option does not do in this format, rather
+    than ignore it."""
+    if timeline and fmt == "table" and output is None:
+        say(
+            "note: the table shows no timeline; --timeline is written with --format json, "
+            "jsonl or csv (or --output FILE.json)"
+        )
+    if fmt == "table" and output is not None:
+        say(f"note: the table is for the terminal; {output} gets JSON")
 
 
 @with_options
@@ -23,42 +59,66 @@ def predict(
     run: FileRunOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
-    fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
-    timeline: bool = typer.Option(False, "--timeline", help="Include per-segment emotions."),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        metavar="FORMAT",
+        help="table | json | jsonl | csv (default: --output's extension .json .jsonl .csv; "
+        "else a table on the terminal, JSON in a file).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", metavar="FILE", help="Write here, not to stdout."
+    ),
+    timeline: bool = typer.Option(
+        False, "--timeline", help="Include per-segment emotions (json, jsonl and csv)."
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Keep what an unfinished run left in OUTPUT.partial."
     ),
 ) -> None:
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
-    from moodscope.inference.batch import PredictionRun
+    from moodscope.inference.batch import OutputIsInput, PredictionRun
 
-    job = PredictionRun(
-        paths,
-        fmt=fmt,
-        output=output,
-        model=model,
-        timeline=timeline,
-        resume=resume,
-        max_duration=run.max_duration,
-    )
+    fmt = output_format(fmt, output)
+    note_unused_options(fmt, output, timeline=timeline)
+    try:
+        job = PredictionRun(
+            paths,
+            fmt=fmt,
+            output=output,
+            model=model,
+            timeline=timeline,
+            resume=resume,
+            max_duration=run.max_duration,
+        )
+    except OutputIsInput as exc:  # a usage error: nothing was read or written
+        say(exc, prefix="error:")
+        raise typer.Exit(2) from None
     if job.resumed:
         say(f"resuming: {job.resumed} file(s) already done in {job.sink.partial}")
     table = fmt == "table" and output is None
     results = []
-    with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
-        for r in job.run(
-            workers=run.workers,
-            scheduler=run.scheduler,
-            progress=update,
-            exact=run.exact,
-        ):
-            if table:  # the other formats are written as they come
-                results.append(r)
+    running = None
+    try:
+        with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
+            running = job.run(
+                workers=run.workers,
+                scheduler=run.scheduler,
+                progress=update,
+                exact=run.exact,
+            )
+            for r in running:
+                if table:  # the other formats are written as they come
+                    results.append(r)
+    except KeyboardInterrupt:  # Ctrl-C: stop now, keep what is done, say how to go on
+        if running is not None:
+            running.close()  # the workers stopped and the partial file closed first
+        say(_interrupted(job))
+        raise typer.Exit(130) from None
     if output is not None:  # on stderr when the output is /dev/stdout, a FIFO, a device
         say(f"wrote {output}", err=job.sink.write_through)
     elif table:
-        out.print(prediction_table(job.in_order(results)))
+        show_predictions(job.in_order(results))
     for r in job.failed:
         say(r.error, prefix="failed")
     say(
@@ -67,3 +127,22 @@ def predict(
     )
     if job.failed:
         raise typer.Exit(1)
+
+
+def _interrupted(job) -> str:
+    """What an interrupted run kept, and the command that finishes it."""
+    total = len(job.files)
+    if job.sink is None or job.sink.partial is None:
+        return "interrupted; nothing was saved to resume from (write to --output FILE for that)"
+    saved = len(job.sink.done)
+    if not job.sink.partial.is_file():
+        return f"interrupted before any of {total} file(s) was done; nothing to resume"
+    args = sys.argv[1:]
+    if "predict" in args:
+        again = shlex.join(["moodscope", *args, *([] if "--resume" in args else ["--resume"])])
+    else:  # called as a function (tests, a host program): no command line to echo
+        again = "the same command with --resume"
+    return (
+        f"interrupted: {saved} of {total} file(s) are saved in {job.sink.partial}; "
+        f"to finish, run: {again}"
+    )
