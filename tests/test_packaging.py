@@ -119,11 +119,11 @@ def test_predict_runs_without_torch(tmp_path):
     never imported by a prediction."""
     import soundfile as sf
 
-    sr = 16000
-    t = np.arange(8 * sr) / sr
-    y = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 330 * t)
+    from moodscope.demo.synth import DEMO_PIECES, SAMPLE_RATE, synthesize_piece
+
+    y = synthesize_piece(next(iter(DEMO_PIECES)), duration=12.0)  # music, not a steady tone
     clip = tmp_path / "clip.wav"
-    sf.write(clip, y.astype(np.float32), sr)
+    sf.write(clip, y.astype(np.float32), SAMPLE_RATE)
     api = _run_without_torch(
         """
 import moodscope
