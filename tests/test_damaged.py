@@ -678,7 +678,7 @@ def test_a_day_of_silence_in_a_tiny_flac_is_not_a_memory_bomb(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MB"
+    assert peak < 300 * 2**20, f"{peak / 2**20:.0f} MB"  # "a few hundred MB" (issue 26)
     assert result.features.shape == (28_800, 1) and not result.features.any()
     assert result.duration == pytest.approx(86_400, abs=1) and result.peak == 0
     assert sum(computed) == 1

@@ -546,6 +546,8 @@ def _open(
     soundfile.SoundFile, or a PyAV reader for what libsndfile cannot read and for files cut
     short (libsndfile's MP3 decoder pads those with zeros up to the length they declare)."""
     _check_path(path)
+    if reads_stdin(path) and not os.path.isfile(path):
+        return _open_stdin(path, max_duration)
     if integrity is None:
         integrity = check_integrity(path)
     reader = _open_reader(path, integrity)
@@ -558,6 +560,30 @@ def _open(
         reader.close()
         raise
     return reader
+
+
+_STDIN_COPY: list[Path] = []
+
+
+def _open_stdin(path: Path, max_duration: float | None):
+    """Standard input piped in, copied once to a temporary file (a pipe is read once; a
+    feature pass may decode twice), read as a file; messages name ``path``."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if not _STDIN_COPY:
+        fd, name = tempfile.mkstemp(prefix="moodscope-stdin-")
+        atexit.register(os.unlink, name)
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        _STDIN_COPY.append(Path(name))
+    copy = _STDIN_COPY[0]
+    try:
+        return _open(copy, max_duration=max_duration)
+    except AudioError as exc:
+        problem = exc.problem.replace("file is empty", "holds nothing (an empty pipe)")
+        raise type(exc)(path, problem) from exc
 
 
 def _declares_too_long(path: Path, declared: float, max_duration: float) -> AudioError:
