@@ -4,6 +4,7 @@ VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 # Two cores is the design point; tests use both.
 PYTEST_WORKERS ?= 2
@@ -17,13 +18,26 @@ endif
 
 venv: $(STAMP)
 
+# The dev extra includes research (PyTorch): constraints.txt pins the CPU build that this
+# project's machines carry on disk. pip prints each package as it goes (a first install
+# downloads ~1 GB with PyTorch): minutes, not silence.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo "== moodscope: setting up $(VENV) (package + test tools + research extra) =="
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on $(PIP_CONSTRAINT) -e '.[dev]'
+	@echo "== moodscope: $(VENV) ready =="
+	touch $(STAMP) $(CORE_STAMP)
 
-demo: $(STAMP)
+# Predicting alone (the demo): the package without PyTorch (~0.5 GB, see docs/benchmarks.md).
+$(CORE_STAMP): pyproject.toml
+	@echo "== moodscope: setting up $(VENV) (package only: predicting, no PyTorch) =="
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e .
+	touch $(CORE_STAMP)
+
+demo: $(CORE_STAMP)
 	$(BIN)/moodscope demo --out demo-output
 
 test: $(STAMP)
@@ -40,13 +54,15 @@ browser:
 
 # The programs whose view of the tags tests/test_tag_readers.py checks: ffprobe, exiftool,
 # kid3-cli, Quod Libet's operon (exfalso) and MusicBrainz Picard (its reader, run by the
-# system python3). .ci/run calls this too; nothing happens when all are there.
+# system python3); mpcenc (musepack-tools) makes the tests' Musepack files. .ci/run calls
+# this too; nothing happens when all are there.
 tag-readers:
 	@command -v ffprobe >/dev/null && command -v exiftool >/dev/null \
 		&& command -v kid3-cli >/dev/null && command -v operon >/dev/null \
+		&& command -v mpcenc >/dev/null \
 		&& test -f /usr/lib/picard/picard/formats/__init__.py || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard >/dev/null; }
+		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard musepack-tools >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -1,12 +1,14 @@
 """beets plugin: the emotion music induces (GEMS-9, by moodscope) on your beets items.
 
-Enable it with ``plugins: moodscope`` (``pip install moodscope[beets]``). On ``beet import``
+Enable it with ``plugins: moodscope`` (``pip install '.[beets]'``). On ``beet import``
 (``auto``, the default) and with ``beet moodscope [QUERY]`` each item gets the flexible
 attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``mood_calmness``)
 ``moodscope_confidence`` (the chance that the top emotion is the listeners' dominant one)
 and ``moodscope_model``. They are media fields like beets' own: ``beet write`` (and
 ``modify``, an import that writes) puts them in the file whenever they differ from the
-file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO, MOODSCOPE_*). Query them as
+file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO / ASF WM/Mood, MOODSCOPE_*), in
+every format beets imports (MP3, MP4/M4A/ALAC, FLAC, Ogg, Opus, WAV, AIFF, DSF, WMA, WavPack,
+Monkey's Audio, Musepack). Query them as
 usual: ``beet ls mood:calmness``, ``beet ls mood_tension:0.3..``.
 
 ``beet moodscope [-f] [-p] [-q] [-w|-W] [-j N] [QUERY]``: ``-f/--force`` redoes items that
@@ -40,6 +42,7 @@ from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 from beets.ui import Subcommand, UserError, should_write
 from mediafile import (
+    ASFStorageStyle,
     MediaField,
     MP3DescStorageStyle,
     MP3StorageStyle,
@@ -50,6 +53,7 @@ from mediafile import (
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import MoodscopeError
 from moodscope.library.tags import (
+    ASF_MOOD,
     CONFIDENCE_FIELD,
     ID3V23_MOOD,
     MODEL_FIELD,
@@ -108,14 +112,16 @@ class _OtherVersionFrameStyle(MP3StorageStyle):
 
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
     """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
-    ``ID3V23_MOOD`` frames in ID3v2.3; either is read from a file of the other version)."""
+    ``ID3V23_MOOD`` frames in ID3v2.3, either read from a file of the other version; ASF
+    ``WM/Mood``; Vorbis and APEv2 ``MOOD``)."""
     if name != MOOD_FIELD:
         id3 = [MP3DescStorageStyle(name)]
     elif id3v23:
         id3 = [_ExactDescStorageStyle(d) for d in ID3V23_MOOD] + [_OtherVersionFrameStyle("TMOO")]
     else:
         id3 = [MP3StorageStyle("TMOO")] + [_OtherVersionDescStyle(d) for d in ID3V23_MOOD]
-    return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
+    asf = ASFStorageStyle(ASF_MOOD if name == MOOD_FIELD else name)
+    return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name), asf)
 
 
 def _share_field(name: str) -> MediaField:
@@ -124,6 +130,7 @@ def _share_field(name: str) -> MediaField:
         MP3DescStorageStyle(name, **places),
         MP4StorageStyle(MP4_FREEFORM + name, **places),
         StorageStyle(name, **places),
+        ASFStorageStyle(name, **places),
         out_type=float,
     )
 
@@ -289,6 +296,11 @@ class MoodscopePlugin(BeetsPlugin):
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
                 continue
+            if getattr(prediction, "music", True) is False:  # no mood for what is not music
+                if not quiet:
+                    reason = getattr(prediction, "not_music", None)
+                    self._log.info("{}: skipped: not music ({})", item, reason)
+                continue
             if prediction.truncated and not self.config["allow_damaged"].get(bool):
                 from moodscope.library.index import damaged_message
 
@@ -299,13 +311,9 @@ class MoodscopePlugin(BeetsPlugin):
             before = item.get(MOOD) or None
             earned = mood_earned(prediction, min_confidence)
             if not quiet:
-                share = prediction.emotions[prediction.top_emotion]
-                change = f"{before} -> " if before and before != prediction.top_emotion else ""
                 withheld = "" if earned else f"; no mood: confidence under {min_confidence}"
-                self._log.info(
-                    "{}{}: {}{} ({:.2f}){}", "would set " if pretend else "", item, change,
-                    prediction.top_emotion, share, withheld,
-                )  # fmt: skip
+                line = item_line(item, prediction, before=before, pretend=pretend)
+                self._log.info("{}{}", line, withheld)
             if pretend:
                 continue
             if before and not item.get(MODEL):  # the user's own mood: kept aside
@@ -331,6 +339,22 @@ class MoodscopePlugin(BeetsPlugin):
             return model_id(model)
         except MoodscopeError as exc:
             raise UserError(f"moodscope: {_one_line(exc)}") from exc
+
+
+def item_line(item: Item, prediction, *, before: str | None = None, pretend: bool = False) -> str:
+    """One item's line, named as beets names it (``Artist - Album - Title``; an item without
+    a title by its path), its mood leading with the confidence as every moodscope front end
+    does: ``Artist - Album - Title: calmness (sure, 0.74)``, ``would set ...`` with
+    ``pretend``, ``Happy -> calmness`` where it replaces another mood."""
+    from beets.util import displayable_path
+
+    from moodscope.inference.calibration import confidence_words
+
+    name = str(item) if item.get("title") else displayable_path(item.path)
+    change = f"{before} -> " if before and before != prediction.top_emotion else ""
+    c = prediction.confidence
+    sure = confidence_words(c) + ("" if c is None else f", {c:.2f}")
+    return f"{'would set ' if pretend else ''}{name}: {change}{prediction.top_emotion} ({sure})"
 
 
 def _one_line(exc: BaseException) -> str:
