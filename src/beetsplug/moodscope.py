@@ -1,6 +1,6 @@
 """beets plugin: the emotion music induces (GEMS-9, by moodscope) on your beets items.
 
-Enable it with ``plugins: moodscope`` (``pip install moodscope[beets]``). On ``beet import``
+Enable it with ``plugins: moodscope`` (``pip install '.[beets]'``). On ``beet import``
 (``auto``, the default) and with ``beet moodscope [QUERY]`` each item gets the flexible
 attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``mood_calmness``)
 ``moodscope_confidence`` (the chance that the top emotion is the listeners' dominant one)
@@ -296,10 +296,9 @@ class MoodscopePlugin(BeetsPlugin):
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
                 continue
-            if getattr(prediction, "music", True) is False:  # no mood for what is not music
+            if not prediction.music:  # no mood for what is not music
                 if not quiet:
-                    reason = getattr(prediction, "not_music", None)
-                    self._log.info("{}: skipped: not music ({})", item, reason)
+                    self._log.info("{}: skipped: not music ({})", item, prediction.not_music)
                 continue
             if prediction.truncated and not self.config["allow_damaged"].get(bool):
                 from moodscope.library.index import damaged_message
