@@ -51,9 +51,10 @@ def _signals() -> dict[str, np.ndarray]:
     clicks = synth.clicks(480, 4.0, sr=SR, amplitude=0.9)
     return {
         "a.mp3": chord_signal(4.0),
-        "b.flac": synth.tone(110.0, 4.0, sr=SR, amplitude=0.3),
-        "sub/c.ogg": synth.noise(4.0, sr=SR, amplitude=0.3, seed=7),
-        "d.m4a": clicks + synth.noise(4.0, sr=SR, amplitude=0.01, seed=8),
+        # Music, each its own: a steady tone or plain noise is not music and is not tagged.
+        "b.flac": 0.5 * chord_signal(4.0, seed=1),
+        "sub/c.ogg": chord_signal(4.0, seed=2)[::-1].copy(),
+        "d.m4a": 0.5 * clicks + 0.5 * chord_signal(4.0, seed=3),
     }
 
 

@@ -83,13 +83,19 @@ def tag(
     one line per file as it goes; with --min-confidence the mood field only where it is
     earned (shares and confidence always)."""
     from moodscope.library.index import default_db_path
-    from moodscope.library.tagging import FAILED, SKIPPED, TAGGED, WOULD_TAG, tag_files
+    from moodscope.library.tagging import (
+        FAILED,
+        SKIPPED,
+        TAGGED,
+        WOULD_TAG,
+        tag_files,
+    )
     from moodscope.library.tags import mood_earned
 
     files = _library_files(paths)
     done = WOULD_TAG if dry_run else TAGGED
     counts: Counter = Counter()
-    failed_before, planned, moods = 0, [], 0
+    failed_before, planned, moods, not_music = 0, [], 0, 0
 
     def text() -> str:
         return f"tag: {counts[done]} {done}, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
@@ -114,6 +120,8 @@ def tag(
             counts[outcome.status] += 1
             if outcome.status == FAILED:
                 say(outcome.error, prefix="failed")
+            elif outcome.status == SKIPPED and (outcome.reason or "").startswith("not music"):
+                not_music += 1
             elif outcome.status == SKIPPED and outcome.error:
                 failed_before += 1
             elif outcome.status == WOULD_TAG:
@@ -129,7 +137,9 @@ def tag(
         order = {path: i for i, path in enumerate(files)}
         planned.sort(key=lambda p: order.get(p.path, len(order)))
         out.print(prediction_table(planned))
-    skipped = f"{counts[SKIPPED]} skipped (unchanged)"
+    skipped = f"{counts[SKIPPED] - not_music} skipped (unchanged)"
+    if not_music:
+        skipped += f", {not_music} skipped (not music)"
     if failed_before:
         skipped += f", {failed_before} of them failed before (--force retries them)"
     if min_confidence is not None:

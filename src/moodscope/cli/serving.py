@@ -126,7 +126,7 @@ def serve(
         from moodscope.service.server import serve as run_service
     except ImportError as exc:
         raise MoodscopeError(
-            f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"
+            f"serve needs the service extra ({exc.name} is missing): pip install '.[serve]'"
         ) from None
 
     if token:

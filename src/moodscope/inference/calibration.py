@@ -75,15 +75,13 @@ class Calibration:
         return np.clip(np.interp(confidence_score(proba, self.score), self.x, self.y), 0, 1)
 
     def state(self) -> dict:
-        """Plain values and tensors, for a checkpoint (``torch.load(weights_only=True)``)."""
-        import torch
-
+        """Plain values and arrays, for a checkpoint (no torch)."""
         return {
             "score": self.score,
             "method": self.method,
             "n_tracks": int(self.n_tracks),
-            "x": torch.as_tensor(self.x),
-            "y": torch.as_tensor(self.y),
+            "x": np.asarray(self.x, np.float64),
+            "y": np.asarray(self.y, np.float64),
         }
 
     @classmethod

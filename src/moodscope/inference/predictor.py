@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moodscope.atomic import bytes_digest
+from moodscope.audio.content import not_music
 from moodscope.audio.decode import MAX_DURATION
 from moodscope.audio.decode import _check_max_duration as check_max_duration
 from moodscope.audio.files import find_audio
@@ -38,9 +39,6 @@ from moodscope.inference.checkpoint import (
     load_checkpoint_bytes,
 )
 from moodscope.inference.identity import default_model_path
-
-SILENCE_PEAK = 1e-4
-"""A file whose largest sample is below this (-80 dBFS) is reported as silent."""
 
 
 @dataclass
@@ -83,6 +81,12 @@ class Prediction:
     """The file's container declares more audio than its bytes hold (a partial download, a
     cut copy): the prediction is of the ``duration`` that decodes, and ``tag`` leaves the
     file alone unless told ``allow_damaged``."""
+    music: bool = True
+    """False: the file is not music (silence, a tone, noise, clicks; see
+    :func:`moodscope.audio.content.not_music`): no emotions, top emotion, confidence or
+    timeline, and nothing is tagged."""
+    not_music: str | None = None
+    """With ``music`` False, the one-line reason (``"digital silence"``, ``"a steady tone"``)."""
 
     @property
     def factors(self) -> dict[str, float]:
@@ -121,6 +125,8 @@ class Prediction:
             "factors": {k: round(v, 6) for k, v in factors.items()},
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
+            "music": self.music,
+            "not_music": self.not_music,
             "truncated": self.truncated,
             "model": self.model,
             "precision": self.precision,
@@ -154,6 +160,8 @@ class Prediction:
             precision=d.get("precision"),
             confidence=d.get("confidence"),
             truncated=bool(d.get("truncated", False)),
+            music=bool(d.get("music", True)),
+            not_music=d.get("not_music"),
         )
 
 
@@ -181,7 +189,12 @@ def prediction_features(model: TrainedModel) -> FeatureConfig:
         return config
     seconds = float(model.info.get("segment_seconds") or 60.0 / config.segments)
     # Emotify's excerpts run 59-60 s, so 20 segments average 2.985 s: windows use 3.0 s.
-    return FeatureConfig(feature_set=config.feature_set, segments=None, window=round(seconds, 1))
+    return FeatureConfig(
+        feature_set=config.feature_set,
+        segments=None,
+        window=round(seconds, 1),
+        loudness=config.loudness,
+    )
 
 
 def _ordered(labels: Sequence[str]) -> list[int]:
@@ -273,6 +286,7 @@ def predict_file(
             use_cache=use_cache,
             max_duration=max_duration,
             precision=resolve_precision(exact),
+            judge=not_music,
         )
         return _prediction(path, model, features)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
@@ -294,6 +308,20 @@ def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Predictio
 
 
 def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
+    content = features.content
+    silent = content is not None and content.silent
+    reason = None if content is None else not_music(content)
+    if reason is not None:
+        return Prediction(
+            path,
+            duration=features.duration,
+            silent=silent,
+            model=model.model_id,
+            precision=features.precision,
+            truncated=features.truncated,
+            music=False,
+            not_music=reason,
+        )
     order = _ordered(model.labels)
     names = [model.labels[i] for i in order]
     mean, proba = model.predict_track(features.features)
@@ -307,7 +335,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
             for a, b, p in zip(features.starts, features.ends, proba)
         ],
         duration=features.duration,
-        silent=features.peak < SILENCE_PEAK,
+        silent=silent,
         model=model.model_id,
         precision=features.precision,
         confidence=model.confidence(mean),

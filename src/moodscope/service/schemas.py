@@ -114,9 +114,8 @@ class PredictionOut(BaseModel):
     factors: dict[str, float] | None = Field(
         None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
     )
-    # Sent once the model branches that add them are in; documented here already.
-    music: bool | None = Field(
-        None, description="False: the file holds no music (emotions empty, nothing tagged)."
+    music: bool = Field(
+        True, description="False: silence, a tone, noise, clicks or speech: no mood."
     )
     not_music: str | None = Field(
         None, description="Why it is not music, in words (e.g. digital silence, speech)."
