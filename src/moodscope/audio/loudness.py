@@ -5,17 +5,26 @@ musicnn features are computed on audio brought to one loudness first. The meter 
 signal the features read (mono, at the feature set's rate), so a stereo file and its mono
 downmix, or a 48 kHz and a 22.05 kHz copy, measure alike where the network cannot tell them
 apart. K-weighting is the standard's two biquads (a 4 dB high shelf above ~1.5 kHz and a
-38 Hz high-pass, designed for any rate as pyloudnorm does); the high-pass removes DC.
+38 Hz high-pass, designed for any rate as pyloudnorm does); the high-pass removes DC. The
+two are applied as one FIR filter, their impulse response cut where it has decayed below
+1e-20 (numpy's FFT convolution: the predicting path needs no scipy).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from scipy.signal import lfilter, lfilter_zi
 
-__all__ = ["ABSOLUTE_GATE", "LoudnessMeter", "gain_to", "integrated_loudness", "k_weighting"]
+__all__ = [
+    "ABSOLUTE_GATE",
+    "LoudnessMeter",
+    "gain_to",
+    "integrated_loudness",
+    "k_impulse",
+    "k_weighting",
+]
 
 ABSOLUTE_GATE = -70.0
 """LUFS: 400-ms blocks quieter than this are left out of the measure (BS.1770-4)."""
@@ -63,14 +72,40 @@ def k_weighting(sr: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     )
 
 
+IMPULSE_SECONDS = 0.5
+"""How much of the K-weighting's impulse response is kept: its slowest pole (the 38 Hz
+high-pass) has decayed by more than 400 dB by then at any rate."""
+
+
+def _iir(b: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A biquad (``a[0] = 1``) applied from rest, sample by sample (for short inputs)."""
+    y = np.zeros(len(x))
+    for n in range(len(x)):
+        acc = sum(b[k] * x[n - k] for k in range(3) if n - k >= 0)
+        acc -= sum(a[k] * y[n - k] for k in (1, 2) if n - k >= 0)
+        y[n] = acc
+    return y
+
+
+@functools.lru_cache(maxsize=8)
+def k_impulse(sr: int) -> np.ndarray:
+    """The K-weighting cascade's impulse response at ``sr`` (:data:`IMPULSE_SECONDS`)."""
+    h = np.zeros(int(IMPULSE_SECONDS * sr))
+    h[0] = 1.0
+    for b, a in k_weighting(sr):
+        h = _iir(b, a, h)
+    return h
+
+
 class LoudnessMeter:
     """Feed mono blocks with :meth:`add`; :attr:`integrated` is the gated loudness (LUFS) of
     all of them. Memory: one float per 100 ms of audio (36,000 for an hour)."""
 
     def __init__(self, sr: int) -> None:
         self.sr = sr
-        self._stages = k_weighting(sr)
-        self._state: list[np.ndarray] | None = None
+        self._h = k_impulse(sr)
+        self._offset: float | None = None  # the first sample (see add)
+        self._tail = np.zeros(len(self._h) - 1)  # the convolution's overlap into the next block
         self._step = int(round(STEP * sr))
         self._carry = np.zeros(0)  # K-weighted samples not yet filling a 100-ms step
         self._steps: list[float] = []  # mean square of each 100-ms step
@@ -81,13 +116,12 @@ class LoudnessMeter:
         y = np.asarray(y, dtype=np.float64)
         if not len(y):
             return
-        if self._state is None:
-            # Start both filters as if the first sample had always been there (the shelf
-            # passes DC unchanged), so a constant offset reads as the silence it is, not as
-            # a step.
-            self._state = [lfilter_zi(b, a) * y[0] for b, a in self._stages]
-        for i, (b, a) in enumerate(self._stages):
-            y, self._state[i] = lfilter(b, a, y, zi=self._state[i])
+        if self._offset is None:
+            # As if the first sample had always been there: the cascade's response to a
+            # constant is 0 (the high-pass), so a DC offset reads as the silence it is, not
+            # as a step.
+            self._offset = float(y[0])
+        y = self._filter(y - self._offset)
         if len(y):
             self.peak = max(self.peak, float(np.abs(y).max()))
         y = np.concatenate([self._carry, y])
@@ -95,6 +129,15 @@ class LoudnessMeter:
         if n:
             self._steps.extend((y[:n] ** 2).reshape(-1, self._step).mean(axis=1).tolist())
         self._carry = y[n:]
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        """``x`` through the K-weighting, continuing the previous blocks (overlap-add)."""
+        size = 1 << (len(x) + len(self._h) - 2).bit_length()
+        full = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(self._h, size), size)
+        full = full[: len(x) + len(self._h) - 1]
+        full[: len(self._tail)] += self._tail
+        self._tail = full[len(x) :]
+        return full[: len(x)]
 
     @property
     def samples(self) -> int:

@@ -76,6 +76,9 @@ def _threads() -> int:
 
 @functools.cache
 def _session(name: str, threads: int):
+    # onnxruntime's telemetry writes a session file into $TMPDIR at import (and would try
+    # to send events): moodscope sends nothing anywhere and leaves nothing behind.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
     path = onnx_path(name)
