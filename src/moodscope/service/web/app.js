@@ -206,6 +206,15 @@
 
   function showResult(card, data) {
     setStatus(card, "done", "");
+    if (data.music === false || data.top_emotion === null) {
+      // Not music (silence, a tone, noise, speech): no emotions to draw.
+      const why = data.not_music ? ` (${data.not_music})` : "";
+      const note = el("p", { class: "top not-music", "data-not-music": data.not_music || "" });
+      note.append(el("strong", {}, "Not music"), document.createTextNode(why + ": no emotions to show"));
+      const facts = [data.duration === null || data.duration === undefined ? "" : `${data.duration.toFixed(1)} s`, data.model];
+      card.append(note, el("p", { class: "facts" }, facts.filter(Boolean).join(" · ")));
+      return;
+    }
     const top = el("p", { class: "top" });
     top.append(
       document.createTextNode("Top emotion: "),
