@@ -1,0 +1,296 @@
+"""Confidence under a shift this data can measure: leave one genre out.
+
+In domain, out-of-fold tracks come from the genres the model trained on; music people own is
+mostly not like Emotify. Holding out one of Emotify's four genres at a time (training the
+head and fitting its confidence map on the other three) is the honest proxy: it shows
+whether the confidence still means what it says, and whether the track's novelty (how far
+its embedding lies from the training tracks) lets the map say so. Also here: the aggression
+rule's effect on the out-of-fold predictions, and the arousal/valence consistency checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from moodscope.emotions import EMOTIONS, aggression, aggression_shift, circumplex
+from moodscope.features import FeatureConfig
+from moodscope.inference.calibration import Calibration, Novelty, fit_calibration
+from moodscope.inference.predictor import tagger_tags
+from moodscope.research.evaluation import crossval
+from moodscope.research.yardstick import confidence_metrics
+
+BEFORE = {"method": "platt", "data": "in_domain"}
+"""The confidence map before: a logistic curve in the margin, fitted on the in-domain
+out-of-fold predictions."""
+NOW = {"method": "logistic", "data": "pooled"}
+"""The map now: a logistic curve in the margin and the novelty, fitted on the in-domain and
+the leave-one-genre-out out-of-fold predictions together (so it sees novel tracks)."""
+
+
+def track_tags(table: pd.DataFrame, feature_config: FeatureConfig) -> pd.DataFrame | None:
+    """musicnn's MSD tags of each track (mean over its segments; track id -> tag), or None
+    when the feature set has no tagger outputs."""
+    columns = list(feature_config.columns)
+    probe = tagger_tags(columns, np.zeros((1, len(columns))))
+    if probe is None:
+        return None
+    means = table.groupby(table["track_id"].astype(str), sort=False)[columns].mean()
+    return pd.DataFrame(tagger_tags(columns, means.to_numpy()), index=means.index)
+
+
+def with_aggression_rule(proba: pd.DataFrame, tags: pd.DataFrame | None) -> pd.DataFrame:
+    """Track distributions (track id -> label) through the aggression rule, as prediction
+    applies it (:func:`moodscope.inference.predictor.track_reading`)."""
+    if tags is None:
+        return proba
+    rows = [
+        aggression_shift(dict(row), tags.loc[str(t)].to_dict())
+        for t, row in zip(proba.index, proba.to_dict("records"))
+    ]
+    return pd.DataFrame(rows, index=proba.index)[list(proba.columns)]
+
+
+def rule_effect(
+    raw: pd.DataFrame, ruled: pd.DataFrame, tracks: pd.DataFrame, tags: pd.DataFrame | None
+) -> dict | None:
+    """What the aggression rule changes on out-of-fold predictions: accuracy without and
+    with it, tracks whose top emotion changes, tracks with more than 0.01 share moved, and
+    the tagger's most aggressive tracks."""
+    if tags is None:
+        return None
+    truth = tracks.loc[raw.index.astype(str), "label"].to_numpy()
+    top_raw = raw.columns[raw.to_numpy().argmax(axis=1)]
+    top_ruled = ruled.columns[ruled.to_numpy().argmax(axis=1)]
+    moved = np.abs(ruled.to_numpy() - raw.to_numpy()).sum(axis=1) / 2
+    score = pd.Series({str(t): aggression(tags.loc[str(t)].to_dict()) for t in raw.index})
+    most = score.sort_values(ascending=False).head(3)
+    return {
+        "accuracy_without": float(np.mean(top_raw == truth)),
+        "accuracy_with": float(np.mean(top_ruled == truth)),
+        "top_changed": int(np.sum(top_raw != top_ruled)),
+        "moved_over_1pct": int(np.sum(moved > 0.01)),
+        "largest_move": float(moved.max()),
+        "n_tracks": len(raw),
+        "most_aggressive": [
+            {
+                "track_id": t,
+                "genre": str(tracks.loc[t, "genre"]),
+                "aggression": float(a),
+                "tags": {k: float(tags.loc[t, k]) for k in ("metal", "punk", "hard rock")},
+            }
+            for t, a in most.items()
+        ],
+    }
+
+
+def _inputs(cv: dict, tracks: pd.DataFrame, tags: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per out-of-fold prediction: its distribution (through the rule), whether the
+    top emotion was right, its novelty and its fold."""
+    proba = with_aggression_rule(cv["out_of_fold"], tags)
+    truth = tracks.loc[proba.index.astype(str), "label"].to_numpy()
+    folds = np.repeat(np.arange(len(cv["folds"])), [f["n_tracks"] for f in cv["folds"]])
+    out = proba.copy()
+    out["correct"] = proba.columns[proba.to_numpy().argmax(axis=1)] == truth
+    out["novelty"] = cv["novelty"].reindex(proba.index).to_numpy()
+    out["fold"] = folds
+    return out
+
+
+def _fit(rows: pd.DataFrame, labels: list[str], spec: dict, score: str) -> Calibration:
+    return fit_calibration(
+        rows[labels].to_numpy(),
+        rows["correct"].to_numpy(),
+        score=score,
+        method=spec["method"],
+        novelty=rows["novelty"].to_numpy() if spec["method"] == "logistic" else None,
+        reference=_STAND_IN if spec["method"] == "logistic" else None,
+    )
+
+
+_STAND_IN = Novelty(np.arange(1), np.array([[0.0], [1.0]]), 1.0)
+"""A reference for maps applied only at novelties measured already (``Calibration.at``)."""
+
+
+def calibration_inputs(
+    table: pd.DataFrame,
+    tracks: pd.DataFrame,
+    tags: pd.DataFrame | None,
+    *,
+    cv: dict | None = None,
+    **crossval_args,
+) -> dict[str, pd.DataFrame]:
+    """The out-of-fold predictions a confidence map is fitted on: ``in_domain`` (K-fold by
+    track; ``cv`` when it was run already) and ``genre_out`` (each genre held out in turn),
+    each a table of :func:`_inputs`; ``pooled`` both together."""
+    cv = cv or crossval(table, tracks, **crossval_args)
+    in_domain = _inputs(cv, tracks, tags)
+    genre_out = _inputs(crossval(table, tracks, **crossval_args, held_out_by="genre"), tracks, tags)
+    return {
+        "in_domain": in_domain,
+        "genre_out": genre_out,
+        "pooled": pd.concat([in_domain, genre_out]),
+    }
+
+
+def fit_map(inputs: dict[str, pd.DataFrame], spec: dict, score: str) -> Calibration:
+    labels = [c for c in inputs["in_domain"].columns if c not in ("correct", "novelty", "fold")]
+    return _fit(inputs[spec["data"]], labels, spec, score)
+
+
+def crossfit_in_domain(inputs: dict[str, pd.DataFrame], spec: dict, score: str) -> np.ndarray:
+    """Held-out confidences of the in-domain out-of-fold predictions: each fold's tracks go
+    through a map (``spec``: :data:`BEFORE`, :data:`NOW`) fitted without any of them."""
+    in_domain = inputs["in_domain"]
+    labels = [c for c in in_domain.columns if c not in ("correct", "novelty", "fold")]
+    source = inputs[spec["data"]]
+    confidence = np.empty(len(in_domain))
+    for k in np.unique(in_domain["fold"]):
+        test = (in_domain["fold"] == k).to_numpy()
+        held = set(in_domain.index[test].astype(str))
+        cal = _fit(source[~source.index.astype(str).isin(held)], labels, spec, score)
+        rows = in_domain[test]
+        confidence[test] = cal.at(rows[labels].to_numpy(), rows["novelty"].to_numpy())
+    return confidence
+
+
+def _metrics(rows: pd.DataFrame, labels: list[str], confidence: np.ndarray, score: str) -> dict:
+    proba = rows[labels].to_numpy()
+    truth = np.where(rows["correct"], proba.argmax(axis=1), -1)  # only right/wrong matters
+    out = confidence_metrics(proba, truth, confidence, score=score)
+    return {
+        "ece": out["calibration"]["ece"],
+        "mean_confidence": out["calibration"]["mean_confidence"],
+        "accuracy": out["calibration"]["accuracy"],
+        "confident_half_accuracy": out["confident_half_accuracy"],
+        "other_half_accuracy": out["other_half_accuracy"],
+        "risk_coverage": [
+            {k: r[k] for k in ("coverage", "n_tracks", "min_confidence", "accuracy")}
+            for r in out["risk_coverage"]["table"]
+        ],
+    }
+
+
+def shift_study(
+    table: pd.DataFrame,
+    tracks: pd.DataFrame,
+    *,
+    feature_config: FeatureConfig,
+    score: str = "margin",
+    inputs: dict[str, pd.DataFrame] | None = None,
+    **crossval_args,
+) -> dict:
+    """The confidence map before (:data:`BEFORE`) and now (:data:`NOW`), in domain and with
+    each genre held out, every figure on tracks neither the model nor its map saw.
+
+    In domain: each fold's tracks go through maps fitted on the other folds' tracks only.
+    Genre held out: the head trains on three genres, both maps are fitted on out-of-fold
+    predictions of those three alone (``calibration_inputs`` of them), and the fourth
+    genre's tracks are scored, their novelty measured against the three genres' tracks.
+    ``crossval_args`` are :func:`moodscope.research.evaluation.crossval`'s.
+    """
+    tags = track_tags(table, feature_config)
+    args = {**crossval_args, "feature_config": feature_config}
+    inputs = inputs or calibration_inputs(table, tracks, tags, **args)
+    in_domain = inputs["in_domain"]
+    labels = [c for c in in_domain.columns if c not in ("correct", "novelty", "fold")]
+    out: dict = {"score": score, "in_domain": {}, "genres": {}}
+    for name, spec in (("before", BEFORE), ("now", NOW)):
+        confidence = crossfit_in_domain(inputs, spec, score)
+        out["in_domain"][name] = _metrics(in_domain, labels, confidence, score)
+    out["in_domain"]["novelty_median"] = float(in_domain["novelty"].median())
+    genre_of = tracks["genre"].astype(str)
+    genre_out = inputs["genre_out"]
+    for genre in sorted(set(genre_of.loc[table["track_id"].astype(str).unique()])):
+        keep = table["track_id"].astype(str).map(genre_of) != genre
+        inner = calibration_inputs(table[keep], tracks, tags, **args)
+        test = genre_out[genre_of.loc[genre_out.index.astype(str)].to_numpy() == genre]
+        per = {"n_tracks": len(test), "novelty_median": float(test["novelty"].median())}
+        for name, spec in (("before", BEFORE), ("now", NOW)):
+            cal = fit_map(inner, spec, score)
+            confidence = cal.at(test[labels].to_numpy(), test["novelty"].to_numpy())
+            per[name] = _metrics(test, labels, confidence, score)
+        out["genres"][genre] = per
+    return out
+
+
+def by_genre(
+    proba: np.ndarray,
+    track_ids: Sequence[str],
+    labels: Sequence[str],
+    tracks: pd.DataFrame,
+    *,
+    confidence: np.ndarray | None,
+    novelty: np.ndarray | None = None,
+) -> dict:
+    """Per genre of a labelled dataset: accuracy, and with a confidence its calibration,
+    its confident half against the rest, and the tracks' median novelty."""
+    ids = np.asarray([str(t) for t in track_ids])
+    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
+    truth = tracks.loc[ids, "label"].map({x: i for i, x in enumerate(labels)}).to_numpy()
+    out = {}
+    for g in sorted(set(genre) - {""}):
+        rows = genre == g
+        right = np.asarray(proba)[rows].argmax(axis=1) == truth[rows]
+        entry: dict = {"n_tracks": int(rows.sum()), "accuracy": float(right.mean())}
+        if confidence is not None and rows.sum() >= 2:
+            m = confidence_metrics(np.asarray(proba)[rows], truth[rows], confidence[rows])
+            entry.update(
+                ece=m["calibration"]["ece"],
+                mean_confidence=m["calibration"]["mean_confidence"],
+                confident_half_accuracy=m["confident_half_accuracy"],
+                other_half_accuracy=m["other_half_accuracy"],
+            )
+        if novelty is not None:
+            entry["novelty_median"] = float(np.median(novelty[rows]))
+        out[g] = entry
+    return out
+
+
+def circumplex_summary(
+    position: np.ndarray,
+    track_ids: Sequence[str],
+    tracks: pd.DataFrame,
+    shares: pd.DataFrame | None,
+) -> dict | None:
+    """Consistency checks of predicted ``position [n, 2]`` (arousal, valence) on a dataset
+    without valence labels: the mean per genre, and Pearson r against the same circumplex
+    reading of the listeners' own emotion shares (what the mapping would say of them)."""
+    position = np.asarray(position, dtype=np.float64)
+    if position.size == 0 or np.isnan(position).all():
+        return None
+    ids = [str(t) for t in track_ids]
+    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
+    out: dict = {
+        "per_genre": {
+            g: {
+                "arousal": float(np.nanmean(position[genre == g, 0])),
+                "valence": float(np.nanmean(position[genre == g, 1])),
+                "n_tracks": int((genre == g).sum()),
+            }
+            for g in sorted(set(genre) - {""})
+        }
+    }
+    if shares is not None and set(EMOTIONS) <= set(shares.columns):
+        listeners = np.array([circumplex(dict(r)) for r in shares.loc[ids].to_dict("records")])
+        for i, name in enumerate(("arousal", "valence")):
+            ok = ~np.isnan(position[:, i])
+            out[f"{name}_r_listeners"] = float(np.corrcoef(position[ok, i], listeners[ok, i])[0, 1])
+    return out
+
+
+__all__ = [
+    "BEFORE",
+    "NOW",
+    "by_genre",
+    "calibration_inputs",
+    "circumplex_summary",
+    "crossfit_in_domain",
+    "fit_map",
+    "rule_effect",
+    "shift_study",
+    "track_tags",
+    "with_aggression_rule",
+]
