@@ -176,6 +176,10 @@ def test_logistic_map_is_stored_as_plain_arrays_and_needs_the_track():
     np.testing.assert_array_equal(back.novelty.columns, [0, 2, 4])
     with pytest.raises(ModelError, match="needs the track's features"):
         back(proba[:7])
+    bare = fit_calibration(proba, correct, method="logistic", novelty=novelty)
+    np.testing.assert_allclose(bare.at(proba[:7], novelty[:7]), cal.at(proba[:7], novelty[:7]))
+    with pytest.raises(ModelError, match="stored with its reference tracks"):
+        bare.state()
     folds = np.arange(1000) % 5
     held = crossfit_confidence(proba, correct, folds, method="logistic", novelty=novelty)
     assert held.shape == (1000,) and 0 < held.min() <= held.max() < 1

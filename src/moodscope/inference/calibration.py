@@ -150,7 +150,8 @@ class Calibration:
     method: str = "isotonic"
     n_tracks: int = 0  # the out-of-fold predictions it was fitted on
     novelty: Novelty | None = None
-    """``method="logistic"``: the reference a track's novelty is measured against."""
+    """``method="logistic"``: the reference a track's novelty is measured against (None: a
+    map only applied at novelties measured already, :meth:`at`; it cannot be stored)."""
     coef: np.ndarray | None = None
     """``method="logistic"``: [intercept, score weight >= 0, novelty weight <= 0]; ``x``,
     ``y`` then hold the curve at novelty 1 (a track like the training tracks)."""
@@ -164,8 +165,8 @@ class Calibration:
             raise ModelError("calibration map must be non-empty and non-decreasing")
         if self.method == "logistic":
             self.coef = None if self.coef is None else np.asarray(self.coef, dtype=np.float64)
-            if self.novelty is None or self.coef is None or self.coef.shape != (3,):
-                raise ModelError("a logistic calibration map needs its novelty and 3 weights")
+            if self.coef is None or self.coef.shape != (3,):
+                raise ModelError("a logistic calibration map needs 3 weights")
             if self.coef[1] < 0 or self.coef[2] > 0:
                 raise ModelError("calibration map must not grow with novelty or fall with score")
 
@@ -176,6 +177,8 @@ class Calibration:
             return self.at(proba)
         if rows is None:
             raise ModelError("this model's confidence needs the track's features as well")
+        if self.novelty is None:
+            raise ModelError("this calibration map carries no reference tracks")
         return self.at(proba, self.novelty(rows))
 
     def at(self, proba: np.ndarray, novelty: np.ndarray | None = None) -> np.ndarray:
@@ -201,6 +204,8 @@ class Calibration:
             "y": torch.as_tensor(self.y),
         }
         if self.method == "logistic":
+            if self.novelty is None:
+                raise ModelError("a logistic calibration map is stored with its reference tracks")
             out.update(coef=torch.as_tensor(self.coef), novelty=self.novelty.state())
         return out
 
@@ -235,8 +240,8 @@ def fit_calibration(
     one's top emotion was right (``correct [n]``, bool).
 
     ``method="logistic"`` also reads each prediction's ``novelty [n]`` (measured against
-    the training tracks of the model that made it) and stores ``reference``, the shipped
-    model's, to measure new tracks against."""
+    the training tracks of the model that made it) and keeps ``reference``, the shipped
+    model's, to measure new tracks against (None: set it before the map is stored)."""
     if method not in METHODS:
         raise ConfigError(f"unknown calibration {method!r}; choose one of {', '.join(METHODS)}")
     s = confidence_score(proba, score)
@@ -244,7 +249,7 @@ def fit_calibration(
     if len(s) != len(hit) or len(s) < 2:
         raise ConfigError(f"calibration needs >= 2 predictions with outcomes, got {len(s)}")
     if method == "logistic":
-        if novelty is None or reference is None or len(novelty) != len(s):
+        if novelty is None or len(novelty) != len(s):
             raise ConfigError("a logistic calibration needs each prediction's novelty")
         coef = _monotone_logistic(s, np.asarray(novelty, dtype=np.float64), hit)
         x = np.linspace(min(0.0, s.min()), max(1.0, s.max()), PLATT_KNOTS)
@@ -313,14 +318,9 @@ def crossfit_confidence(
             score=score,
             method=method,
             novelty=None if nov is None else nov[rest],
-            reference=_PLACEHOLDER if method == "logistic" else None,
         )
         out[~rest] = cal.at(proba[~rest], None if nov is None else nov[~rest])
     return out
-
-
-# A stand-in reference for maps fitted only to be applied at known novelties.
-_PLACEHOLDER = Novelty(np.arange(1), np.array([[0.0], [1.0]]), 1.0)
 
 
 CONFIDENCE_WORDS: tuple[tuple[float, str], ...] = (

@@ -17,7 +17,7 @@ import pandas as pd
 
 from moodscope.emotions import EMOTIONS, aggression, aggression_shift, circumplex
 from moodscope.features import FeatureConfig
-from moodscope.inference.calibration import Calibration, Novelty, fit_calibration
+from moodscope.inference.calibration import Calibration, fit_calibration
 from moodscope.inference.predictor import tagger_tags
 from moodscope.research.evaluation import crossval
 from moodscope.research.yardstick import confidence_metrics
@@ -106,12 +106,7 @@ def _fit(rows: pd.DataFrame, labels: list[str], spec: dict, score: str) -> Calib
         score=score,
         method=spec["method"],
         novelty=rows["novelty"].to_numpy() if spec["method"] == "logistic" else None,
-        reference=_STAND_IN if spec["method"] == "logistic" else None,
     )
-
-
-_STAND_IN = Novelty(np.arange(1), np.array([[0.0], [1.0]]), 1.0)
-"""A reference for maps applied only at novelties measured already (``Calibration.at``)."""
 
 
 def calibration_inputs(

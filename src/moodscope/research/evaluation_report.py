@@ -279,12 +279,12 @@ def evaluation_report(metrics: dict, title: str, description: str) -> Report:
     )
     held_out_sections(report, metrics.get("held_out"))
     by_genre_sections(report, metrics.get("by_genre"))
-    if metrics.get("domain_shift"):
-        report.paragraph(
-            "The figures below are the model's own, measured when it was built on its "
-            "training data (not on the tracks evaluated here)."
-        )
-        domain_shift_sections(report, metrics["domain_shift"])
+    domain_shift_sections(
+        report,
+        metrics.get("domain_shift"),
+        note="The model's own figures, measured when it was built, on its training data "
+        "(not on the tracks evaluated here).",
+    )
     circumplex_sections(report, metrics.get("circumplex"))
     return report
 
@@ -298,12 +298,15 @@ def _coverage(m: dict, coverage: float) -> str:
     return "n/a" if row is None else f"{row['accuracy']:.3f}"
 
 
-def domain_shift_sections(report: Report, shift: dict | None) -> None:
+def domain_shift_sections(report: Report, shift: dict | None, *, note: str = "") -> None:
     """Confidence in domain and with each genre held out, the map before and now
-    (:func:`moodscope.research.domain_shift.shift_study`), and the aggression rule's effect."""
+    (:func:`moodscope.research.domain_shift.shift_study`), and the aggression rule's effect;
+    ``note`` says where the figures come from when that is not evident."""
     if not shift:
         return
     report.heading("Confidence on a genre it never heard (leave one genre out)")
+    if note:
+        report.paragraph(note)
     report.paragraph(
         "In domain: out-of-fold tracks of the genres the model trained on (5-fold by track). "
         "Genre held out: the head trained on the other three genres and its confidence map "

@@ -260,7 +260,8 @@ def crossval_yardstick(
 ) -> tuple[dict, Calibration]:
     """The yardsticks of a cross-validation's out-of-fold predictions, with confidences
     cross-fitted (each fold's through a map fitted on the other folds), and the map fitted
-    on all of them (the one a checkpoint ships)."""
+    on all of them (the one a checkpoint ships; a ``logistic`` one still needs its model's
+    reference tracks, ``calibration.novelty``, before it is stored)."""
     from moodscope.inference.calibration import fit_calibration
 
     oof = cv["out_of_fold"]
@@ -270,7 +271,12 @@ def crossval_yardstick(
     truth = tracks.loc[oof.index.astype(str), "label"].map({x: i for i, x in enumerate(labels)})
     correct = proba.argmax(axis=1) == truth.to_numpy()
     folds = np.repeat(np.arange(len(cv["folds"])), [f["n_tracks"] for f in cv["folds"]])
-    confidence = crossfit_confidence(proba, correct, folds, score=score, method=method)
+    novelty = None
+    if method == "logistic":  # each track's novelty against its fold's training tracks
+        novelty = cv["novelty"].reindex(oof.index).to_numpy()
+    confidence = crossfit_confidence(
+        proba, correct, folds, score=score, method=method, novelty=novelty
+    )
     report = held_out_report(
         proba,
         oof.index,
@@ -282,7 +288,8 @@ def crossval_yardstick(
         annotations=getattr(dataset, "annotations", None),
     )
     report["calibration_method"] = {"score": score, "method": method, "crossfit": True}
-    return report, fit_calibration(proba, correct, score=score, method=method)
+    fitted = fit_calibration(proba, correct, score=score, method=method, novelty=novelty)
+    return report, fitted
 
 
 __all__ = [
