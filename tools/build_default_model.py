@@ -28,7 +28,6 @@ from moodscope.research.domain_shift import (
     BEFORE,
     NOW,
     calibration_inputs,
-    circumplex_summary,
     crossfit_in_domain,
     fit_map,
     rule_effect,
@@ -44,7 +43,7 @@ from moodscope.research.evaluation_report import (
 )
 from moodscope.research.experiment import train_and_test
 from moodscope.research.report import Report, write_json, write_text_atomic
-from moodscope.research.yardstick import held_out_report, worth_words
+from moodscope.research.yardstick import circumplex_summary, held_out_report, worth_words
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "src" / "moodscope" / "models" / "default"
 

@@ -5,17 +5,15 @@ mostly not like Emotify. Holding out one of Emotify's four genres at a time (tra
 head and fitting its confidence map on the other three) is the honest proxy: it shows
 whether the confidence still means what it says, and whether the track's novelty (how far
 its embedding lies from the training tracks) lets the map say so. Also here: the aggression
-rule's effect on the out-of-fold predictions, and the arousal/valence consistency checks.
+rule's effect on the out-of-fold predictions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
-from moodscope.emotions import EMOTIONS, aggression, aggression_shift, circumplex
+from moodscope.emotions import aggression, aggression_shift
 from moodscope.features import FeatureConfig
 from moodscope.inference.calibration import Calibration, fit_calibration
 from moodscope.inference.predictor import tagger_tags
@@ -211,77 +209,10 @@ def shift_study(
     return out
 
 
-def by_genre(
-    proba: np.ndarray,
-    track_ids: Sequence[str],
-    labels: Sequence[str],
-    tracks: pd.DataFrame,
-    *,
-    confidence: np.ndarray | None,
-    novelty: np.ndarray | None = None,
-) -> dict:
-    """Per genre of a labelled dataset: accuracy, and with a confidence its calibration,
-    its confident half against the rest, and the tracks' median novelty."""
-    ids = np.asarray([str(t) for t in track_ids])
-    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
-    truth = tracks.loc[ids, "label"].map({x: i for i, x in enumerate(labels)}).to_numpy()
-    out = {}
-    for g in sorted(set(genre) - {""}):
-        rows = genre == g
-        right = np.asarray(proba)[rows].argmax(axis=1) == truth[rows]
-        entry: dict = {"n_tracks": int(rows.sum()), "accuracy": float(right.mean())}
-        if confidence is not None and rows.sum() >= 2:
-            m = confidence_metrics(np.asarray(proba)[rows], truth[rows], confidence[rows])
-            entry.update(
-                ece=m["calibration"]["ece"],
-                mean_confidence=m["calibration"]["mean_confidence"],
-                confident_half_accuracy=m["confident_half_accuracy"],
-                other_half_accuracy=m["other_half_accuracy"],
-            )
-        if novelty is not None:
-            entry["novelty_median"] = float(np.median(novelty[rows]))
-        out[g] = entry
-    return out
-
-
-def circumplex_summary(
-    position: np.ndarray,
-    track_ids: Sequence[str],
-    tracks: pd.DataFrame,
-    shares: pd.DataFrame | None,
-) -> dict | None:
-    """Consistency checks of predicted ``position [n, 2]`` (arousal, valence) on a dataset
-    without valence labels: the mean per genre, and Pearson r against the same circumplex
-    reading of the listeners' own emotion shares (what the mapping would say of them)."""
-    position = np.asarray(position, dtype=np.float64)
-    if position.size == 0 or np.isnan(position).all():
-        return None
-    ids = [str(t) for t in track_ids]
-    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
-    out: dict = {
-        "per_genre": {
-            g: {
-                "arousal": float(np.nanmean(position[genre == g, 0])),
-                "valence": float(np.nanmean(position[genre == g, 1])),
-                "n_tracks": int((genre == g).sum()),
-            }
-            for g in sorted(set(genre) - {""})
-        }
-    }
-    if shares is not None and set(EMOTIONS) <= set(shares.columns):
-        listeners = np.array([circumplex(dict(r)) for r in shares.loc[ids].to_dict("records")])
-        for i, name in enumerate(("arousal", "valence")):
-            ok = ~np.isnan(position[:, i])
-            out[f"{name}_r_listeners"] = float(np.corrcoef(position[ok, i], listeners[ok, i])[0, 1])
-    return out
-
-
 __all__ = [
     "BEFORE",
     "NOW",
-    "by_genre",
     "calibration_inputs",
-    "circumplex_summary",
     "crossfit_in_domain",
     "fit_map",
     "rule_effect",

@@ -449,8 +449,7 @@ def evaluate_model(
     metrics = track_level_metrics(track_ids, track_proba, tracks, labels, shares)
     metrics["segment_accuracy"] = segment_accuracy
     metrics["n_failed"] = len(failures)
-    from moodscope.research.domain_shift import by_genre, circumplex_summary
-    from moodscope.research.yardstick import held_out_report
+    from moodscope.research.yardstick import by_genre, circumplex_summary, held_out_report
 
     cal = model.calibration
     conf = None if cal is None else np.asarray(confidence, dtype=np.float64)
