@@ -183,3 +183,17 @@ def test_logistic_map_is_stored_as_plain_arrays_and_needs_the_track():
     folds = np.arange(1000) % 5
     held = crossfit_confidence(proba, correct, folds, method="logistic", novelty=novelty)
     assert held.shape == (1000,) and 0 < held.min() <= held.max() < 1
+
+
+def test_the_shipped_model_is_less_sure_far_from_its_training_tracks():
+    from moodscope.inference.predictor import load_model
+
+    model = load_model()
+    assert model.calibration.method == "logistic"
+    n_inputs = len(model.scaler.mean)
+    shares = model.predict_proba(model.scaler.mean[None])[0]  # a track at the training mean
+    near = model.confidence(shares, np.zeros(n_inputs))
+    far_row = np.full(n_inputs, 8.0)  # 8 standard deviations out in every input
+    assert model.calibration.novelty(far_row[None])[0] > 3
+    assert model.confidence(shares, far_row) < near - 0.1
+    assert model.confidence(shares, far_row) < 0.35  # "guessing", whatever the margin

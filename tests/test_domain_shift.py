@@ -12,7 +12,7 @@ from moodscope.inference.calibration import fit_calibration
 from moodscope.inference.predictor import predict
 from moodscope.library.tags import mood_earned
 from moodscope.models.training import TrainConfig
-from moodscope.research.domain_shift import shift_study
+from moodscope.research.domain_shift import rule_effect, shift_study, with_aggression_rule
 from moodscope.research.evaluation import crossval, training_reference
 from moodscope.research.evaluation_report import domain_shift_sections
 from moodscope.research.experiment import train_and_test
@@ -118,3 +118,32 @@ def test_a_far_away_track_gets_a_low_confidence_and_no_mood(write_audio):
     threshold = (prediction.confidence + at_home) / 2
     assert not mood_earned(prediction, threshold)
     assert mood_earned(prediction, None)  # without a threshold the mood is written as before
+
+
+def test_the_aggression_rule_effect_names_the_tracks_it_reads_as_aggressive():
+    ids = [str(i) for i in range(6)]
+    emotions = ["calmness", "power", "joyful_activation", "tension", "sadness"]
+    raw = pd.DataFrame(
+        [[0.1, 0.1, 0.5, 0.2, 0.1]]
+        + [[0.1, 0.2, 0.5, 0.1, 0.1]] * 2
+        + [[0.6, 0.1, 0.1, 0.1, 0.1]] * 3,
+        index=ids,
+        columns=emotions,
+    )
+    tags = pd.DataFrame(
+        [{"metal": m, "punk": 0.0, "hard rock": 0.0, "heavy metal": 0.0, "happy": 0.1,
+          "party": 0.0, "catchy": 0.0, "dance": 0.0, "sad": 0.0} for m in
+         (0.9, 0.3, 0.0, 0.0, 0.0, 0.0)],
+        index=ids,
+    )  # fmt: skip
+    tracks = pd.DataFrame(
+        {"label": ["tension", "joyful_activation", "joyful_activation"] + ["calmness"] * 3,
+         "genre": "rock"}, index=ids,
+    )  # fmt: skip
+    effect = rule_effect(raw, with_aggression_rule(raw, tags), tracks, tags)
+    assert (effect["accuracy_without"], effect["accuracy_with"]) == (5 / 6, 1.0)
+    assert effect["top_changed"] == 1 and effect["moved_over_1pct"] == 2
+    first = effect["most_aggressive"][0]
+    assert first["track_id"] == "0" and first["top_emotion"] == "tension"
+    assert first["valence"] < 0 and first["valence_rank"] == 1
+    assert rule_effect(raw, raw, tracks, None) is None

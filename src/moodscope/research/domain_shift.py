@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from moodscope.emotions import aggression, aggression_shift
+from moodscope.emotions import aggression, aggression_shift, arousal_valence
 from moodscope.features import FeatureConfig
 from moodscope.inference.calibration import Calibration, fit_calibration
 from moodscope.inference.predictor import tagger_tags
@@ -56,14 +56,18 @@ def rule_effect(
 ) -> dict | None:
     """What the aggression rule changes on out-of-fold predictions: accuracy without and
     with it, tracks whose top emotion changes, tracks with more than 0.01 share moved, and
-    the tagger's most aggressive tracks."""
+    the tagger's most aggressive tracks with their valence (and its rank, 1 = lowest)."""
     if tags is None:
         return None
     truth = tracks.loc[raw.index.astype(str), "label"].to_numpy()
     top_raw = raw.columns[raw.to_numpy().argmax(axis=1)]
     top_ruled = ruled.columns[ruled.to_numpy().argmax(axis=1)]
     moved = np.abs(ruled.to_numpy() - raw.to_numpy()).sum(axis=1) / 2
+    ruled = ruled.set_axis(ruled.index.astype(str))
     score = pd.Series({str(t): aggression(tags.loc[str(t)].to_dict()) for t in raw.index})
+    valence = pd.Series(
+        {t: arousal_valence(dict(row), tags.loc[t].to_dict())[1] for t, row in ruled.iterrows()}
+    )
     most = score.sort_values(ascending=False).head(3)
     return {
         "accuracy_without": float(np.mean(top_raw == truth)),
@@ -78,6 +82,9 @@ def rule_effect(
                 "genre": str(tracks.loc[t, "genre"]),
                 "aggression": float(a),
                 "tags": {k: float(tags.loc[t, k]) for k in ("metal", "punk", "hard rock")},
+                "top_emotion": str(ruled.loc[t].idxmax()),
+                "valence": arousal_valence(dict(ruled.loc[t]), tags.loc[t].to_dict())[1],
+                "valence_rank": int((valence < valence[t]).sum()) + 1,
             }
             for t, a in most.items()
         ],

@@ -358,7 +358,8 @@ def domain_shift_sections(report: Report, shift: dict | None, *, note: str = "")
         loud = ", ".join(
             f"{t['track_id']} ({t['genre']}, aggression {t['aggression']:.2f}: metal "
             f"{t['tags']['metal']:.2f}, punk {t['tags']['punk']:.2f}, hard rock "
-            f"{t['tags']['hard rock']:.2f})"
+            f"{t['tags']['hard rock']:.2f}; {t['top_emotion']}, valence {t['valence']:+.2f}, "
+            f"rank {t['valence_rank']} of {rule['n_tracks']} from the lowest)"
             for t in rule["most_aggressive"]
         )
         report.heading("The aggression rule on Emotify (out-of-fold tracks)")
