@@ -40,13 +40,15 @@ browser:
 
 # The programs whose view of the tags tests/test_tag_readers.py checks: ffprobe, exiftool,
 # kid3-cli, Quod Libet's operon (exfalso) and MusicBrainz Picard (its reader, run by the
-# system python3). .ci/run calls this too; nothing happens when all are there.
+# system python3); mpcenc (musepack-tools) makes the tests' Musepack files. .ci/run calls
+# this too; nothing happens when all are there.
 tag-readers:
 	@command -v ffprobe >/dev/null && command -v exiftool >/dev/null \
 		&& command -v kid3-cli >/dev/null && command -v operon >/dev/null \
+		&& command -v mpcenc >/dev/null \
 		&& test -f /usr/lib/picard/picard/formats/__init__.py || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard >/dev/null; }
+		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard musepack-tools >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -22,6 +22,7 @@ from moodscope.atomic import (
     file_digest,
     output_target,
     remove_stale_temporaries,
+    temporary_path,
     write_atomic,
 )
 from moodscope.errors import MoodscopeError, OutputError
@@ -159,3 +160,73 @@ def test_one_digest_for_files_and_bytes(tmp_path):
     path.write_bytes(data)
     assert file_digest(path) == bytes_digest(data) == hashlib.sha1(data).hexdigest()
     assert file_digest(path, algorithm="md5") == hashlib.md5(data).hexdigest()
+
+
+# -- names and the moment before the rename -------------------------------------------------
+
+CJK_NAME = "静" * 76 + ".mp3"  # 232 bytes of UTF-8: legal, 23 short of the limit
+
+
+def test_temporary_names_stay_within_255_bytes_whatever_the_name(tmp_path):
+    assert len(os.fsencode(CJK_NAME)) == 232
+    for name in (CJK_NAME, "a" * 255, "é" * 127, "x"):
+        tmp = temporary_path(tmp_path / name)
+        assert len(os.fsencode(tmp.name)) <= 255
+        assert tmp.parent == tmp_path and tmp.name.endswith(".tmp")
+    target = tmp_path / CJK_NAME
+    target.write_text("old")
+    write_atomic(target, "new")
+    assert target.read_text() == "new" and _leftovers(tmp_path) == []
+
+
+def test_a_long_cjk_named_song_can_be_tagged(tmp_path, write_audio):
+    from conftest import chord_signal
+    from moodscope.library.tags import read_tags, write_tags
+    from test_tags import prediction
+
+    song = write_audio(CJK_NAME.replace(".mp3", ".flac"), chord_signal(2.0))
+    write_tags(song, prediction())
+    assert read_tags(song).tagged and _leftovers(tmp_path) == []
+
+
+def test_before_rename_runs_after_the_fsync_and_can_stop_the_rename(tmp_path, monkeypatch):
+    target = tmp_path / "moods.json"
+    target.write_text("old")
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+
+    def refuse():
+        calls.append("check")
+        raise OutputError("changed meanwhile")
+
+    with pytest.raises(OutputError, match="changed meanwhile"):
+        with atomic_path(target, before_rename=refuse) as tmp:
+            tmp.write_text("new")
+    assert calls == ["fsync", "check"]
+    assert target.read_text() == "old" and _leftovers(tmp_path) == []
+
+
+def test_bytes_written_while_a_tag_is_being_finished_are_kept(tmp_path, write_audio):
+    """Another program appends to the song after moodscope's copy is written and fsynced,
+    just before the rename (a download finishing, a second tagger): the rename would throw
+    those bytes away, so the file is left alone and reported, and nothing is lost."""
+    from conftest import chord_signal
+    from moodscope.errors import TagError
+    from moodscope.library.tags import write_tags
+    from test_tags import prediction
+
+    song = write_audio("song.flac", chord_signal(2.0))
+    real_fsync = os.fsync
+
+    def fsync_then_a_late_writer(fd):
+        real_fsync(fd)
+        with open(song, "ab") as f:  # the original, not the copy being fsynced
+            f.write(b"late bytes")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", fsync_then_a_late_writer)
+        with pytest.raises(TagError, match="changed while moodscope was tagging it"):
+            write_tags(song, prediction())
+    assert song.read_bytes().endswith(b"late bytes")
+    assert _leftovers(tmp_path) == []

@@ -101,7 +101,7 @@ def test_open_backend_choices():
     pool = open_backend(workers=2)
     assert isinstance(pool, ProcessBackend) and pool.workers == 2
     pool.close()
-    with pytest.raises(ConfigError, match="workers must be >= 1"):
+    with pytest.raises(ConfigError, match="workers must be a whole number >= 1"):
         open_backend(workers=0)
     with pytest.raises(ConfigError, match="tcp://HOST:PORT"):
         open_backend(scheduler="my-cluster")

@@ -294,3 +294,81 @@ def test_min_confidence_sets_the_mood_only_where_earned(tmp_path):
             assert mood == (tags.mood or "") == ("Happy" if title == "Pads" else "")
     bad = _beet(root, "moodscope", "-f", "--min-confidence", "2", ok=False)
     assert bad.returncode == 1 and "--min-confidence is between 0 and 1, got 2" in bad.stderr
+
+
+BEETS_FORMATS = ("wma", "wv", "mpc", "aifc", "dsf", "mp2", "m4b", "alac.m4a")
+"""The formats beyond PIECES' that beets imports (tests/tag_formats.py makes them)."""
+
+
+@pytest.mark.slow
+def test_every_format_beets_imports_reads_and_writes_the_mood(tmp_path):
+    """``beet import -A`` reads the mood ``moodscope tag`` wrote in each format (``beet ls -f
+    '$mood'``), and ``beet modify`` writes a new one where moodscope reads it."""
+    from mediafile import MediaFile
+
+    import tag_formats
+    from moodscope import EMOTIONS
+    from moodscope.inference.predictor import Prediction
+    from moodscope.library.tags import write_tags
+
+    root, incoming = tmp_path / "beets", tmp_path / "incoming"
+    root.mkdir()
+    incoming.mkdir()
+    (root / "config.yaml").write_text(CONFIG.format(root=root, auto="no"))
+    written = {}
+    for i, ext in enumerate(BEETS_FORMATS):
+        path = tag_formats.make(incoming, ext, name=f"song{i}")
+        tag_formats.set_user_metadata(path)
+        media = MediaFile(str(path))
+        media.title, media.artist, media.albumartist = ext, "Synth", "Synth"
+        media.save()
+        top = EMOTIONS[i % len(EMOTIONS)]
+        emotions = {e: 0.3 if e == top else 0.7 / (len(EMOTIONS) - 1) for e in EMOTIONS}
+        write_tags(path, Prediction(str(path), emotions=emotions, top_emotion=top, model="m@1"))
+        written[ext] = top
+    _no_traceback(_beet(root, "import", "-A", str(incoming)))
+    assert _attributes(root) == {
+        ext: {"mood": mood, "moodscope_model": "m@1", "moodscope_previous_mood": ""}
+        for ext, mood in written.items()
+    }
+    _beet(root, "modify", "-y", "mood=power", "artist:Synth")
+    paths = _paths(root)
+    assert set(paths) == set(BEETS_FORMATS)
+    assert {ext: read_tags(path).mood for ext, path in paths.items()} == dict.fromkeys(
+        BEETS_FORMATS, "power"
+    )
+
+
+class _Item(dict):
+    """The parts of a beets Item the plugin uses."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.filepath, self.written, self.stored = path, False, False
+
+    def try_write(self):
+        self.written = True
+
+    def store(self):
+        self.stored = True
+
+
+def test_a_not_music_item_gets_no_mood(monkeypatch, tmp_path):
+    """A prediction that says "not music" sets and writes nothing, in one info line."""
+    import beets
+
+    import moodscope.inference.predictor as predictor
+    from beetsplug.moodscope import MoodscopePlugin
+
+    beets.config.read(user=False, defaults=True)
+    plugin = MoodscopePlugin()
+    item = _Item(tmp_path / "hum.flac")
+    silence = predictor.Prediction(str(item.filepath), emotions={}, model="m@1")
+    silence.music, silence.not_music = False, "digital silence"
+    monkeypatch.setattr(predictor, "load_model", lambda model: None)
+    monkeypatch.setattr(predictor, "predict_iter", lambda paths, *a, **k: iter([silence]))
+    lines = []
+    monkeypatch.setattr(plugin._log, "info", lambda fmt, *args: lines.append(fmt.format(*args)))
+    plugin.predict_items([item], write=True)
+    assert dict(item) == {} and not item.written and not item.stored
+    assert lines == [f"{item}: skipped: not music (digital silence)"]

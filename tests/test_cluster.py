@@ -270,3 +270,158 @@ def test_a_killed_local_cluster_run_leaves_no_process_and_says_nothing(tmp_path,
     left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run, grace=10)
     assert left == set(), f"still running 10 s after {how}: {sorted(left)}"
     assert "Traceback" not in said and "leaked" not in said, said
+
+
+@pytest.fixture
+def not_dask(request):
+    """A listener that is not a Dask scheduler: one that accepts and says nothing, an HTTP
+    server (a dashboard's port given by mistake), or one that greets with a banner."""
+    import http.server
+    import socket
+    import threading
+
+    kind = request.param
+    if kind == "http":
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield kind, f"tcp://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        server.server_close()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def greet() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+    if kind == "banner":
+        threading.Thread(target=greet, daemon=True).start()
+    yield kind, f"tcp://127.0.0.1:{listener.getsockname()[1]}"  # silent: never accepts
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.parametrize("not_dask", ["silent", "http", "banner"], indirect=True)
+def test_an_address_that_does_not_answer_as_dask_is_one_line(tmp_path, not_dask):
+    import soundfile as sf
+
+    kind, address = not_dask
+    song = tmp_path / "a.flac"
+    sf.write(song, chord_signal(3.0, 22050), 22050)
+    result = _moodscope("predict", song, "--scheduler", address)  # bounded: 300 s
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    said = (
+        "answers, but not as a Dask scheduler"
+        if kind == "banner"
+        else ("does not answer as a Dask scheduler (nothing within 10 s")
+    )
+    assert lines[0].startswith(f"error: {address} {said}"), lines
+
+
+# -- workers that die: their files run again on the others ---------------------------------
+
+
+def dies_on_poison(item, context):
+    if item == "poison.mp3":
+        os._exit(9)  # a decoder that segfaults on this file, on every worker that reads it
+    return f"{item}: {context}"
+
+
+def test_a_file_that_kills_every_worker_is_its_own_error_and_the_run_ends():
+    """LocalCluster (local:2) with a worker killed before the first result, and one file
+    that kills each worker it reaches: Dask reruns the dead workers' tasks on the others and
+    gives the poison up after its allowed retries; every other file is done exactly once."""
+    from moodscope.backends import failure_message, open_backend, stream
+
+    items = ["poison.mp3"] + [f"{i:02d}.mp3" for i in range(10)]
+    with open_backend(scheduler="local:2") as backend:
+        backend.start("ok")
+        first = next(iter(backend.client.run(os.getpid).values()))
+        os.kill(first, signal.SIGKILL)
+        results = dict(stream(backend, dies_on_poison, items))
+    assert sorted(results) == sorted(items)
+    assert all(results[i] == f"{i}: ok" for i in items[1:])
+    error = failure_message("poison.mp3", results["poison.mp3"])
+    assert error.startswith("poison.mp3: every Dask worker that read it died"), error
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_worker_killed_mid_run_on_a_tcp_cluster_loses_nothing(
+    music, dask_cluster, tmp_path, resume
+):
+    from distributed import Client
+
+    from moodscope.inference.outputs import PredictionFile
+    from moodscope.inference.predictor import Prediction
+
+    address, _ = dask_cluster
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(4):
+        for src in music.glob("*.mp3"):
+            if src.name != "notes.mp3":
+                os.symlink(src, many / f"{i:02d}-{src.name}")
+    out = tmp_path / "moods.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    args = ["predict", many, "--format", "jsonl", "--output", out, "--scheduler", address]
+    if resume:  # an earlier run stopped after one file
+        earlier = PredictionFile(out, "jsonl", timeline=False)
+        first = sorted(str(p) for p in many.iterdir())[0]
+        earlier.add(Prediction(first, emotions={"calmness": 1.0}, top_emotion="calmness"))
+        earlier.close()
+        args.append("--resume")
+    with Client(address, timeout="30s") as client:
+        run = subprocess.Popen(
+            [BIN / "moodscope", *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while run.poll() is None and time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                os.kill(client.run(os.getpid, workers=busy[:1])[busy[0]], signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        assert busy, "no worker was busy to kill"
+        _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert "Traceback" not in err and "lost the Dask scheduler" not in err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in many.iterdir())
+    assert all("error" not in r for r in rows) and not partial.exists()
+    if resume:
+        assert "resuming: 1 file(s) already done" in err
+
+
+def test_a_local_cluster_from_a_plain_script_without_a_main_guard(tmp_path):
+    """``scheduler="local:2"`` at a script's top level: Dask's spawned workers do not run
+    the script again (no "bootstrapping phase" errors), and the script runs once."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.flac", chord_signal(3.0, 22050), 22050)
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import os, moodscope\n"
+        "print('top level of', os.getpid(), flush=True)\n"
+        "found = moodscope.predict('a.flac', scheduler='local:2')\n"
+        "print('predicted', [r.ok for r in found], flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("top level of")]) == 1, lines
+    assert "predicted [True]" in lines
+    assert "bootstrapping" not in done.stderr and "Traceback" not in done.stderr

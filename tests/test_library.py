@@ -21,8 +21,9 @@ from moodscope.demo import synth
 from moodscope.errors import ConfigError, LibraryError
 from moodscope.features.extract import file_digest
 from moodscope.inference import predictor as predict_module
+from moodscope.inference.identity import model_id
 from moodscope.inference.predictor import find_audio, load_model, predict
-from moodscope.library.index import (
+from moodscope.library import (
     FAILED,
     SKIPPED,
     TAGGED,
@@ -33,7 +34,6 @@ from moodscope.library.index import (
     find_by_mood,
     find_like,
     library_files,
-    model_id,
     mood_distance,
     playlist_m3u8,
     tag_files,
@@ -412,9 +412,9 @@ def test_cli_dry_run_and_options_passed_through(music, db, capsys, monkeypatch):
         seen.update(kwargs, files=files, model=model)
         return iter(())
 
-    import moodscope.library.index
+    import moodscope.library.tagging
 
-    monkeypatch.setattr(moodscope.library.index, "tag_files", fake)
+    monkeypatch.setattr(moodscope.library.tagging, "tag_files", fake)
     ckpt = db.parent / "m.ckpt"
     code, _, _ = run(["tag", music, "--workers", "3", "--scheduler", "tcp://10.0.0.1:8786",
                       "--force", "--model", ckpt, "--db", db], capsys)  # fmt: skip
@@ -840,7 +840,7 @@ def test_a_lock_timeout_is_one_error_naming_the_index(tmp_path):
 
 
 def test_a_failure_never_downgrades_a_result_another_run_wrote(tmp_path, db):
-    from moodscope.library.index import _finish
+    from moodscope.library.tagging import _finish
     from moodscope.library.tags import FileState
 
     folder = tmp_path / "library"
@@ -877,3 +877,22 @@ def test_cli_lock_timeout_is_one_error_line(tmp_path):
     assert "waiting for it to finish (at most 0.5 s)" in lines[0]
     assert lines[-1].startswith(f"error: {db}: another moodscope tag (process {os.getpid()})")
     assert "Traceback" not in proc.stderr and not db.exists()
+
+
+def test_names_the_index_module_held_before_the_split_still_import_from_it():
+    """Scripts written against ``moodscope.library.index`` (the README's old example, the
+    beets plugin) keep working: each moved name is the one the package exports."""
+    import moodscope.library as library
+    import moodscope.library.index as index
+    from moodscope.library.index import find_by_mood, find_like, playlist_m3u8, tag_files
+
+    assert (find_by_mood, find_like, playlist_m3u8, tag_files) == (
+        library.find_by_mood,
+        library.find_like,
+        library.playlist_m3u8,
+        library.tag_files,
+    )
+    for name in index._MOVED:
+        assert getattr(index, name) is not None, name
+    with pytest.raises(AttributeError, match="no_such_name"):
+        index.no_such_name  # noqa: B018

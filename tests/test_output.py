@@ -285,3 +285,58 @@ def test_cli_output_to_dev_stdout_keeps_stdout_for_the_results(tmp_path, write_a
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == [str(a)]
     assert "wrote /dev/stdout" in proc.stderr and not list(tmp_path.glob(".*"))
+
+
+# -- an output that would replace a song is refused before any work ------------------------
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "dot", "another song"])
+def test_an_output_that_is_a_song_is_refused_before_any_work(tmp_path, write_audio, capsys, how):
+    song = write_audio("song.wav", chord_signal(4.0))
+    other = write_audio("other.wav", chord_signal(4.0, seed=1))
+    before = {p: p.read_bytes() for p in (song, other)}
+    output = {
+        "same": song,
+        "symlink": tmp_path / "link.wav",
+        "hardlink": tmp_path / "moods.json",
+        "dot": tmp_path / "." / "song.wav",
+        # `predict --format json --output *.mp3`: the shell gave the first song to --output
+        "another song": other,
+    }[how]
+    if how == "symlink":
+        output.symlink_to(song)
+    if how == "hardlink":
+        os.link(song, output)
+    # A checkpoint that does not exist: had the model been loaded first, that would fail.
+    code, stdout, err = run(
+        ["predict", "--format", "json", "--output", output, song, "--model",
+         tmp_path / "missing.ckpt"], capsys,
+    )  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"error: --output {output}")
+    assert "Traceback" not in err and "missing.ckpt" not in err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_from_a_partial_that_is_not_json_lines_is_one_line(tmp_path, write_audio, capsys):
+    song = write_audio("song.wav", chord_signal(4.0))
+    out = tmp_path / "moods.json"
+    partial = tmp_path / "moods.json.partial"
+    for garbage in (b"path,top_emotion\nsong.wav,calmness\n", b"\xff\xfe\x00garbage\n", b"[1]\n"):
+        partial.write_bytes(garbage)
+        code, _, err = run(
+            ["predict", song, "--format", "json", "--output", out, "--resume"], capsys
+        )
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"error: {partial}: line 1 is not a moodscope result")
+        assert partial.read_bytes() == garbage and not out.exists()
+
+
+def test_a_long_cjk_name_can_be_the_output(tmp_path, write_audio, capsys):
+    song = write_audio("a.wav", chord_signal(4.0))
+    out = tmp_path / ("静" * 76 + ".json")  # 232 bytes: legal, the temporary name is not
+    code, _, err = run(["predict", song, "--format", "json", "--output", out], capsys)
+    assert code == 0, err
+    assert [r["path"] for r in json.loads(out.read_text())] == [str(song)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.wav", out.name])

@@ -241,3 +241,173 @@ def test_predicting_imports_only_what_inference_uses(write_audio):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# -- Ctrl-C, and the API from a plain script --------------------------------------------------
+
+
+def _cli() -> list[str]:
+    import sys
+    from pathlib import Path
+
+    return [str(Path(sys.executable).with_name("moodscope"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_keeps_the_partial_and_prints_the_resume_command(tmp_path, workers):
+    """SIGINT to the whole process group, as a terminal sends it: exit 130, no file's error,
+    the partial file kept, and the command it prints finishes the run."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import time
+
+    from test_backends import _synth_folder
+
+    folder = tmp_path / "music"
+    _synth_folder(folder, 24)
+    out = tmp_path / "moods.jsonl"
+    partial = tmp_path / "moods.jsonl.partial"
+    args = ["predict", str(folder), "--format", "jsonl", "--output", str(out), "--workers", workers]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(_cli() + args, stderr=err, cwd=tmp_path, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not (partial.is_file() and partial.read_text().count("\n") >= 2):
+                assert proc.poll() is None and time.monotonic() < deadline, "finished first"
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    said = (tmp_path / "stderr.txt").read_text()
+    assert code == 130, said
+    assert "KeyboardInterrupt" not in said and "Traceback" not in said and "failed" not in said
+    last = said.strip().splitlines()[-1]
+    saved = partial.read_text().count("\n")
+    assert last.startswith(f"interrupted: {saved} of 24 file(s) are saved in {partial}; ")
+    command = last.split("to finish, run: ", 1)[1]
+    assert shlex.split(command) == ["moodscope", *args, "--resume"]
+    assert not out.exists() and 2 <= saved < 24
+    again = subprocess.run(
+        _cli() + shlex.split(command)[1:], capture_output=True, text=True, cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {saved} file(s) already done" in again.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in folder.iterdir())
+
+
+def test_ctrl_c_with_one_worker_is_not_a_files_error(write_audio):
+    """In this process (``--workers 1``) a KeyboardInterrupt raised while a file is read
+    stops the run; it never becomes that file's error entry."""
+    from moodscope.inference import predictor
+
+    song = write_audio("a.wav", chord_signal(4.0))
+    with pytest.MonkeyPatch.context() as patch:
+
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        patch.setattr(predictor, "track_features", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            predict([song, song], use_cache=False)
+
+
+def test_an_empty_path_is_an_error_not_the_working_folder(tmp_path, capsys, monkeypatch):
+    from moodscope.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="an empty path"):
+        predict("")
+    with pytest.raises(ConfigError, match="an empty path"):
+        predict(["", "x.mp3"])
+    (tmp_path / "a.wav").write_bytes(b"")  # would be found, were "" the working folder
+    for command in (["predict", ""], ["tag", "", "--dry-run"]):
+        code, _, err = run(command, capsys)
+        assert code == 2 and "an empty path (an unset variable?)" in err, err
+        assert "a.wav" not in err
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_workers_must_be_a_whole_number_of_at_least_one(write_audio, bad):
+    from moodscope.errors import ConfigError
+
+    song = write_audio("a.wav", chord_signal(4.0))
+    with pytest.raises(ConfigError, match="workers must be a whole number >= 1"):
+        predict(song, workers=bad)
+
+
+def test_max_duration_nan_is_refused(write_audio):
+    from moodscope.errors import ConfigError
+
+    song = write_audio("a.wav", chord_signal(4.0))
+    (first,) = predict(song)  # cached now: the cache must not bypass the check
+    assert first.ok
+    for bad in (float("nan"), 0, -5.0):
+        with pytest.raises(ConfigError, match="max_duration"):
+            predict(song, max_duration=bad)
+
+
+def test_symlinked_subfolders_are_followed_and_loops_end(tmp_path):
+    from moodscope.audio.files import find_audio
+
+    disk2 = tmp_path / "disk2" / "X"
+    disk2.mkdir(parents=True)
+    (disk2 / "far.flac").write_bytes(b"")
+    music = tmp_path / "Music"
+    (music / "A").mkdir(parents=True)
+    (music / "A" / "near.flac").write_bytes(b"")
+    (music / "X").symlink_to(disk2)  # Music/X -> /mnt/disk2/X
+    (music / "A" / "up").symlink_to(music)  # a loop back to the top
+    (music / "Y").symlink_to(disk2)  # the same folder a second time
+    found = [p.relative_to(music) for p in find_audio(music)]
+    assert [str(p) for p in found] == ["A/near.flac", "X/far.flac"]
+    assert sorted(map(str, find_audio(music, resolve=True))) == sorted(
+        [str(disk2 / "far.flac"), str(music / "A" / "near.flac")]
+    )
+
+
+_PLAIN_SCRIPT = """\
+import os, sys
+print("top level of", os.getpid(), flush=True)
+import moodscope
+from moodscope.library.index import tag_files
+
+music = sys.argv[1]
+found = moodscope.predict(music, workers=2)
+print("predict", sorted(os.path.basename(r.path) for r in found if r.ok), flush=True)
+streamed = list(moodscope.predict_iter(music, workers=2))
+print("predict_iter", len([r for r in streamed if r.ok]), flush=True)
+done = list(tag_files([music], db=sys.argv[2], workers=2))
+print("tag_files", sorted(o.status for o in done), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_api_from_a_plain_script_without_a_main_guard(tmp_path):
+    """The README's calls pasted into a script with no ``if __name__ == "__main__":``: the
+    script runs once (workers never run it again), and tag_files does not wait for ever in
+    its own workers for the library lock it holds."""
+    import subprocess
+    import sys
+
+    from test_backends import _synth_folder
+
+    _synth_folder(tmp_path / "music", 3)
+    script = tmp_path / "plain.py"
+    script.write_text(_PLAIN_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "music"), str(tmp_path / "lib.sqlite")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("top level of")]) == 1, lines
+    assert "predict ['00.flac', '01.flac', '02.flac']" in lines
+    assert "predict_iter 3" in lines and "tag_files ['tagged', 'tagged', 'tagged']" in lines
+    assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr

@@ -23,13 +23,11 @@ from conftest import SR, chord_signal
 from live_server import start_server, stop_server
 from moodscope import EMOTIONS
 from moodscope.inference.predictor import load_model, predict
-from moodscope.service.app import (
-    RequestRejected,
-    ServiceConfig,
-    create_app,
-    public_without_token,
-    receive_upload,
-)
+from moodscope.service.admission import RequestRejected
+from moodscope.service.app import create_app
+from moodscope.service.config import ServiceConfig
+from moodscope.service.server import public_without_token
+from moodscope.service.uploads import receive_upload
 
 
 def _post(client, path: Path | None = None, *, name: str | None = None, data=None, **kw):
@@ -340,7 +338,7 @@ def test_public_address_without_token_warns():
 
 
 def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_path):
-    import moodscope.service.app as service
+    import moodscope.service.server as service
     from moodscope.cli import main
     from moodscope.service.config import DEFAULTS
 
@@ -756,7 +754,7 @@ def test_a_replaced_worker_takes_no_request_until_it_is_warm(
 ):
     """A worker killed at the time limit is replaced and warmed before it takes a request:
     meanwhile the queue goes to the warm worker, never to a cold start."""
-    from moodscope.service.app import Predictor
+    from moodscope.service.predictor import Predictor
 
     warm_one = Predictor._warm_worker
     warmed: list = []
@@ -814,7 +812,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_retry_after_follows_the_service_time_and_is_capped():
-    from moodscope.service.app import Admission
+    from moodscope.service.admission import Admission
 
     times: list[float | None] = [None]
     admission = Admission(ServiceConfig(workers=2, queue=0, retry_after_max=60), lambda: times[0])
@@ -1227,7 +1225,7 @@ def test_every_serve_command_in_the_docs_parses(tmp_path, monkeypatch):
     import re
     import shlex
 
-    import moodscope.service.app as service
+    import moodscope.service.server as service
     from moodscope.cli import main
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()

@@ -7,14 +7,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import tag_formats
 from conftest import SR, chord_signal
-from library_audio import FORMATS, decode_exact, encode, read_metadata, set_metadata
+from library_audio import COVER, FORMATS, decode_exact, encode, read_metadata, set_metadata
 from moodscope import EMOTIONS
 from moodscope.errors import TagError
 from moodscope.inference.predictor import Prediction
@@ -133,8 +135,11 @@ def test_id3v23_file_stays_v23_with_picards_and_quod_libets_mood_frames(song):
     assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
     assert read_tags(path).mood == p.top_emotion
     assert read_tags(path).previous_mood == ["Dreamy"]
-    remove_tags(path)
-    assert _v23_moods(path) == [("QuodLibet::mood", ["Dreamy"]), ("mood", ["Dreamy"])]
+    before = FileState.of(path)
+    write_tags(path, p)  # the same values: not rewritten
+    assert FileState.of(path) == before
+    remove_tags(path)  # the user's own frame comes back, and nothing it never had
+    assert _v23_moods(path) == [("MOOD", ["Dreamy"])]
     assert read_tags(path).mood == "Dreamy" and not read_tags(path).tagged
     assert ID3(path).version[:2] == (2, 3)
 
@@ -174,11 +179,13 @@ def test_retagging_is_idempotent_and_keeps_the_users_mood(song):
     assert read_tags(path).mood == "Happy"
 
 
-@pytest.mark.parametrize("ext", ["mp3", "flac", "m4a"])
+@pytest.mark.parametrize("ext", ["mp3", "mp3-id3v2.3", "flac", "m4a"])
 def test_a_withheld_mood_gives_way_to_the_users_own_or_none(song, ext):
     sure, unsure = prediction(6), prediction(6)
     sure.confidence, unsure.confidence = 0.8, 0.3
-    users = song(ext, mood="Happy")
+    ext, version = ("mp3", 3) if ext == "mp3-id3v2.3" else (ext, 4)
+    users = song(ext, mood="Happy", id3_version=version)  # v2.3: an Mp3tag-style TXXX:MOOD
+    fields = tag_formats.all_fields(users)
     write_tags(users, unsure, min_confidence=0.5)  # below: the user's mood stays
     tags = read_tags(users)
     assert tags.mood == "Happy" and tags.confidence == 0.3 and tags.emotions
@@ -189,6 +196,7 @@ def test_a_withheld_mood_gives_way_to_the_users_own_or_none(song, ext):
     assert read_tags(users).mood == "Happy"
     remove_tags(users)
     assert read_tags(users).mood == "Happy" and not read_tags(users).tagged
+    assert tag_formats.all_fields(users) == fields  # in its own frame, as it was
 
     bare = song(ext, name="bare")
     write_tags(bare, sure, min_confidence=0.5)
@@ -316,3 +324,215 @@ def test_labels_that_cannot_name_a_field():
         share_field("model")
     with pytest.raises(TagError):
         share_field("a b")
+
+
+# -- every format a library holds (tests/tag_formats.py) -------------------------------------
+
+MOOD_KEYS = {  # extension -> the raw key (as tag_formats.all_fields names it) of the mood
+    "wma": "WM/Mood",
+    "wv": "Mood",
+    "mpc": "Mood",
+    "tta": "TMOO",
+    "mp2": "TMOO",
+    "mp1": "TMOO",  # a layer II stream named .mp1: mutagen goes by the name, moodscope not
+    "spx": "mood",
+    "m4b": "----:com.apple.iTunes:MOOD",
+    "alac.m4a": "----:com.apple.iTunes:MOOD",
+    "aifc": "TMOO",
+    "dsf": "TMOO",
+}
+
+
+@pytest.mark.parametrize("ext", tag_formats.TAGGED)
+def test_every_other_format_is_tagged_in_its_own_tag_system_and_untagged_exactly(tmp_path, ext):
+    """The mood where Picard reads it (ASF WM/Mood, APEv2 Mood, ID3 TMOO, Vorbis MOOD, MP4's
+    freeform MOOD); untag leaves every field, the cover and the decoded audio as they were."""
+    path = tag_formats.make(tmp_path, ext)
+    tag_formats.set_user_metadata(path, mood="Dreamy")
+    fields, audio = tag_formats.all_fields(path), tag_formats.decode_exact(path)
+    p = prediction(7)
+    write_tags(path, p)
+    tags = read_tags(path)
+    assert tags.mood == p.top_emotion and tags.previous_mood == ["Dreamy"]
+    assert tags.emotions == {k: round(v, 3) for k, v in p.emotions.items()}
+    tagged = tag_formats.all_fields(path)
+    mood = tagged[MOOD_KEYS[ext]]
+    mood = mood[2] if isinstance(mood, tuple) else mood  # an ID3 frame: its text
+    assert [m.decode() if isinstance(m, bytes) else m for m in mood] == [p.top_emotion]
+    others = {k: v for k, v in fields.items() if k.lower() != MOOD_KEYS[ext].lower()}
+    assert {k: tagged[k] for k in others} == others  # title, artist, cover: as they were
+    assert np.array_equal(tag_formats.decode_exact(path), audio)
+    assert remove_tags(path) is not None
+    assert tag_formats.all_fields(path) == fields
+    assert np.array_equal(tag_formats.decode_exact(path), audio)
+
+
+@pytest.mark.parametrize("ext", sorted(tag_formats.UNTAGGED))
+def test_formats_that_carry_no_tags_are_refused_in_one_line(tmp_path, ext):
+    path = tag_formats.make(tmp_path, ext)
+    data = path.read_bytes()
+    with pytest.raises(TagError) as info:
+        write_tags(path, prediction())
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot be tagged: ") and "\n" not in message
+    assert tag_formats.UNTAGGED[ext] in message
+    assert remove_tags(path) is None  # untag: nothing of moodscope's can be there
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_not_music_prediction_writes_no_mood():
+    p = prediction()
+    p.music, p.not_music = False, "digital silence"
+    with pytest.raises(TagError, match=r"is not music \(digital silence\)"):
+        tag_values(p)
+
+
+def test_arousal_and_valence_are_written_when_the_prediction_has_them(song):
+    p = prediction(8)
+    p.arousal, p.valence = 0.25, -0.5
+    values = tag_values(p)
+    assert values["MOODSCOPE_AROUSAL"] == ("0.250",) and values["MOODSCOPE_VALENCE"] == ("-0.500",)
+    path = song("flac")
+    write_tags(path, p)
+    assert read_tags(path).emotions == {k: round(v, 3) for k, v in p.emotions.items()}
+    remove_tags(path)
+    assert not any(k.upper().startswith("MOODSCOPE_") for k in _raw_fields(path))
+
+
+# -- ID3: every frame of every version kept ----------------------------------------------------
+
+SORT_FRAMES = ("TSOP", "TSOA", "TSOT", "TSST", "TSO2", "TMOO", "TDRL", "TPRO")
+
+
+def _v23_with_sort_frames(path, mood_desc: str | None = "MOOD"):
+    """An ID3v2.3 tag as Picard's v2.3 mode and iTunes write it: sort frames and other
+    v2.4 frames kept in v2.3, the v2.3 date frames, and a TXXX:MOOD as Mp3tag writes it."""
+    from mutagen.id3 import ID3, IPLS, TXXX, TYER, Frames
+
+    tags = ID3(path, translate=False)
+    for frame_id in SORT_FRAMES:
+        text = "2001-02-03" if frame_id == "TDRL" else f"{frame_id.lower()} value"
+        tags.add(Frames[frame_id](encoding=1, text=[text]))
+    tags.add(TYER(encoding=1, text=["1999"]))
+    tags.add(IPLS(encoding=1, people=[["producer", "Someone"]]))
+    if mood_desc is not None:
+        tags.add(TXXX(encoding=1, desc=mood_desc, text=["Dreamy"]))
+    tags.save(path, v2_version=3)
+
+
+@pytest.mark.parametrize("mood_desc", ["MOOD", None])
+def test_id3v23_tag_and_untag_keep_every_frame_they_did_not_add(song, mood_desc):
+    path = song("mp3", id3_version=3)
+    _v23_with_sort_frames(path, mood_desc)
+    before = tag_formats.all_fields(path)
+    assert set(SORT_FRAMES) <= set(before)
+    p = prediction(9)
+    write_tags(path, p)
+    tagged = tag_formats.all_fields(path)
+    from mutagen.id3 import ID3
+
+    assert ID3(path).version[:2] == (2, 3)
+    mood_frame = "TXXX:MOOD" if mood_desc else "TMOO"  # a TMOO alone is the mood
+    kept = {k: v for k, v in before.items() if k != mood_frame}
+    assert {k: tagged[k] for k in kept} == kept  # the sort frames, TYER, IPLS, APIC
+    assert _v23_moods(path) == [("QuodLibet::mood", [p.top_emotion]), ("mood", [p.top_emotion])]
+    assert mood_frame not in tagged
+    assert read_tags(path).previous_mood == ["Dreamy" if mood_desc else "tmoo value"]
+    remove_tags(path)
+    assert tag_formats.all_fields(path) == before
+
+
+def test_id3v22_becomes_v23_with_every_frame_and_untag_leaves_it_so(song):
+    """mutagen cannot write ID3v2.2: the tag becomes v2.3 (which every reader of v2.2
+    reads), frame for frame, iTunes' sort frames included; untag removes only ours."""
+    from mutagen.id3 import ID3
+
+    path = song("mp3")
+    mp3 = path.read_bytes()[ID3(path).size :]
+    path.write_bytes(tag_formats.id3v22([(b"TT2", b"\x00Title"), (b"TP1", b"\x00Artist"),
+                              (b"TYE", b"\x001999"), (b"TSP", b"\x00Artist, The"),
+                              (b"TXX", b"\x00MOOD\x00Dreamy"),
+                              (b"PIC", b"\x00PNG\x03cover\x00" + COVER)]) + mp3)  # fmt: skip
+    before = tag_formats.all_fields(path)
+    assert ID3(path).version[:2] == (2, 2)
+    write_tags(path, prediction(10))
+    assert ID3(path).version[:2] == (2, 3)
+    assert read_tags(path).previous_mood == ["Dreamy"]
+    remove_tags(path)
+    after = tag_formats.all_fields(path)
+    assert set(after) == set(before) == {"TIT2", "TPE1", "TYER", "TSOP", "TXXX:MOOD", "APIC:cover"}
+    assert {k: after[k] for k in after if k != "APIC:cover"} == {
+        k: before[k] for k in before if k != "APIC:cover"
+    }
+    picture = ID3(path).getall("APIC")[0]
+    assert picture.mime == "image/png" and picture.data == COVER and picture.type == 3
+
+
+def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
+    """A tag chunk written right after an odd-sized data chunk without its pad byte sits one
+    byte off, where readers do not find it: refused in one line, the file untouched, however
+    often it is forced."""
+    n = 1001
+    samples = (128 + 50 * np.sin(np.arange(n) / 5)).astype(np.uint8).tobytes()
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 8000, 1, 8)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", n) + samples
+    path = tmp_path / "odd.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    data = path.read_bytes()
+    for _ in range(2):
+        with pytest.raises(TagError) as info:
+            write_tags(path, prediction())
+        assert "odd size" in str(info.value) and "\n" not in str(info.value)
+        assert path.read_bytes() == data
+    padded = tmp_path / "padded.wav"  # the same audio with its pad byte: tagged and readable
+    padded.write_bytes(data[:4] + struct.pack("<I", len(body) + 1) + data[8:] + b"\0")
+    p = prediction(11)
+    write_tags(padded, p)
+    assert read_tags(padded).mood == p.top_emotion
+    remove_tags(padded)
+    assert padded.read_bytes()[: len(data) + 1][8:] == (data + b"\0")[8:]
+
+
+def _header_only(path, ext: str) -> bytes:
+    """A Monkey's Audio or OptimFROG file as far as its tag is concerned: a header mutagen
+    accepts and 2 KiB standing in for the audio (nothing here encodes either format)."""
+    body = bytes(range(256)) * 8
+    if ext == "ape":
+        header = b"MAC " + struct.pack("<H", 3990) + bytes(50)
+        header += struct.pack("<IIIHHI", 73728, 100, 1, 16, 1, 44100)
+    else:
+        header = b"OFR " + struct.pack("<IIHBBI", 15, 44100, 0, 2, 0, 44100) + bytes(56)
+    path.write_bytes(header + body)
+    return header + body
+
+
+@pytest.mark.parametrize("ext", ["ape", "ofr"])
+def test_monkeys_audio_and_optimfrog_take_the_apev2_mood(tmp_path, ext):
+    path = tmp_path / f"song.{ext}"
+    audio = _header_only(path, ext)
+    tag_formats.set_user_metadata(path, mood="Dreamy")
+    fields = tag_formats.all_fields(path)
+    p = prediction(12)
+    write_tags(path, p)
+    assert tag_formats.all_fields(path)["Mood"] == [p.top_emotion]
+    assert path.read_bytes().startswith(audio)  # the tag follows the audio, untouched
+    remove_tags(path)
+    assert tag_formats.all_fields(path) == fields and path.read_bytes().startswith(audio)
+
+
+@pytest.mark.slow
+def test_tag_records_the_prediction_of_a_format_it_cannot_tag(tmp_path):
+    """`tag` on an AC-3 file: one failed line saying why, the prediction in the index."""
+    from moodscope.library.index import FAILED, LibraryIndex, tag_files
+
+    path = tag_formats.make(tmp_path, "ac3", seconds=4.0)
+    data = path.read_bytes()
+    db = tmp_path / "library.sqlite"
+    [outcome] = list(tag_files([path], db=db))
+    assert outcome.status == FAILED
+    assert outcome.error == f"{path}: cannot be tagged: {tag_formats.UNTAGGED_WHY['ac3']}"
+    with LibraryIndex(db) as index:
+        row = index.get(os.path.realpath(path))
+    assert row.top_emotion in EMOTIONS and row.emotions and row.tagged_at is None
+    assert path.read_bytes() == data

@@ -6,7 +6,9 @@ attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``moo
 ``moodscope_confidence`` (the chance that the top emotion is the listeners' dominant one)
 and ``moodscope_model``. They are media fields like beets' own: ``beet write`` (and
 ``modify``, an import that writes) puts them in the file whenever they differ from the
-file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO, MOODSCOPE_*). Query them as
+file's, in the fields ``moodscope tag`` writes (MOOD / ID3 TMOO / ASF WM/Mood, MOODSCOPE_*), in
+every format beets imports (MP3, MP4/M4A/ALAC, FLAC, Ogg, Opus, WAV, AIFF, DSF, WMA, WavPack,
+Monkey's Audio, Musepack). Query them as
 usual: ``beet ls mood:calmness``, ``beet ls mood_tension:0.3..``.
 
 ``beet moodscope [-f] [-p] [-q] [-w|-W] [-j N] [QUERY]``: ``-f/--force`` redoes items that
@@ -40,6 +42,7 @@ from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 from beets.ui import Subcommand, UserError, should_write
 from mediafile import (
+    ASFStorageStyle,
     MediaField,
     MP3DescStorageStyle,
     MP3StorageStyle,
@@ -50,6 +53,7 @@ from mediafile import (
 from moodscope.emotions import EMOTIONS
 from moodscope.errors import MoodscopeError
 from moodscope.library.tags import (
+    ASF_MOOD,
     CONFIDENCE_FIELD,
     ID3V23_MOOD,
     MODEL_FIELD,
@@ -108,14 +112,16 @@ class _OtherVersionFrameStyle(MP3StorageStyle):
 
 def _text_field(name: str, *, id3v23: bool) -> MediaField:
     """A media field stored as ``moodscope.library.tags`` stores ``name`` (MOOD: ID3v2.4 TMOO, the
-    ``ID3V23_MOOD`` frames in ID3v2.3; either is read from a file of the other version)."""
+    ``ID3V23_MOOD`` frames in ID3v2.3, either read from a file of the other version; ASF
+    ``WM/Mood``; Vorbis and APEv2 ``MOOD``)."""
     if name != MOOD_FIELD:
         id3 = [MP3DescStorageStyle(name)]
     elif id3v23:
         id3 = [_ExactDescStorageStyle(d) for d in ID3V23_MOOD] + [_OtherVersionFrameStyle("TMOO")]
     else:
         id3 = [MP3StorageStyle("TMOO")] + [_OtherVersionDescStyle(d) for d in ID3V23_MOOD]
-    return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name))
+    asf = ASFStorageStyle(ASF_MOOD if name == MOOD_FIELD else name)
+    return MediaField(*id3, MP4StorageStyle(MP4_FREEFORM + name), StorageStyle(name), asf)
 
 
 def _share_field(name: str) -> MediaField:
@@ -124,6 +130,7 @@ def _share_field(name: str) -> MediaField:
         MP3DescStorageStyle(name, **places),
         MP4StorageStyle(MP4_FREEFORM + name, **places),
         StorageStyle(name, **places),
+        ASFStorageStyle(name, **places),
         out_type=float,
     )
 
@@ -288,6 +295,11 @@ class MoodscopePlugin(BeetsPlugin):
             item = todo[prediction.path]
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
+                continue
+            if getattr(prediction, "music", True) is False:  # no mood for what is not music
+                if not quiet:
+                    reason = getattr(prediction, "not_music", None)
+                    self._log.info("{}: skipped: not music ({})", item, reason)
                 continue
             if prediction.truncated and not self.config["allow_damaged"].get(bool):
                 from moodscope.library.index import damaged_message

@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -96,21 +96,61 @@ def check_output(path: str | Path) -> Path:
     return output_target(path)[1]
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (device and inode, symlinks followed): the
+    same song reached through a symlink, a hard link or ``./``; False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def output_is_input(output: str | Path, inputs: Iterable[str | Path]) -> str | Path | None:
+    """The input that writing ``output`` would replace (``output`` is that very file, by
+    device and inode, or by the path it resolves to when it does not exist yet), else None."""
+    try:
+        st = os.stat(output)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return None  # written through (/dev/stdout, a FIFO): nothing is renamed over
+    real = os.path.realpath(output)
+    for given in inputs:
+        if (st is not None and same_file(output, given)) or os.path.realpath(given) == real:
+            return given
+    return None
+
+
 # -- writing -------------------------------------------------------------------------------
 
 _STALE = re.compile(r"^\..*\.moodscope-(\d+)-[^/]*\.tmp$")
 _SWEPT: set[str] = set()
 
 
+NAME_MAX = 255
+"""The longest file name (in bytes) that common file systems hold (ext4, XFS, btrfs, APFS)."""
+
+
 def temporary_path(target: str | Path) -> Path:
-    """A fresh temporary name beside ``target``, in the form stale copies are known by."""
+    """A fresh temporary name beside ``target``, in the form stale copies are known by, and
+    within :data:`NAME_MAX` bytes however long the target's own name is (a 76-character CJK
+    name is 232 bytes of UTF-8: it is shortened counted in bytes, not characters)."""
     target = Path(target)
-    token = secrets.token_hex(4)
-    return target.with_name(f".{target.name[:80]}.moodscope-{os.getpid()}-{token}.tmp")
+    suffix = f".moodscope-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    room = NAME_MAX - 1 - len(suffix)  # the leading dot
+    # Cut in bytes; a character cut in half stays as its bytes (surrogate escapes), which
+    # the file system takes as they are.
+    stem = os.fsdecode(os.fsencode(target.name)[:room])
+    return target.with_name(f".{stem}{suffix}")
 
 
 @contextmanager
-def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path,
+    *,
+    fsync: bool = True,
+    before_rename: Callable[[], None] | None = None,
+) -> Iterator[Path]:
     """A path to write the new content of ``path`` to (by name: soundfile, pyarrow, mutagen).
 
     For a regular file (see :func:`output_target`) it is a new, empty temporary file beside
@@ -119,6 +159,12 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     those an ordinary ``open()`` gives (0666 less the umask). For a device or FIFO it is the
     path itself, written in place. An ``OSError`` of its own (creating, fsyncing, renaming)
     becomes :class:`~moodscope.errors.OutputError`; the block's own errors pass unchanged.
+
+    ``before_rename`` is called after the copy is fsynced, the last moment before the
+    rename: an error it raises leaves the target as it is and removes the copy. A rewrite
+    of a file (tagging) checks there that the file is still the one it copied, so bytes
+    another program wrote into it meanwhile (a download finishing, another tagger, a slow
+    disk's late write) are never renamed away.
     """
     how, target = output_target(path)
     if how == WRITE_THROUGH:
@@ -141,6 +187,11 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot be written: {describe_os_error(exc)}") from exc
+        if before_rename is not None:
+            before_rename()
+        try:
             os.replace(tmp, target)
         except OSError as exc:
             raise OutputError(f"{path}: cannot be written: {describe_os_error(exc)}") from exc
@@ -252,9 +303,11 @@ __all__ = [
     "check_output",
     "describe_os_error",
     "file_digest",
+    "output_is_input",
     "output_target",
     "pid_alive",
     "remove_stale_temporaries",
+    "same_file",
     "temporary_path",
     "write_atomic",
     "write_text_atomic",

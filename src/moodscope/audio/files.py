@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from moodscope.audio.decode import AUDIO_EXTENSIONS
+from moodscope.errors import ConfigError
 
 
 def find_audio(paths: str | Path | Iterable[str | Path], *, resolve: bool = False) -> list[Path]:
@@ -21,6 +22,9 @@ def find_audio(paths: str | Path | Iterable[str | Path], *, resolve: bool = Fals
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    paths = list(paths)
+    if any(str(p) == "" for p in paths):  # Path("") is ".": the whole working folder
+        raise ConfigError("an empty path was given (an unset variable?); name a file or a folder")
     found: list[Path] = []
     for p in map(Path, paths):
         if os.path.isdir(p):  # False, not an error, for a path in a folder it cannot enter
@@ -33,13 +37,25 @@ def find_audio(paths: str | Path | Iterable[str | Path], *, resolve: bool = Fals
 
 
 def _audio_files_under(folder: Path) -> list[Path]:
+    """Symlinked subfolders are followed (``Music/X -> /mnt/disk2/X``), each real folder
+    once: a link back to a folder above it (a loop) or to one listed already adds nothing."""
     found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
 
     def unreadable(exc: OSError) -> None:
         if exc.filename is not None:
             found.append(Path(exc.filename))
 
-    for root, _dirs, files in os.walk(folder, onerror=unreadable):
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []  # its files are listed under the first path that reached it
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()  # the same path wins for a folder reached twice, run after run
         found += (
             path
             for path in (Path(root, f) for f in files)

@@ -90,8 +90,8 @@ class InlineBackend(Backend):
         future: Future = Future()
         try:
             future.set_result(fn(item, self.context))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-            future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)  # (Ctrl-C is not the item's error: it stops the run)
         return future
 
     def describe(self) -> str:
@@ -219,5 +219,8 @@ def failure_message(path: str, exc: BaseException) -> str:
     if isinstance(exc, MoodscopeError):
         return text if str(path) in text else f"{path}: {text}"
     if type(exc).__name__ == "KilledWorker":  # dask gave up after its workers died on it
-        return f"{path}: the Dask workers running it died ({text[:200]})"
+        return (
+            f"{path}: every Dask worker that read it died (killed, out of memory or a crash "
+            "in a decoder); given up after Dask's allowed retries"
+        )
     return f"{path}: {type(exc).__name__}: {text[:300]}"

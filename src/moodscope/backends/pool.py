@@ -131,6 +131,51 @@ def _short_socket_dir() -> None:
         return
 
 
+_NO_MAIN_LOCK = threading.Lock()
+_no_main_users = 0
+_get_preparation_data: Callable | None = None
+
+
+def _preparation_data(name: str) -> dict:
+    data = _get_preparation_data(name)
+    if _no_main_users:
+        # What a child runs before its target: without these it never executes the
+        # caller's main module (a script's top level, guarded by __main__ or not).
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+class callers_main_left_alone:  # noqa: N801 - used as a ``with`` block, like a function
+    """While open, worker processes that multiprocessing starts (this pool's, through the
+    forkserver; Dask's nannies, spawned) do not run the caller's main module.
+
+    multiprocessing runs it again in every child so that functions defined there can be
+    found, which turns a plain script that calls ``moodscope.predict(..., workers=2)`` at
+    its top level, without ``if __name__ == "__main__":``, into one that runs once per
+    worker (and a ``tag_files`` that waits in each worker for the library lock its own
+    parent holds). Every function moodscope runs in a worker lives in moodscope, so the
+    children need none of it. The cost: a function of the caller's main module cannot be
+    run on a pool (:func:`~moodscope.backends.stream` with such a ``fn``); put it in a module.
+    """
+
+    def __enter__(self):
+        global _no_main_users, _get_preparation_data
+        from multiprocessing import spawn
+
+        with _NO_MAIN_LOCK:
+            if _get_preparation_data is None:  # installed once, idle while nobody uses it
+                _get_preparation_data = spawn.get_preparation_data
+                spawn.get_preparation_data = _preparation_data
+            _no_main_users += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _no_main_users
+        with _NO_MAIN_LOCK:
+            _no_main_users -= 1
+
+
 def _call(fn: Callable, item: Any):
     return fn(item, _CONTEXT)
 
@@ -149,6 +194,7 @@ class ProcessBackend(Backend):
             raise ConfigError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._main_left_alone: callers_main_left_alone | None = None
 
     def start(self, context: Any) -> None:
         # A backend kept open across calls (predict(..., backend=...)) keeps its workers
@@ -165,10 +211,13 @@ class ProcessBackend(Backend):
         mp_context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
-        if _PRELOAD and "forkserver" in methods:  # no effect once the forkserver runs
+        if "forkserver" in methods:  # no effect once the forkserver runs
+            # Never "__main__" (multiprocessing's default): the caller's script stays its own.
             mp_context.set_forkserver_preload(list(_PRELOAD))
         _short_socket_dir()
         quiet_resource_tracker()
+        if self._main_left_alone is None:
+            self._main_left_alone = callers_main_left_alone().__enter__()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=mp_context,
@@ -194,10 +243,25 @@ class ProcessBackend(Backend):
                 process.kill()
         self.restart()
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, *, stop_running: bool = False) -> None:
+        """Shut the pool down: wait for the items that run now, or, ``stop_running``, kill
+        the workers running them (an interrupted or failed run: nobody wants them)."""
+        try:
+            if self._pool is not None:
+                if stop_running:
+                    for process in list((self._pool._processes or {}).values()):
+                        process.kill()
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+        finally:
+            if self._main_left_alone is not None:
+                self._main_left_alone.__exit__(None, None, None)
+                self._main_left_alone = None
+
+    def __exit__(self, exc_type, *exc) -> None:
+        # Ctrl-C, or an error that ends the run: a worker ignores SIGINT and would finish
+        # its file (minutes for a long one) before the run could stop.
+        self.close(stop_running=exc_type is not None)
 
     def describe(self) -> str:
         return f"{self.workers} local worker processes"

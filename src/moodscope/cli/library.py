@@ -23,6 +23,7 @@ from moodscope.cli.options import (
     FileRunOptions,
     MinConfidence,
     ModelPath,
+    audio_path,
     with_options,
 )
 
@@ -32,7 +33,9 @@ Db = typer.Option(
     help="Library index (SQLite); default $MOODSCOPE_DATA_DIR/library.sqlite, else "
     "$XDG_DATA_HOME/moodscope/library.sqlite or ~/.local/share/moodscope/library.sqlite.",
 )
-AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+AudioPaths = typer.Argument(
+    ..., help="Audio files or folders (searched recursively).", parser=audio_path
+)
 LockTimeout = typer.Option(
     None,
     "--lock-timeout",
@@ -44,7 +47,7 @@ LockTimeout = typer.Option(
 
 def _library_files(paths: list[Path]) -> list[str]:
     from moodscope.errors import ConfigError
-    from moodscope.library.index import library_files
+    from moodscope.library.tagging import library_files
 
     files = library_files(paths)
     if not files:
@@ -74,14 +77,8 @@ def tag(
     """Write mood tags into audio files and record them in the library index (resumable);
     with --min-confidence the mood field only where it is earned (shares and confidence
     always)."""
-    from moodscope.library.index import (
-        FAILED,
-        SKIPPED,
-        TAGGED,
-        WOULD_TAG,
-        default_db_path,
-        tag_files,
-    )
+    from moodscope.library.index import default_db_path
+    from moodscope.library.tagging import FAILED, SKIPPED, TAGGED, WOULD_TAG, tag_files
     from moodscope.library.tags import mood_earned
 
     files = _library_files(paths)
@@ -144,7 +141,7 @@ def untag(
     lock_timeout: Optional[float] = LockTimeout,
 ) -> None:
     """Remove exactly the tags moodscope wrote (a mood the file had before comes back)."""
-    from moodscope.library.index import FAILED, SKIPPED, UNTAGGED, untag_files
+    from moodscope.library.tagging import FAILED, SKIPPED, UNTAGGED, untag_files
 
     files = _library_files(paths)
     counts: Counter = Counter()

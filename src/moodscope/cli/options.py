@@ -28,6 +28,14 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def audio_path(value: str) -> Path:
+    """An audio file or folder argument; ``""`` (an unset shell variable) is refused, not
+    read as ``.``, the whole working folder."""
+    if value == "":
+        raise typer.BadParameter("an empty path (an unset variable?); name a file or a folder")
+    return Path(value)
+
+
 def check_scheduler(value: Optional[str]) -> Optional[str]:
     if value is None or value == "" or _SCHEDULER.match(value):
         return value or None

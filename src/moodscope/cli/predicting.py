@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,10 +14,13 @@ from moodscope.cli.console import out, prediction_table, progress_bar, say
 from moodscope.cli.options import (
     FileRunOptions,
     ModelPath,
+    audio_path,
     with_options,
 )
 
-AudioPaths = typer.Argument(..., help="Audio files or folders (searched recursively).")
+AudioPaths = typer.Argument(
+    ..., help="Audio files or folders (searched recursively).", parser=audio_path
+)
 
 
 @with_options
@@ -31,30 +36,42 @@ def predict(
     ),
 ) -> None:
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
-    from moodscope.inference.batch import PredictionRun
+    from moodscope.inference.batch import OutputIsInput, PredictionRun
 
-    job = PredictionRun(
-        paths,
-        fmt=fmt,
-        output=output,
-        model=model,
-        timeline=timeline,
-        resume=resume,
-        max_duration=run.max_duration,
-    )
+    try:
+        job = PredictionRun(
+            paths,
+            fmt=fmt,
+            output=output,
+            model=model,
+            timeline=timeline,
+            resume=resume,
+            max_duration=run.max_duration,
+        )
+    except OutputIsInput as exc:  # a usage error: nothing was read or written
+        say(exc, prefix="error:")
+        raise typer.Exit(2) from None
     if job.resumed:
         say(f"resuming: {job.resumed} file(s) already done in {job.sink.partial}")
     table = fmt == "table" and output is None
     results = []
-    with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
-        for r in job.run(
-            workers=run.workers,
-            scheduler=run.scheduler,
-            progress=update,
-            exact=run.exact,
-        ):
-            if table:  # the other formats are written as they come
-                results.append(r)
+    running = None
+    try:
+        with progress_bar("predict", len(job.todo), show=len(job.todo) > 1) as update:
+            running = job.run(
+                workers=run.workers,
+                scheduler=run.scheduler,
+                progress=update,
+                exact=run.exact,
+            )
+            for r in running:
+                if table:  # the other formats are written as they come
+                    results.append(r)
+    except KeyboardInterrupt:  # Ctrl-C: stop now, keep what is done, say how to go on
+        if running is not None:
+            running.close()  # the workers stopped and the partial file closed first
+        say(_interrupted(job))
+        raise typer.Exit(130) from None
     if output is not None:  # on stderr when the output is /dev/stdout, a FIFO, a device
         say(f"wrote {output}", err=job.sink.write_through)
     elif table:
@@ -67,3 +84,22 @@ def predict(
     )
     if job.failed:
         raise typer.Exit(1)
+
+
+def _interrupted(job) -> str:
+    """What an interrupted run kept, and the command that finishes it."""
+    total = len(job.files)
+    if job.sink is None or job.sink.partial is None:
+        return "interrupted; nothing was saved to resume from (write to --output FILE for that)"
+    saved = len(job.sink.done)
+    if not job.sink.partial.is_file():
+        return f"interrupted before any of {total} file(s) was done; nothing to resume"
+    args = sys.argv[1:]
+    if "predict" in args:
+        again = shlex.join(["moodscope", *args, *([] if "--resume" in args else ["--resume"])])
+    else:  # called as a function (tests, a host program): no command line to echo
+        again = "the same command with --resume"
+    return (
+        f"interrupted: {saved} of {total} file(s) are saved in {job.sink.partial}; "
+        f"to finish, run: {again}"
+    )

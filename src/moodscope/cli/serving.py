@@ -111,7 +111,7 @@ def serve(
     """Serve the HTTP API (/v1, docs at /docs), the web page (/), the probes (/healthz,
     /readyz) and Prometheus /metrics with uvicorn."""
     try:
-        from moodscope.service.app import serve as run_service
+        from moodscope.service.server import serve as run_service
     except ImportError as exc:
         raise MoodscopeError(
             f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from moodscope.audio.decode import MAX_DURATION
+from moodscope.atomic import check_output, output_is_input
+from moodscope.audio.decode import AUDIO_EXTENSIONS, MAX_DURATION
 from moodscope.backends import Backend, BackendLost
 from moodscope.errors import ConfigError
 from moodscope.inference.outputs import PredictionFile, check_format, render
@@ -55,15 +56,19 @@ class PredictionRun:
         self.output = Path(output) if output is not None else None
         # The output first: a folder (or anything else it cannot be) is refused before any
         # file is searched or the model loaded; nothing is created until a result comes.
+        if self.output is not None:
+            check_output(self.output)
+        paths = list(paths)
+        self.files = [str(f) for f in find_audio(paths)]
+        if not self.files:
+            raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
+        if self.output is not None:
+            _check_not_an_input(self.output, self.files)
         self.sink = (
             PredictionFile(self.output, self.fmt, timeline=timeline, resume=resume)
             if self.output is not None
             else None
         )
-        paths = list(paths)
-        self.files = [str(f) for f in find_audio(paths)]
-        if not self.files:
-            raise ConfigError(f"no audio files found in {', '.join(map(str, paths))}")
         self.model = load_model(model)
         self.resumed = self.sink.resumed if self.sink is not None else 0
         done = self.sink.done if self.sink is not None else set()
@@ -130,4 +135,25 @@ class PredictionRun:
         return sorted(results, key=lambda r: rank.get(r.path, len(rank)))
 
 
-__all__ = ["PredictionRun"]
+class OutputIsInput(ConfigError):
+    """``--output`` names one of the files to read, or another audio file: writing results
+    there would replace a song. Refused before any work (the CLI's exit code 2)."""
+
+
+def _check_not_an_input(output: Path, files: list[str]) -> None:
+    for name in (output, output.with_name(output.name + ".partial")):
+        song = output_is_input(name, files)
+        if song is not None:
+            same = "" if str(song) == str(name) else f" (the same file as {song})"
+            raise OutputIsInput(
+                f"--output {name} is one of the audio files to predict{same}; "
+                "give a new file for the results (e.g. moods.json)"
+            )
+    if output.suffix.lower() in AUDIO_EXTENSIONS and output.exists():
+        raise OutputIsInput(
+            f"--output {output} is an audio file; results are written as JSON or CSV, "
+            "never over a song: give a new file for them (e.g. moods.json)"
+        )
+
+
+__all__ = ["OutputIsInput", "PredictionRun"]

@@ -174,8 +174,17 @@ class PredictionFile:
                 lines.close()
 
     def _read(self) -> Iterable[Prediction]:
-        for line in self._lines():
-            yield Prediction.from_dict(json.loads(line))
+        number = 1  # the line being read (a line that is not UTF-8 fails before it is whole)
+        try:
+            for line in self._lines():
+                prediction = Prediction.from_dict(json.loads(line))
+                yield prediction
+                number += 1
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise OutputError(
+                f"{self.partial}: line {number} is not a moodscope result (JSON lines), so the "
+                "run cannot be resumed from it; move the file away to start over"
+            ) from None
 
     def add(self, prediction: Prediction) -> None:
         """Record one finished prediction (flushed at once, so a crash keeps it)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from moodscope.atomic import bytes_digest
 from moodscope.audio.decode import MAX_DURATION
+from moodscope.audio.decode import _check_max_duration as check_max_duration
 from moodscope.audio.files import find_audio
 from moodscope.backends import (
     Backend,
@@ -406,6 +407,7 @@ def _stream_predictions(
     """The number of files, and ``(input index, Prediction)`` pairs as they finish."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    check_max_duration(max_duration)  # here, once: a cached result would not check it
     files = [str(p) for p in find_audio(paths)]
     trained = load_model(model)
     if use_cache:  # checked once here: one warning line, and workers that do not retry

@@ -1,16 +1,203 @@
-"""Finding music in the index by mood, as ``moodscope find`` does it: one query (a mood, or
-"like this track"), its checks, and the matches as JSON or an M3U8 playlist."""
+"""Finding music in the library index by mood, as ``moodscope find`` does it: the tracks with
+most of one emotion, or those whose mood is nearest a given track's, and the matches as JSON
+or an M3U8 playlist."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from moodscope.errors import ConfigError
-from moodscope.library.index import Match, default_db_path, find_by_mood, find_like, playlist_m3u8
+import numpy as np
+
+from moodscope.emotions import EMOTIONS, factor_shares, top_factor
+from moodscope.errors import ConfigError, LibraryError
+from moodscope.library.index import LibraryIndex, check_min_confidence, default_db_path
 
 FIND_FORMATS = ("table", "json", "m3u8")
+
+
+@dataclass
+class Match:
+    """A track found in the index, with the emotion's ``share`` (:func:`find_by_mood`) or
+    its mood ``distance`` to the given track (:func:`find_like`; 0 = the same mood)."""
+
+    path: str
+    top_emotion: str
+    emotions: dict[str, float]
+    duration: float | None
+    model: str
+    share: float | None = None
+    distance: float | None = None
+    confidence: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"path": self.path}
+        if self.share is not None:
+            out["share"] = round(self.share, 6)
+        if self.distance is not None:
+            out["distance"] = round(self.distance, 6)
+        factors = factor_shares(self.emotions)
+        out.update(
+            top_emotion=self.top_emotion,
+            confidence=self.confidence,
+            emotions=self.emotions,
+            top_factor=top_factor(factors),
+            factors={k: round(v, 6) for k, v in factors.items()},
+            duration=self.duration,
+            model=self.model,
+        )
+        return out
+
+
+DEFAULT_LIMIT = 20
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be >= 1, got {limit}")
+
+
+def find_by_mood(
+    emotion: str,
+    *,
+    min_share: float | None = None,
+    limit: int | None = None,
+    db: str | Path | None = None,
+    min_confidence: float | None = None,
+) -> list[Match]:
+    """The indexed tracks with the highest share of ``emotion``, highest first.
+
+    Parameters
+    ----------
+    emotion : str
+        One of the model's labels (the nine GEMS emotions for the shipped model).
+    min_share : float, optional
+        Only tracks whose share is at least this (0-1); then ``limit`` defaults to all.
+    limit : int, optional
+        At most this many (default 20 without ``min_share``).
+    min_confidence : float, optional
+        Only tracks whose prediction's confidence is at least this (0-1); tracks without a
+        confidence (an uncalibrated model) are then left out.
+    """
+    _check_limit(limit)
+    check_min_confidence(min_confidence)
+    if min_share is not None and not 0.0 <= min_share <= 1.0:
+        raise ConfigError(f"--min is a share between 0 and 1, got {min_share}")
+    if limit is None and min_share is None:
+        limit = DEFAULT_LIMIT
+    with LibraryIndex(db, readonly=True) as index:
+        if emotion not in EMOTIONS and emotion not in index.labels():
+            known = index.labels() or list(EMOTIONS)
+            raise ConfigError(f"unknown emotion {emotion!r}; choose one of {', '.join(known)}")
+        sql = (
+            "SELECT path, json_extract(emotions, ?) AS share, top_emotion, emotions, duration, "
+            f"model, {index._confidence} AS conf FROM tracks "
+            "WHERE emotions IS NOT NULL AND share IS NOT NULL"
+        )
+        params: list = [f'$."{emotion}"']
+        if min_share is not None:
+            sql += " AND share >= ?"
+            params.append(min_share)
+        if min_confidence is not None:
+            sql += " AND conf >= ?"
+            params.append(min_confidence)
+        sql += " ORDER BY share DESC, path"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        found = index._query(sql, tuple(params))
+    return [
+        Match(p, t, json.loads(e), d, m, share=float(share), confidence=c)
+        for p, share, t, e, d, m, c in found
+    ]
+
+
+def mood_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon distance (base 2: 0 = the same distribution, 1 = disjoint) between
+    ``p`` [shape=(n_labels,)] and each row of ``q`` [shape=(n, n_labels)]."""
+    p = np.asarray(p, np.float64)[None, :]
+    q = np.atleast_2d(np.asarray(q, np.float64))
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / b), 0.0)
+        return terms.sum(axis=1)
+
+    return np.sqrt(np.clip((kl(p, m) + kl(q, m)) / 2, 0.0, 1.0))
+
+
+def find_like(
+    track: str | Path,
+    *,
+    limit: int | None = None,
+    db: str | Path | None = None,
+    model=None,
+    min_confidence: float | None = None,
+) -> list[Match]:
+    """The indexed tracks whose emotion distribution is nearest ``track``'s ("more like
+    this", by mood), nearest first; ``track`` itself is left out.
+
+    ``track``'s distribution comes from the index, or is predicted (with ``model``) when
+    it is not there; ``min_confidence`` keeps only tracks whose confidence reaches it.
+    """
+    _check_limit(limit)
+    check_min_confidence(min_confidence)
+    limit = limit or DEFAULT_LIMIT
+    query_path = os.path.realpath(track)
+    with LibraryIndex(db, readonly=True) as index:
+        row = index.get(query_path)
+        if row is not None and row.emotions is not None:
+            query = row.emotions
+        else:
+            from moodscope.inference.predictor import predict_iter
+
+            (prediction,) = list(predict_iter([track], model))
+            if not prediction.ok:
+                raise LibraryError(prediction.error)
+            query = prediction.emotions
+        sql = (
+            f"SELECT path, top_emotion, emotions, duration, model, {index._confidence} AS conf "
+            "FROM tracks WHERE emotions IS NOT NULL AND path != ?"
+        )
+        params: tuple = (query_path,)
+        if min_confidence is not None:
+            sql += " AND conf >= ?"
+            params += (min_confidence,)
+        found = index._query(sql, params)
+    if not found:
+        return []
+    labels = list(query)
+    candidates = [json.loads(e) for _, _, e, _, _, _ in found]
+    matrix = np.array([[c.get(label, 0.0) for label in labels] for c in candidates])
+    distances = mood_distance(np.array([query[label] for label in labels]), matrix)
+    order = sorted(range(len(found)), key=lambda i: (distances[i], found[i][0]))[:limit]
+    return [
+        Match(
+            path,
+            top,
+            candidates[i],
+            duration,
+            model_id,
+            distance=float(distances[i]),
+            confidence=conf,
+        )
+        for i in order
+        for path, top, _, duration, model_id, conf in [found[i]]
+    ]
+
+
+def playlist_m3u8(matches: Iterable[Match]) -> str:
+    """An extended M3U playlist (UTF-8) of ``matches`` with absolute paths, in order."""
+    lines = ["#EXTM3U"]
+    for m in matches:
+        seconds = int(round(m.duration)) if m.duration is not None else -1
+        lines += [f"#EXTINF:{seconds},{Path(m.path).stem}", m.path]
+    return "\n".join(lines) + "\n"
 
 
 def find_tracks(
@@ -55,4 +242,15 @@ def render_matches(matches: Sequence[Match], fmt: str) -> str:
     raise ConfigError("a table of matches is the command line's to draw; use json or m3u8")
 
 
-__all__ = ["FIND_FORMATS", "check_find_format", "find_tracks", "render_matches"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "FIND_FORMATS",
+    "Match",
+    "check_find_format",
+    "find_by_mood",
+    "find_like",
+    "find_tracks",
+    "mood_distance",
+    "playlist_m3u8",
+    "render_matches",
+]

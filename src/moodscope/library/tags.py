@@ -1,11 +1,17 @@
 """Mood tags in audio files, written so that a file is never damaged.
 
-The top emotion goes in the field players read (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:mood`` and
-``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``), each share,
-the confidence and the model in ``MOODSCOPE_*`` user fields; with a ``min_confidence`` the
-mood field is written only where the confidence reaches it (a mood the user had stays). A
-file is rewritten as a copy beside it that is tagged, flushed and renamed over the original,
+The top emotion goes in the field players read, in the container's own tag system with the
+names MusicBrainz Picard uses (ID3v2.4 ``TMOO``, ID3v2.3 ``TXXX:mood`` and
+``TXXX:QuodLibet::mood``, Vorbis ``MOOD``, MP4 ``----:com.apple.iTunes:MOOD``, ASF ``WM/Mood``,
+APEv2 ``Mood``), each share, the confidence and the model in ``MOODSCOPE_*`` user fields;
+with a ``min_confidence`` the mood field is written only where the confidence reaches it (a
+mood the user had stays, and ``untag`` puts it back in the very fields it was in). A file
+is rewritten as a copy beside it that is tagged, flushed and renamed over the original,
 so at any instant it is either the old file or the new one.
+
+ID3 tags are rewritten frame for frame in the version the file has (frames that version does
+not define, such as the sort frames iTunes writes into ID3v2.3, are kept); an ID3v2.2 tag,
+which mutagen cannot write, becomes ID3v2.3, the version every reader of ID3v2.2 also reads.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +37,13 @@ PREVIOUS_MOOD_FIELD = "MOODSCOPE_PREVIOUS_MOOD"
 """A mood the file had before moodscope replaced it; ``untag`` puts it back."""
 CONFIDENCE_FIELD = "MOODSCOPE_CONFIDENCE"
 """The chance that the top emotion is the listeners' dominant one (absent: not calibrated)."""
+AROUSAL_FIELD = "MOODSCOPE_AROUSAL"
+VALENCE_FIELD = "MOODSCOPE_VALENCE"
+"""Arousal and valence in [-1, 1], written when the prediction has them."""
+PREVIOUS_MOOD_KEYS_FIELD = "MOODSCOPE_PREVIOUS_MOOD_KEYS"
+"""Where the user's mood was, when it was not in the fields moodscope writes (an ID3v2.3
+``TXXX:MOOD`` as Mp3tag writes it, with its text encoding: ``TXXX:MOOD|1``; an APEv2
+``MOOD``), ``;`` between them: ``untag`` puts it back there."""
 SHARE_DECIMALS = 3
 """Shares are written as ``0.412``."""
 
@@ -41,7 +55,26 @@ and Quod Libet's own ``QuodLibet::mood`` (it reads TMOO, or TXXX named ``QuodLib
 MP4_FREEFORM = "----:com.apple.iTunes:"
 """The freeform atom namespace iTunes, foobar2000 and Mp3tag use for user fields."""
 
-_RESERVED = {MODEL_FIELD, PREVIOUS_MOOD_FIELD, CONFIDENCE_FIELD}
+ASF_MOOD = "WM/Mood"
+"""The mood attribute of ASF (WMA) files, as Windows Media Player and Picard name it."""
+APE_MOOD = "Mood"
+"""The mood item of APEv2 tags (WavPack, Monkey's Audio, Musepack, TAK, OptimFROG); APEv2
+keys are case-insensitive, Picard writes this case."""
+
+_RESERVED = {
+    MODEL_FIELD,
+    PREVIOUS_MOOD_FIELD,
+    PREVIOUS_MOOD_KEYS_FIELD,
+    CONFIDENCE_FIELD,
+    AROUSAL_FIELD,
+    VALENCE_FIELD,
+}
+
+_UNTAGGABLE = {  # mutagen's class -> why moodscope writes no tags into it
+    "AAC": "raw AAC (ADTS) streams carry no tags that players read (an .m4a does)",
+    "AC3": "AC-3 and E-AC-3 streams carry no tags that players read",
+    "DSDIFF": "DSDIFF (.dff) defines no tag chunk (DSF does)",
+}
 
 
 def share_field(label: str) -> str:
@@ -63,6 +96,9 @@ def mood_earned(prediction, min_confidence: float | None) -> bool:
 def tag_values(prediction, *, min_confidence: float | None = None) -> dict[str, tuple[str, ...]]:
     """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by
     name; MOOD is left out where :func:`mood_earned` says no."""
+    if getattr(prediction, "music", True) is False:
+        reason = getattr(prediction, "not_music", None)
+        raise TagError(prediction.path, f"is not music ({reason}); no mood to write")
     if prediction.error is not None or not prediction.emotions:
         raise TagError(prediction.path, f"has no prediction to write ({prediction.error})")
     values = {}
@@ -72,6 +108,10 @@ def tag_values(prediction, *, min_confidence: float | None = None) -> dict[str, 
         values[share_field(label)] = (f"{share:.{SHARE_DECIMALS}f}",)
     if prediction.confidence is not None:
         values[CONFIDENCE_FIELD] = (f"{prediction.confidence:.{SHARE_DECIMALS}f}",)
+    for name, attribute in ((AROUSAL_FIELD, "arousal"), (VALENCE_FIELD, "valence")):
+        value = getattr(prediction, attribute, None)
+        if value is not None:
+            values[name] = (f"{value:.{SHARE_DECIMALS}f}",)
     values[MODEL_FIELD] = (prediction.model or "unknown",)
     return values
 
@@ -115,23 +155,28 @@ class MoodTags:
 
 
 class _ID3Fields:
-    """ID3v2 (MP3, WAV and AIFF ID3 chunks): TMOO in v2.4, the :data:`ID3V23_MOOD` TXXX frames
-    in v2.3 (read: any TXXX named ``mood`` in any case, or ``QuodLibet::mood``), TXXX user
-    fields. The file's own version is kept."""
+    """ID3v2 (MP3, MP2, TTA, WAV, AIFF and DSF): TMOO in v2.4, the :data:`ID3V23_MOOD` TXXX
+    frames in v2.3 and v2.2 (read: any TXXX named ``mood`` in any case, or
+    ``QuodLibet::mood``), TXXX user fields. The tag is read untranslated and written back in
+    its own version, so every frame moodscope does not write stays as it was."""
 
     def __init__(self, tags):
         self.tags = tags
-        self.v23 = tuple(tags.version[:2]) == (2, 3)
+        self.version = tuple(tags.version[:2])
+        self.v23 = self.version < (2, 4)
 
     def _key(self, name: str) -> str:
         return "TMOO" if name == MOOD_FIELD and not self.v23 else f"TXXX:{name}"
 
     def _v23_mood_frames(self) -> list:
-        """The TXXX frames that hold the mood in a v2.3 tag, ``mood`` (any case) first."""
+        """The frames that hold the mood in a v2.3 (or v2.2) tag: TXXX ``mood`` (any case)
+        first, then ``QuodLibet::mood``; without these, a TMOO put there off the standard
+        (beside them it is left alone, as any other frame)."""
         frames = self.tags.getall("TXXX")
-        return [f for f in frames if f.desc.lower() == "mood"] + [
+        frames = [f for f in frames if f.desc.lower() == "mood"] + [
             f for f in frames if f.desc.lower() == ID3V23_MOOD[1].lower()
         ]
+        return frames or self.tags.getall("TMOO")
 
     def names(self) -> list[str]:
         moods = {d.lower() for d in ID3V23_MOOD} if self.v23 else set()
@@ -139,7 +184,7 @@ class _ID3Fields:
             MOOD_FIELD if frame.desc.lower() in moods else frame.desc
             for frame in self.tags.getall("TXXX")
         ]
-        if not self.v23 and self.tags.getall("TMOO"):
+        if self.tags.getall("TMOO"):
             names.append(MOOD_FIELD)
         return list(dict.fromkeys(names))
 
@@ -149,37 +194,60 @@ class _ID3Fields:
             return tuple(str(t) for t in frames[0].text) if frames else ()
         return tuple(str(t) for frame in self.tags.getall(self._key(name)) for t in frame.text)
 
-    def stale(self, name: str, values: tuple[str, ...]) -> bool:
-        """Whether ``name`` holds ``values`` but not in the frames :meth:`set` writes (a v2.3
-        mood under ``TXXX:MOOD`` only, as moodscope wrote it before Picard's convention)."""
-        if name != MOOD_FIELD or not self.v23:
-            return False
-        found = sorted((f.desc, tuple(map(str, f.text))) for f in self._v23_mood_frames())
-        return found != sorted((desc, values) for desc in ID3V23_MOOD)
+    def mood_keys(self) -> tuple[str, ...]:
+        """The frames holding the mood now, as hash key and text encoding
+        (``TXXX:MOOD|0``: ISO-8859-1), so that the user's come back as they were."""
+        frames = self._v23_mood_frames() if self.v23 else self.tags.getall("TMOO")
+        return tuple(f"{f.HashKey}|{int(f.encoding)}" for f in frames)
 
-    def set(self, name: str, values: tuple[str, ...]) -> None:
+    def own_mood_keys(self) -> tuple[str, ...]:
+        """The frames :meth:`set` writes the mood in (see :meth:`mood_keys`)."""
+        keys = [f"TXXX:{d}" for d in ID3V23_MOOD] if self.v23 else ["TMOO"]
+        return tuple(f"{key}|{int(self._encoding())}" for key in keys)
+
+    def _encoding(self):
+        from mutagen.id3 import Encoding
+
+        return Encoding.UTF16 if self.v23 else Encoding.UTF8
+
+    def stale(self, name: str, values: tuple[str, ...], keys=None) -> bool:
+        """Whether ``name`` holds ``values`` but not in the frames it belongs in: the user's
+        mood back in its own frames (``keys``), else the frames :meth:`set` writes (a v2.3
+        mood under ``TXXX:MOOD`` only, as moodscope wrote it before Picard's convention)."""
+        if name != MOOD_FIELD:
+            return False
+        found = sorted((key, self.get(MOOD_FIELD)) for key in self.mood_keys())
+        return found != sorted((key, values) for key in (keys or self.own_mood_keys()))
+
+    def set(self, name: str, values: tuple[str, ...], keys=None) -> None:
         from mutagen.id3 import TMOO, TXXX, Encoding
 
         self.delete(name)
-        encoding = Encoding.UTF16 if self.v23 else Encoding.UTF8
-        if self._key(name) == "TMOO":
-            self.tags.add(TMOO(encoding=encoding, text=list(values)))
-        elif name == MOOD_FIELD:
-            for desc in ID3V23_MOOD:
-                self.tags.add(TXXX(encoding=encoding, desc=desc, text=list(values)))
-        else:
-            self.tags.add(TXXX(encoding=encoding, desc=name, text=list(values)))
+        if name != MOOD_FIELD:
+            self.tags.add(TXXX(encoding=self._encoding(), desc=name, text=list(values)))
+            return
+        for key in keys or self.own_mood_keys():
+            key, _, encoding = key.rpartition("|")
+            encoding = Encoding(int(encoding)) if encoding.isdigit() else self._encoding()
+            if key == "TMOO":
+                self.tags.add(TMOO(encoding=encoding, text=list(values)))
+            elif key.startswith("TXXX:"):
+                self.tags.add(TXXX(encoding=encoding, desc=key[5:], text=list(values)))
 
     def delete(self, name: str) -> None:
         if name == MOOD_FIELD and self.v23:
             for frame in self._v23_mood_frames():
                 del self.tags[frame.HashKey]
+        elif name == MOOD_FIELD:
+            self.tags.delall("TMOO")
         else:
             self.tags.delall(self._key(name))
 
     def save(self, audio) -> None:
-        if self.v23:
-            self.tags.update_to_v23()  # frames were read as v2.4; write them back as v2.3
+        if self.version < (2, 3):  # mutagen writes v2.3 and v2.4 only; v2.3 is read by all
+            for picture in self.tags.getall("APIC"):  # ID3v2.2 PIC: "PNG", not a MIME type
+                mime = {"PNG": "image/png", "JPG": "image/jpeg"}.get(picture.mime.upper())
+                picture.mime = mime or picture.mime
         audio.save(v2_version=3 if self.v23 else 4)
 
 
@@ -195,12 +263,83 @@ class _VorbisFields:
     def get(self, name: str) -> tuple[str, ...]:
         return tuple(self.tags[name]) if name in self.tags else ()
 
-    def set(self, name: str, values: tuple[str, ...]) -> None:
+    def set(self, name: str, values: tuple[str, ...], keys=None) -> None:
         self.tags[name] = list(values)
 
     def delete(self, name: str) -> None:
         if name in self.tags:
             del self.tags[name]
+
+    def save(self, audio) -> None:
+        audio.save()
+
+
+class _APEv2Fields:
+    """APEv2 items (WavPack, Monkey's Audio, Musepack, TAK, OptimFROG): case-insensitive
+    keys, the mood under :data:`APE_MOOD`; binary items (cover art) are never touched."""
+
+    def __init__(self, tags):
+        self.tags = tags
+
+    def _key(self, name: str) -> str:
+        return APE_MOOD if name == MOOD_FIELD else name
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(k.upper() for k in self.tags.keys()))
+
+    def get(self, name: str) -> tuple[str, ...]:
+        from mutagen.apev2 import TEXT
+
+        value = self.tags.get(self._key(name))
+        return tuple(value) if value is not None and value.kind == TEXT else ()
+
+    def mood_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in self.tags.keys() if k.lower() == APE_MOOD.lower())
+
+    def own_mood_keys(self) -> tuple[str, ...]:
+        return (APE_MOOD,)
+
+    def stale(self, name: str, values: tuple[str, ...], keys=None) -> bool:
+        return name == MOOD_FIELD and self.mood_keys() != tuple(keys or self.own_mood_keys())
+
+    def set(self, name: str, values: tuple[str, ...], keys=None) -> None:
+        self.delete(name)
+        key = keys[0] if name == MOOD_FIELD and keys else self._key(name)
+        self.tags[key] = list(values)
+
+    def delete(self, name: str) -> None:
+        if self._key(name) in self.tags:
+            del self.tags[self._key(name)]
+
+    def save(self, audio) -> None:
+        audio.save()
+
+
+class _ASFFields:
+    """ASF (WMA) attributes: the mood in :data:`ASF_MOOD`, the others by their name."""
+
+    def __init__(self, tags):
+        self.tags = tags
+
+    def _key(self, name: str) -> str:
+        return ASF_MOOD if name == MOOD_FIELD else name
+
+    def names(self) -> list[str]:
+        return [MOOD_FIELD if k == ASF_MOOD else k for k in dict.fromkeys(self.tags.keys())]
+
+    def get(self, name: str) -> tuple[str, ...]:
+        from mutagen.asf import ASFUnicodeAttribute
+
+        key = self._key(name)
+        values = self.tags[key] if key in self.tags else []
+        return tuple(v.value for v in values if isinstance(v, ASFUnicodeAttribute))
+
+    def set(self, name: str, values: tuple[str, ...], keys=None) -> None:
+        self.tags[self._key(name)] = list(values)
+
+    def delete(self, name: str) -> None:
+        if self._key(name) in self.tags:
+            del self.tags[self._key(name)]
 
     def save(self, audio) -> None:
         audio.save()
@@ -219,7 +358,7 @@ class _MP4Fields:
         values = self.tags.get(MP4_FREEFORM + name, [])
         return tuple(bytes(v).decode("utf-8", "replace") for v in values)
 
-    def set(self, name: str, values: tuple[str, ...]) -> None:
+    def set(self, name: str, values: tuple[str, ...], keys=None) -> None:
         from mutagen.mp4 import AtomDataType, MP4FreeForm
 
         self.tags[MP4_FREEFORM + name] = [
@@ -243,13 +382,26 @@ def _container(path: str) -> str:
     return kind or (Path(path).suffix.lstrip(".").upper() or "these")
 
 
-def _open(path: str, kind=None):
+def _open(path: str, kind=None, *, unknown_ok: bool = False):
     """The mutagen file object of ``path`` (as ``kind`` when given: the type detected on
-    the original, since a temporary copy's name says nothing)."""
+    the original, since a temporary copy's name says nothing). An ID3 tag is read as it is
+    stored, not translated to ID3v2.4, so that saving it keeps every frame. A container
+    mutagen does not know is an error, or None with ``unknown_ok``."""
     import mutagen
 
     try:
-        audio = kind(path) if kind is not None else mutagen.File(path)
+        audio = None
+        if kind is None:
+            audio = mutagen.File(path)
+            if audio is None and _container(path) == "MP3":  # MPEG audio named .mp1, .mpa
+                from mutagen.mp3 import MP3
+
+                audio = MP3(path)
+            kind = type(audio) if audio is not None else None
+        if kind is not None and _keeps_id3(kind):
+            audio = kind(path, translate=False)  # (again: mutagen.File translates)
+        elif kind is not None and audio is None:
+            audio = kind(path)
     except FileNotFoundError:
         raise TagError(path, "vanished before its tags could be read") from None
     except PermissionError:
@@ -258,24 +410,39 @@ def _open(path: str, kind=None):
         raise TagError(
             path, f"cannot be tagged: mutagen cannot read its container ({_one_line(exc)})"
         ) from exc
-    if audio is None:
+    if audio is None and not unknown_ok:
         raise TagError(
-            path, f"cannot be tagged: mutagen does not know its container ({_container(path)})"
+            path, f"cannot be tagged: moodscope writes no tags into {_container(path)} files"
         )
     return audio
 
 
+def _keeps_id3(kind) -> bool:
+    """Whether ``kind`` (a mutagen file type) holds an ID3 tag and takes ``translate``."""
+    from mutagen.aiff import AIFF
+    from mutagen.dsf import DSF
+    from mutagen.id3 import ID3FileType
+    from mutagen.wave import WAVE
+
+    return kind is not None and issubclass(kind, (ID3FileType, AIFF, DSF, WAVE))
+
+
 def _fields(audio, path: str, *, create: bool):
     from mutagen._vorbis import VComment
+    from mutagen.apev2 import APEv2
+    from mutagen.asf import ASFTags
     from mutagen.id3 import ID3
     from mutagen.mp4 import MP4Tags
 
+    why = _UNTAGGABLE.get(type(audio).__name__)
+    if why is not None:
+        raise TagError(path, f"cannot be tagged: {why}")
     if audio.tags is None:
         if not create:
             return None
         try:
             audio.add_tags()
-        except Exception as exc:  # noqa: BLE001 - e.g. raw AAC: "doesn't support tags"
+        except Exception as exc:  # noqa: BLE001 - mutagen's "doesn't support tags"
             raise TagError(
                 path, f"cannot be tagged: {type(audio).__name__} files take no tags"
             ) from exc
@@ -285,10 +452,14 @@ def _fields(audio, path: str, *, create: bool):
         return _VorbisFields(audio.tags)
     if isinstance(audio.tags, MP4Tags):
         return _MP4Fields(audio.tags)
+    if isinstance(audio.tags, APEv2):
+        return _APEv2Fields(audio.tags)
+    if isinstance(audio.tags, ASFTags):
+        return _ASFFields(audio.tags)
     raise TagError(
         path,
-        f"cannot be tagged: moodscope writes ID3, Vorbis comments and MP4 atoms, not "
-        f"{type(audio.tags).__name__} ({type(audio).__name__} file)",
+        f"cannot be tagged: moodscope writes ID3, Vorbis comments, MP4 atoms, APEv2 and ASF, "
+        f"not {type(audio.tags).__name__} ({type(audio).__name__} file)",
     )
 
 
@@ -326,40 +497,60 @@ def _mood_is_ours(state: Mapping[str, tuple[str, ...]]) -> bool:
     return mood[0].lower() in {label for label, share in shares.items() if share == top}
 
 
-def _target_after_tagging(state, values) -> dict[str, tuple[str, ...]]:
+def _user_mood_keys(fields) -> tuple[str, ...]:
+    """Where the file's mood is, when that is not where moodscope writes it (else empty)."""
+    keys = getattr(fields, "mood_keys", lambda: ())()
+    own = getattr(fields, "own_mood_keys", lambda: ())()
+    return keys if keys and sorted(keys) != sorted(own) else ()
+
+
+def _stored_keys(state) -> tuple[str, ...]:
+    """The keys of :data:`PREVIOUS_MOOD_KEYS_FIELD`, stored as one value, ``;`` between."""
+    return tuple(k for v in state.get(PREVIOUS_MOOD_KEYS_FIELD, ()) for k in v.split(";") if k)
+
+
+def _target_after_tagging(state, values, user_keys) -> tuple[dict, tuple[str, ...]]:
+    """The fields after tagging, and the keys a mood of the user's is written under."""
     target = dict(values)
     if _mood_is_ours(state):
         previous = state.get(PREVIOUS_MOOD_FIELD, ())
+        user_keys = _stored_keys(state)
     else:
         previous = state.get(MOOD_FIELD, ())  # the user's mood: kept for untag
     if previous:
         target[PREVIOUS_MOOD_FIELD] = previous
+        if user_keys:
+            target[PREVIOUS_MOOD_KEYS_FIELD] = (";".join(user_keys),)
         if MOOD_FIELD not in values:  # mood withheld (not confident): the user's stays
             target[MOOD_FIELD] = previous
-    return target
+            return target, tuple(user_keys)
+    return target, ()
 
 
-def _target_after_untagging(state) -> dict[str, tuple[str, ...]]:
+def _target_after_untagging(state, user_keys) -> tuple[dict, tuple[str, ...]]:
     if _mood_is_ours(state):
         previous = state.get(PREVIOUS_MOOD_FIELD, ())
-        return {MOOD_FIELD: previous} if previous else {}
+        keys = _stored_keys(state)
+        return ({MOOD_FIELD: previous} if previous else {}), keys
     mood = state.get(MOOD_FIELD, ())
-    return {MOOD_FIELD: mood} if mood else {}
+    return ({MOOD_FIELD: mood} if mood else {}), user_keys
 
 
-def _stale(fields, target) -> bool:
-    """Whether a field of ``target`` that the file already holds is in an old form."""
+def _stale(fields, target, mood_keys) -> bool:
+    """Whether a field of ``target`` that the file already holds is not where it belongs."""
     stale = getattr(fields, "stale", None)
-    return stale is not None and any(stale(name, values) for name, values in target.items())
+    return stale is not None and any(
+        stale(name, values, mood_keys) for name, values in target.items()
+    )
 
 
-def _apply(fields, state, target) -> None:
+def _apply(fields, state, target, mood_keys) -> None:
     for name in state:
         if name not in target:
             fields.delete(name)
     for name, values in target.items():
-        if state.get(name) != values or _stale(fields, {name: values}):
-            fields.set(name, values)
+        if state.get(name) != values or _stale(fields, {name: values}, mood_keys):
+            fields.set(name, values, mood_keys if name == MOOD_FIELD else None)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -434,7 +625,9 @@ def write_tags(
         changed, a full disk. The file is then exactly as it was.
     """
     values = tag_values(prediction, min_confidence=min_confidence)
-    return _rewrite(str(path), lambda state: _target_after_tagging(state, values), expect=expect)
+    return _rewrite(
+        str(path), lambda state, keys: _target_after_tagging(state, values, keys), expect=expect
+    )
 
 
 def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileState | None:
@@ -445,10 +638,13 @@ def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileSta
     Returns
     -------
     FileState or None
-        The rewritten file's state, or None when it held no moodscope tags (not rewritten).
+        The rewritten file's state, or None when it held no moodscope tags (not rewritten),
+        a format moodscope does not tag included.
     """
     path = str(path)
-    audio = _open(path)
+    audio = _open(path, unknown_ok=True)
+    if audio is None or type(audio).__name__ in _UNTAGGABLE:
+        return None  # moodscope never wrote into it
     fields = _fields(audio, path, create=False)
     if fields is None or not any(k.startswith(FIELD_PREFIX) for k in _ours(fields)):
         return None
@@ -457,7 +653,7 @@ def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileSta
 
 def _rewrite(
     path: str,
-    target_of: Callable[[dict], dict],
+    target_of: Callable[[dict, tuple[str, ...]], tuple[dict, tuple[str, ...]]],
     *,
     expect: FileState | None,
 ) -> FileState:
@@ -471,23 +667,28 @@ def _rewrite(
     audio = _open(real)
     kind = type(audio)
     fields = _fields(audio, path, create=True)
+    _check_last_chunk_padded(real, kind, path)
     state = _ours(fields)
-    target = target_of(state)
-    if target == state and not _stale(fields, target):  # already as wanted: leave it
+    target, mood_keys = target_of(state, _user_mood_keys(fields))
+    if target == state and not _stale(fields, target, mood_keys):  # already as wanted
         return FileState.of(real, sha1=_sha1(real))
 
     # The copy's data is fsynced before the rename (atomic_path), so after a crash or a
     # power cut the name holds the old file or the new one, whole. The folder is not
     # fsynced: were the rename lost, the old file is back, and the index (size, mtime) sees
     # it as not done.
+    def still_the_file_read() -> None:  # after the copy is fsynced, just before the rename
+        if not _state(real, path).unchanged(before):
+            raise TagError(path, "changed while moodscope was tagging it; not tagged (run again)")
+
     try:
-        with atomic_path(real) as tmp:
+        with atomic_path(real, before_rename=still_the_file_read) as tmp:
             with open(real, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             _copy_attributes(real, tmp, before, path)
             copy = _open(tmp, kind)
             copy_fields = _fields(copy, path, create=True)
-            _apply(copy_fields, _ours(copy_fields), target)
+            _apply(copy_fields, _ours(copy_fields), target, mood_keys)
             try:
                 copy_fields.save(copy)
             except OSError:
@@ -495,10 +696,6 @@ def _rewrite(
             except Exception as exc:  # noqa: BLE001 - mutagen's errors for a file it misreads
                 raise TagError(path, f"its tags cannot be written ({_one_line(exc)})") from exc
             sha1 = _sha1(tmp)
-            if not _state(real, path).unchanged(before):
-                raise TagError(
-                    path, "changed while moodscope was tagging it; not tagged (run again)"
-                )
     except FileNotFoundError:
         raise TagError(path, "vanished while moodscope was tagging it") from None
     except OutputError as exc:  # creating, fsyncing or renaming the copy
@@ -506,6 +703,31 @@ def _rewrite(
     except OSError as exc:
         raise TagError(path, f"not tagged: {_os_problem(exc)}") from exc
     return FileState.of(real, sha1=sha1)
+
+
+def _check_last_chunk_padded(real: str, kind, path: str) -> None:
+    """A WAV or AIFF file whose last chunk has an odd size must end with a pad byte: a tag
+    chunk appended without it sits one byte off, where no reader finds it."""
+    from mutagen.aiff import AIFF
+    from mutagen.wave import WAVE
+
+    if kind not in (WAVE, AIFF):
+        return
+    order = "<" if kind is WAVE else ">"
+    with open(real, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        offset, last = 12, None
+        while offset + 8 <= end:
+            f.seek(offset)
+            name, size = struct.unpack(order + "4sI", f.read(8))
+            last, offset = (name, size, offset + 8 + size), offset + 8 + size + size % 2
+    if last is not None and last[1] % 2 and last[2] == end:
+        chunk = last[0].decode("latin-1").strip()
+        raise TagError(
+            path,
+            f"cannot be tagged: its last chunk ({chunk!r}) has an odd size and lacks the pad "
+            f"byte after it, so a tag chunk written after it would not be found by readers",
+        )
 
 
 def _state(real: str, path: str) -> FileState:
@@ -549,13 +771,18 @@ remove_stale_copies = remove_stale_temporaries
 
 
 __all__ = [
+    "APE_MOOD",
+    "AROUSAL_FIELD",
+    "ASF_MOOD",
     "CONFIDENCE_FIELD",
     "FIELD_PREFIX",
     "ID3V23_MOOD",
     "MODEL_FIELD",
     "MOOD_FIELD",
     "PREVIOUS_MOOD_FIELD",
+    "PREVIOUS_MOOD_KEYS_FIELD",
     "SHARE_DECIMALS",
+    "VALENCE_FIELD",
     "FileState",
     "MoodTags",
     "mood_earned",
