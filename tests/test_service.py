@@ -204,7 +204,7 @@ def test_a_stalled_upload_is_408_and_leaves_no_file(tmp_path):
     started = time.perf_counter()
     with pytest.raises(RequestRejected) as info:
         asyncio.run(receive_upload(Request(scope, receive), config, str(tmp_path)))
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 30  # long before the 60-s stall ends, however loaded
     assert info.value.status == 408
     assert info.value.detail == (
         f"stall.wav: nothing received for 0.3 s after {len(sent[0])} bytes; the upload was dropped"
@@ -875,7 +875,9 @@ def test_an_upload_under_the_minimum_rate_is_408(tmp_path):
     started = time.perf_counter()
     with pytest.raises(RequestRejected) as info:
         asyncio.run(receive_upload(Request(_trickle_scope(), receive), config, str(tmp_path)))
-    assert 0.5 <= time.perf_counter() - started < 3
+    # After one rate window; the trickle's own guard (200 bytes, >= 10 s) bounds it above,
+    # however loaded the machine.
+    assert 0.5 <= time.perf_counter() - started
     assert info.value.status == 408
     assert info.value.detail.startswith("drip.wav: the upload came at ")
     assert "under the server's minimum of 1000 bytes/s (--min-upload-rate)" in info.value.detail

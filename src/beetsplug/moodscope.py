@@ -311,13 +311,9 @@ class MoodscopePlugin(BeetsPlugin):
             before = item.get(MOOD) or None
             earned = mood_earned(prediction, min_confidence)
             if not quiet:
-                share = prediction.emotions[prediction.top_emotion]
-                change = f"{before} -> " if before and before != prediction.top_emotion else ""
                 withheld = "" if earned else f"; no mood: confidence under {min_confidence}"
-                self._log.info(
-                    "{}{}: {}{} ({:.2f}){}", "would set " if pretend else "", item, change,
-                    prediction.top_emotion, share, withheld,
-                )  # fmt: skip
+                line = item_line(item, prediction, before=before, pretend=pretend)
+                self._log.info("{}{}", line, withheld)
             if pretend:
                 continue
             if before and not item.get(MODEL):  # the user's own mood: kept aside
@@ -343,6 +339,22 @@ class MoodscopePlugin(BeetsPlugin):
             return model_id(model)
         except MoodscopeError as exc:
             raise UserError(f"moodscope: {_one_line(exc)}") from exc
+
+
+def item_line(item: Item, prediction, *, before: str | None = None, pretend: bool = False) -> str:
+    """One item's line, named as beets names it (``Artist - Album - Title``; an item without
+    a title by its path), its mood leading with the confidence as every moodscope front end
+    does: ``Artist - Album - Title: calmness (sure, 0.74)``, ``would set ...`` with
+    ``pretend``, ``Happy -> calmness`` where it replaces another mood."""
+    from beets.util import displayable_path
+
+    from moodscope.inference.calibration import confidence_words
+
+    name = str(item) if item.get("title") else displayable_path(item.path)
+    change = f"{before} -> " if before and before != prediction.top_emotion else ""
+    c = prediction.confidence
+    sure = confidence_words(c) + ("" if c is None else f", {c:.2f}")
+    return f"{'would set ' if pretend else ''}{name}: {change}{prediction.top_emotion} ({sure})"
 
 
 def _one_line(exc: BaseException) -> str:

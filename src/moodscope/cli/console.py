@@ -12,7 +12,10 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -114,24 +117,84 @@ def sureness(confidence: float | None) -> str:
     return words if confidence is None else f"{words} {confidence:.0%}"
 
 
-def prediction_table(results) -> Table:
-    table = Table("file", "top emotion", "how sure", "distribution (top 3)", "duration")
-    for r in results:
-        if not r.ok:
-            table.add_row(
-                cell(short_path(r.path)), Text("error", style="red"), "", cell(r.error), ""
-            )
-            continue
-        top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(
-            cell(short_path(r.path)),
-            cell(
-                r.top_emotion
-                + (" (silent)" if r.silent else "")
-                + (" (truncated)" if r.truncated else "")
-            ),
-            cell(sureness(r.confidence)),
-            cell(", ".join(f"{k} {v:.0%}" for k, v in top3)),
-            cell(f"{r.duration:.1f} s"),
-        )
+_TABLE_HEADERS = ("file", "top emotion", "how sure", "distribution (top 3)", "duration")
+
+
+def _prediction_row(r) -> tuple[Text, ...]:
+    if not r.ok:
+        return (cell(short_path(r.path)), Text("error", style="red"), cell(""), cell(r.error),
+                cell(""))  # fmt: skip
+    if r.top_emotion is None:  # not music: no mood, and the reason instead
+        reason = getattr(r, "not_music", None)
+        return (cell(short_path(r.path)), cell("not music" + (f" ({reason})" if reason else "")),
+                cell(""), cell(""), cell(f"{r.duration:.1f} s" if r.duration else ""))  # fmt: skip
+    top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]
+    top = (
+        r.top_emotion + (" (silent)" if r.silent else "") + (" (truncated)" if r.truncated else "")
+    )
+    return (
+        cell(short_path(r.path)),
+        cell(top),
+        cell(sureness(r.confidence)),
+        cell(", ".join(f"{k} {v:.0%}" for k, v in top3)),
+        cell(f"{r.duration:.1f} s"),
+    )
+
+
+def _column_widths(rows: list[tuple[Text, ...]], width: int) -> list[int] | None:
+    """Column widths that fit ``width`` and cut no emotion's name: the emotion columns at
+    least as wide as the longest name, the others at least as wide as their longest word (a
+    path at least 20 characters, folded where it must); the room left goes to how sure and
+    the top emotion, then the file, then the distribution. None when the table fits as it
+    is, or cannot fit at all."""
+    from moodscope.emotions import EMOTIONS
+
+    columns = list(zip(*rows))
+    natural = [max(t.cell_len for t in column) for column in columns]
+    room = width - (3 * len(columns) - 3)  # a rule and two spaces between two columns
+    if sum(natural) <= room:
+        return None
+    floors = [max((cell_len(w) for t in column for w in t.plain.split()), default=1)
+              for column in columns]  # fmt: skip
+    floors[0] = min(natural[0], 20)
+    floors[1] = floors[3] = max(map(len, EMOTIONS))
+    spare = room - sum(floors)
+    if spare < 0:
+        return None
+    widths = list(floors)
+    for index in (2, 1, 0, 3):  # how sure, top emotion, file, distribution
+        more = max(0, min(spare, natural[index] - widths[index]))
+        widths[index] += more
+        spare -= more
+    return widths
+
+
+def prediction_table(results, *, width: int | None = None) -> Table:
+    """The results as a table, fitted to ``width`` (a terminal's) without cutting a word.
+
+    A path folds onto the next line where the table must be narrower than its rows (never
+    ``music/classic…`` for three files that differ only at the end), and an emotion's name
+    is never cut (``joyful_activation``, not ``joyful_activa…``).
+    """
+    rows = [_prediction_row(r) for r in results]
+    headers = tuple(Text(h) for h in _TABLE_HEADERS)
+    widths = _column_widths([headers, *rows], width) if width is not None and rows else None
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for index, header in enumerate(_TABLE_HEADERS):
+        table.add_column(header, overflow="fold", width=widths[index] if widths else None)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def show_predictions(results) -> None:
+    """Print the prediction table on stdout. On a terminal it fits the terminal's width,
+    folding long cells onto more lines; into a pipe or a file it is printed at its full
+    width, one line per file, so that nothing is cut and ``grep`` finds a file's whole row."""
+    if out.is_terminal:
+        out.print(prediction_table(results, width=out.width))
+        return
+    table = prediction_table(results)
+    full = Measurement.get(out, out.options.update(width=1_000_000), table).maximum
+    # A console of its own: Console.print never renders wider than its console.
+    Console(file=out.file, width=max(out.width, full), highlight=False).print(table)

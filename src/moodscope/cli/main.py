@@ -20,7 +20,38 @@ from moodscope.cli import library, predicting, research, serving
 from moodscope.cli.console import say
 from moodscope.errors import MoodscopeError
 
+_METAVARS = {"db": "FILE", "like": "FILE", "limit": "N", "model": "FILE", "output": "FILE"}
+
+
+def _plain_metavars(params):
+    """Help that names what an option takes (``--workers N``, ``--model FILE``), not its
+    Python type (``<int range>``, ``<list[Path]>``): an option declared without a metavar
+    gets one from its name (``--port PORT``, ``--output FILE``), a flag none, an argument
+    its name in capitals."""
+    for param in params:
+        if param.metavar is None and getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            name = max(param.opts, key=len).lstrip("-")
+            param.metavar = _METAVARS.get(name, name.upper().replace("-", "_"))
+        if param.param_type_name == "argument":
+            # typer >= 0.2x shows an argument's type beside its name: the name says it.
+            param.display_type_rich = lambda ctx: None
+    return params
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):
+        return _plain_metavars(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        return _plain_metavars(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="Recognise the emotion music induces (GEMS-9), reproduce and evaluate the models.",
@@ -43,24 +74,31 @@ def _pipe_safe(command):
     return run
 
 
-for command in (
-    research.features,
-    research.validate,
-    research.plot,
-    research.train,
-    research.reproduce,
-    research.crossval,
-    research.compare,
-    research.evaluate,
+# The everyday commands first, then those that train and evaluate models (each in a panel
+# of its own in --help).
+EVERYDAY = (
     predicting.predict,
     library.tag,
     library.untag,
     library.find,
     serving.serve,
     serving.demo,
-):
-    app.command()(_pipe_safe(command))
-app.command("plot-classes")(_pipe_safe(research.plot_classes))
+)
+RESEARCH = (
+    research.features,
+    research.validate,
+    research.plot,
+    research.plot_classes,
+    research.train,
+    research.reproduce,
+    research.crossval,
+    research.compare,
+    research.evaluate,
+)
+for panel, commands in (("Commands", EVERYDAY), ("Research and evaluation", RESEARCH)):
+    for command in commands:
+        name = command.__name__.replace("_", "-")
+        app.command(name, cls=_Command, rich_help_panel=panel)(_pipe_safe(command))
 
 
 def _version(value: bool) -> None:

@@ -46,15 +46,19 @@ def check_scheduler(value: Optional[str]) -> Optional[str]:
 
 Workers = Annotated[
     int,
-    typer.Option("--workers", min=1, help="Local worker processes (1: in this process)."),
+    typer.Option(
+        "--workers", min=1, metavar="N", help="Local worker processes (1: in this process)."
+    ),
 ]
 ModelPath = Annotated[
-    Optional[Path], typer.Option("--model", help="Checkpoint (default: the shipped model).")
+    Optional[Path],
+    typer.Option("--model", metavar="FILE", help="Checkpoint (default: the shipped model)."),
 ]
 MinConfidence = Annotated[
     Optional[float],
     typer.Option(
         "--min-confidence",
+        metavar="C",
         min=0.0,
         max=1.0,
         help="Only where the confidence (the chance that the top emotion is the listeners' "
@@ -72,13 +76,18 @@ class DataOptions:
         Optional[Path],
         typer.Option(
             "--data",
+            metavar="DIR",
             help="Emotify-layout folder (data.csv + emotifymusic/); default "
             "$MOODSCOPE_EMOTIFY_DIR.",
         ),
     ] = None
     labels: Annotated[
         Optional[Path],
-        typer.Option("--labels", help="CSV 'path,label' selecting a folder dataset under --data."),
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help="CSV 'path,label' selecting a folder dataset under --data.",
+        ),
     ] = None
 
     def root(self) -> Path:
@@ -95,9 +104,14 @@ class FeatureOptions:
     """Which features of each track a model sees."""
 
     segments: Annotated[
-        int, typer.Option("--segments", min=1, help="Equal segments per track (paper: 10/20).")
+        int,
+        typer.Option(
+            "--segments", min=1, metavar="N", help="Equal segments per track (paper: 10/20)."
+        ),
     ] = 20
-    feature_set: Annotated[str, typer.Option("--features", help="Feature set name.")] = "paper"
+    feature_set: Annotated[
+        str, typer.Option("--features", metavar="NAME", help="Feature set name.")
+    ] = "paper"
 
     def config(self):
         from moodscope.features import FeatureConfig
@@ -114,6 +128,7 @@ class ParallelOptions:
         Optional[str],
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             envvar="MOODSCOPE_SCHEDULER",
             callback=check_scheduler,
             help="Run on a Dask cluster: tcp://HOST:8786, or local:N to start N local workers. "
@@ -132,6 +147,7 @@ class DecodeOptions:
         float,
         typer.Option(
             "--max-duration",
+            metavar="SECONDS",
             min=1.0,
             help="Longest audio in seconds a file may declare or decode to; longer files fail "
             "before they are decoded.",
@@ -158,11 +174,15 @@ class RunConfigOptions:
     """The training run's seed, length and YAML config."""
 
     epochs: Annotated[
-        Optional[int], typer.Option("--epochs", min=1, help="Most epochs (default 60).")
+        Optional[int],
+        typer.Option("--epochs", min=1, metavar="N", help="Most epochs (default 60)."),
     ] = None
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).")] = None
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", metavar="N", help="Random seed (default 0).")
+    ] = None
     config_file: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML with `train:` and `model_kwargs:`.")
+        Optional[Path],
+        typer.Option("--config", metavar="FILE", help="YAML with `train:` and `model_kwargs:`."),
     ] = None
 
 
@@ -172,6 +192,11 @@ class FileRunOptions(InferenceOptions, DecodeOptions, ParallelOptions):
     decode, how the network computes."""
 
 
+_TRAINING_METAVARS = {
+    "aggregate": "segment|track",
+    "select": "val_loss|val_macro_f1",
+    "stop_on": "select|both",
+}
 _TRAINING_HELP = {
     "aggregate": "Model input: segment rows, or one mean/std row per track.",
     "soft": "Train on listener shares (soft labels).",
@@ -185,7 +210,7 @@ _TRAINING_HELP = {
 
 def _training(*decls: str):
     name = decls[0].split("/")[0].lstrip("-").replace("-", "_")
-    return typer.Option(*decls, help=_TRAINING_HELP[name])
+    return typer.Option(*decls, metavar=_TRAINING_METAVARS.get(name), help=_TRAINING_HELP[name])
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from moodscope.cli.console import out, prediction_table, progress_bar, say
+from moodscope.cli.console import progress_bar, say, show_predictions
 from moodscope.cli.options import (
     FileRunOptions,
     ModelPath,
@@ -22,15 +22,56 @@ AudioPaths = typer.Argument(
     ..., help="Audio files or folders (searched recursively).", parser=audio_path
 )
 
+_EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
+
+
+def output_format(fmt: str | None, output: Path | None) -> str:
+    """The format ``predict`` writes: ``--format`` where given, else the one ``--output``'s
+    extension names (``moods.csv``: CSV), else a table on the terminal and JSON in a file.
+    A ``--format`` that the extension contradicts is a usage error (exit 2), in one line."""
+    named = _EXTENSION_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if fmt is None:
+        return named or ("table" if output is None else "json")
+    if named is not None and fmt != named:
+        say(
+            f"--format {fmt} does not match --output {output} (a .{named} name): "
+            f"drop --format, or name the file .{fmt if fmt != 'table' else 'json'}",
+            prefix="error:",
+        )
+        raise typer.Exit(2)
+    return fmt
+
+
+def note_unused_options(fmt: str, output: Path | None, *, timeline: bool) -> None:
+    """Say in one line (on stderr) what an option does not do in this format, rather
+    than ignore it."""
+    if timeline and fmt == "table" and output is None:
+        say(
+            "note: the table shows no timeline; --timeline is written with --format json, "
+            "jsonl or csv (or --output FILE.json)"
+        )
+    if fmt == "table" and output is not None:
+        say(f"note: the table is for the terminal; {output} gets JSON")
+
 
 @with_options
 def predict(
     run: FileRunOptions,
     paths: list[Path] = AudioPaths,
     model: ModelPath = None,
-    fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
-    timeline: bool = typer.Option(False, "--timeline", help="Include per-segment emotions."),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        metavar="FORMAT",
+        help="table | json | jsonl | csv (default: --output's extension .json .jsonl .csv; "
+        "else a table on the terminal, JSON in a file).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", metavar="FILE", help="Write here, not to stdout."
+    ),
+    timeline: bool = typer.Option(
+        False, "--timeline", help="Include per-segment emotions (json, jsonl and csv)."
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Keep what an unfinished run left in OUTPUT.partial."
     ),
@@ -38,6 +79,8 @@ def predict(
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
     from moodscope.inference.batch import OutputIsInput, PredictionRun
 
+    fmt = output_format(fmt, output)
+    note_unused_options(fmt, output, timeline=timeline)
     try:
         job = PredictionRun(
             paths,
@@ -75,7 +118,7 @@ def predict(
     if output is not None:  # on stderr when the output is /dev/stdout, a FIFO, a device
         say(f"wrote {output}", err=job.sink.write_through)
     elif table:
-        out.print(prediction_table(job.in_order(results)))
+        show_predictions(job.in_order(results))
     for r in job.failed:
         say(r.error, prefix="failed")
     say(

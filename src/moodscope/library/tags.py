@@ -377,6 +377,9 @@ def _container(path: str) -> str:
 
     try:
         kind = sniff(Path(path))
+        with open(path, "rb") as f:
+            if f.read(4) == b"RF64":  # sniff calls it WAV, which moodscope does tag
+                kind = "RF64"
     except Exception:  # noqa: BLE001 - only used to name the container in a message
         kind = None
     return kind or (Path(path).suffix.lstrip(".").upper() or "these")
@@ -407,9 +410,12 @@ def _open(path: str, kind=None, *, unknown_ok: bool = False):
     except PermissionError:
         raise TagError(path, "cannot be read (permission denied)") from None
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types for odd files
-        raise TagError(
-            path, f"cannot be tagged: mutagen cannot read its container ({_one_line(exc)})"
-        ) from exc
+        if _container(path) == "RF64":  # read as WAV for its name, then refused
+            audio = None
+        else:
+            raise TagError(
+                path, f"cannot be tagged: mutagen cannot read its container ({_one_line(exc)})"
+            ) from exc
     if audio is None and not unknown_ok:
         raise TagError(
             path, f"cannot be tagged: moodscope writes no tags into {_container(path)} files"
