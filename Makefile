@@ -4,6 +4,7 @@ VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 # Two cores is the design point; tests use both.
 PYTEST_WORKERS ?= 2
@@ -17,13 +18,26 @@ endif
 
 venv: $(STAMP)
 
+# The dev extra includes research (PyTorch): constraints.txt pins the CPU build that this
+# project's machines carry on disk. pip prints each package as it goes (a first install
+# downloads ~1 GB with PyTorch): minutes, not silence.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo "== moodscope: setting up $(VENV) (package + test tools + research extra) =="
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on $(PIP_CONSTRAINT) -e '.[dev]'
+	@echo "== moodscope: $(VENV) ready =="
+	touch $(STAMP) $(CORE_STAMP)
 
-demo: $(STAMP)
+# Predicting alone (the demo): the package without PyTorch (~0.5 GB, see docs/benchmarks.md).
+$(CORE_STAMP): pyproject.toml
+	@echo "== moodscope: setting up $(VENV) (package only: predicting, no PyTorch) =="
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e .
+	touch $(CORE_STAMP)
+
+demo: $(CORE_STAMP)
 	$(BIN)/moodscope demo --out demo-output
 
 test: $(STAMP)

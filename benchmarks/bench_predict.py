@@ -108,7 +108,7 @@ from moodscope.audio.decode import stream_audio
 from moodscope.features.segments import equal_segments
 from moodscope.features.musicnn_sets import _segment_mels
 from moodscope.inference.predictor import load_model, predict
-from moodscope.musicnn import fast
+from moodscope.musicnn import amx, fast
 from moodscope.musicnn.model import load_musicnn, patches
 files = sys.argv[1:]
 model = load_model()
@@ -139,8 +139,8 @@ with torch.inference_mode():
         def front(x):
             xb = (x * 1.0).to(torch.bfloat16)
             for bank in layers.timbral:
-                fast.timbral_max(F.pad(xb, (0, 0, 3, 3)), bank)
-            fast.temporal_max(xb, layers.temporal)
+                amx.timbral_max(F.pad(xb, (0, 0, 3, 3)), bank)
+            amx.temporal_max(xb, layers.temporal)
         # the same GEMMs on inputs built once, outputs written to one buffer, nothing after
         shapes = []
         t_frames, n_freq = xs[0].shape[1], xs[0].shape[2]
@@ -164,8 +164,8 @@ with torch.inference_mode():
                     torch._int_mm(a, w)
         # the log-mel in bfloat16 too: the STFT as one GEMM against the windowed DFT matrix
         import math
-        from moodscope.musicnn.model import _stft_constants, log_mel_batch
-        window, basis = _stft_constants()
+        from moodscope.musicnn.inputs import _stft_constants, log_mel_batch
+        window, basis = (torch.from_numpy(a) for a in _stft_constants())
         k, t = torch.arange(257.0, dtype=torch.float64), torch.arange(512.0, dtype=torch.float64)
         angle = 2 * math.pi * torch.outer(t, k) / 512
         dft = (torch.cat([torch.cos(angle), -torch.sin(angle)], 1) * window.double()[:, None])

@@ -20,7 +20,8 @@ from pathlib import Path
 from .common import machine
 
 BENCHMARKS = [
-    "bench_features", "bench_musicnn", "bench_predict", "bench_fast", "bench_cluster",
+    "bench_features", "bench_musicnn", "bench_predict", "bench_fast", "bench_runtime",
+    "bench_cluster",
     "bench_serve", "bench_tag",
 ]  # fmt: skip
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -41,9 +42,18 @@ class LiveServer:
         return [p for p in self.tmpdir.rglob("*") if p.is_file()]
 
 
-def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
+def start_server(
+    tmp: Path,
+    *args: str,
+    timeout: float = 90.0,
+    rlimits: dict[int, int] | None = None,
+    wrapper: list[str] | None = None,
+) -> LiveServer:
     """Start ``moodscope serve --port 0 *args``; return once the port it got answers
-    ``/readyz`` (the workers are up)."""
+    ``/readyz`` (the workers are up). ``rlimits``: ``resource`` limits (soft and hard) the
+    server runs under, e.g. ``{resource.RLIMIT_NOFILE: 320}``; ``wrapper``: a command line
+    that runs the server (``... "$@"``), e.g. one that mounts a small file system on its
+    ``$TMPDIR`` first."""
     # A TMPDIR of its own, so the tests can look for uploads left behind (short, though the
     # pool no longer needs it: tests/test_backends.py runs it under one too long for a socket).
     tmpdir = Path(tempfile.mkdtemp(prefix="ms-serve-", dir="/tmp"))
@@ -52,13 +62,19 @@ def start_server(tmp: Path, *args: str, timeout: float = 90.0) -> LiveServer:
     moodscope = str(Path(sys.executable).with_name("moodscope"))
     env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
     env.pop("MOODSCOPE_TOKEN", None)
+
+    def limited() -> None:
+        for which, value in (rlimits or {}).items():
+            resource.setrlimit(which, (value, value))
+
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [moodscope, "serve", "--host", "127.0.0.1", "--port", "0", *args],
+            [*(wrapper or []), moodscope, "serve", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # its own process group: the workers stop with it
+            preexec_fn=limited if rlimits else None,
         )
     server = None
     deadline = time.monotonic() + timeout

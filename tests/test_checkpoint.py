@@ -1,22 +1,42 @@
-"""Checkpoints: one self-contained file, loaded safely; bad files give a clear ModelError."""
+"""Checkpoints: one self-contained file of numbers and plain values, loaded without running
+any code; bad, foreign and hostile files give a one-line ModelError."""
 
 from __future__ import annotations
 
+import copy
+import io
+import json
 import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import chord_signal
 from moodscope import ModelError
 from moodscope.features import FeatureConfig
-from moodscope.inference.checkpoint import load_checkpoint, save_checkpoint
-from moodscope.research.experiment import train_and_test
-from test_training import FAST, tiny_table
+from moodscope.inference.checkpoint import (
+    HEADER,
+    _pack,
+    _payload,
+    load_checkpoint,
+    save_checkpoint,
+)
+from moodscope.inference.identity import default_model_path
+from moodscope.inference.predictor import load_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def trained():
+    pytest.importorskip("torch")
+    from moodscope.research.experiment import train_and_test
+    from test_training import FAST, tiny_table
+
     return train_and_test(
         tiny_table(),
         model="paper_cnn_lstm",
@@ -35,15 +55,44 @@ def test_round_trip(trained, tmp_path):
     assert loaded.labels == trained.labels
     assert loaded.feature_config == trained.feature_config
     assert loaded.train_config == trained.train_config
-    assert loaded.classifier.model_kwargs["filters"] == (8, 8, 8) or loaded.classifier.model_kwargs[
-        "filters"
-    ] == [8, 8, 8]
+    assert list(loaded.classifier.model_kwargs["filters"]) == [8, 8, 8]
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_loads_without_pickle(trained, tmp_path):
-    path = save_checkpoint(trained, tmp_path / "m.ckpt")
-    torch.load(path, weights_only=True)  # raises if anything but tensors/plain values
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_a_checkpoint_is_json_and_arrays(trained, tmp_path):
+    """Every member is the JSON header or a .npy array of numbers that numpy reads with
+    pickles refused: nothing in the file can hold code."""
+    members = _members(save_checkpoint(trained, tmp_path / "m.ckpt"))
+    header = json.loads(members.pop(HEADER))
+    assert header["format"] == "moodscope-checkpoint" and header["version"] == 2
+    assert members and all(n.startswith("arrays/") and n.endswith(".npy") for n in members)
+    for data in members.values():
+        assert np.load(io.BytesIO(data), allow_pickle=False).dtype.kind in "fiub"
+
+
+def test_linear_head_keeps_extra_arrays_and_values(tmp_path):
+    """The shipped (linear) model round-trips with arrays and values added to ``info``, the
+    way model helpers store reference embeddings; the head holds no pickled estimator."""
+    model = copy.copy(load_model())
+    refs = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    model.info = {**model.info, "references": {"embeddings": refs, "names": ["a", "b"]}}
+    path = save_checkpoint(model, tmp_path / "m.ckpt")
+    loaded = load_checkpoint(path)
+    np.testing.assert_array_equal(loaded.info["references"]["embeddings"], refs)
+    assert loaded.info["references"]["names"] == ["a", "b"]
+    X = np.random.default_rng(0).standard_normal((4, len(model.scaler.mean)))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert not any("skops" in name for name in _members(path))
+
+
+def test_shipped_model_is_in_the_current_format():
+    header = json.loads(_members(default_model_path())[HEADER])
+    assert header["version"] == 2 and "linear" in header["classifier"]
 
 
 @pytest.mark.parametrize(
@@ -62,32 +111,147 @@ def test_corrupt_files(tmp_path, content, match):
     assert "bad.ckpt" in str(info.value)
 
 
-def test_truncated_checkpoint(trained, tmp_path):
-    path = save_checkpoint(trained, tmp_path / "m.ckpt")
+def test_truncated_checkpoint(tmp_path):
+    path = save_checkpoint(load_model(), tmp_path / "m.ckpt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ModelError, match="m.ckpt"):
         load_checkpoint(path)
 
 
-def test_foreign_torch_file(tmp_path):
-    path = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(3)}, path)
+def test_foreign_zip_and_torch_file(tmp_path):
+    other = tmp_path / "other.ckpt"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("readme.txt", "hello")
     with pytest.raises(ModelError, match="not a moodscope checkpoint"):
-        load_checkpoint(path)
+        load_checkpoint(other)
+    torch = pytest.importorskip("torch")
+    pt = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, pt)
+    with pytest.raises(ModelError, match="not a moodscope checkpoint"):
+        load_checkpoint(pt)
+
+
+def test_old_torch_checkpoint_converts(tmp_path):
+    """A moodscope 0.1 checkpoint (torch.save of tensors and plain values) loads through
+    torch.load(weights_only=True) and converts to the same predictions."""
+    torch = pytest.importorskip("torch")
+    model = load_model()
+    payload = _payload(model)
+    payload["version"] = 1
+    head = payload["classifier"]["linear"]
+    payload["classifier"]["linear"] = {k: torch.as_tensor(v) for k, v in head.items()}
+    payload["scaler"] = {k: torch.as_tensor(v) for k, v in payload["scaler"].items()}
+    payload["calibration"] = {
+        k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+        for k, v in payload["calibration"].items()
+    }
+    old = tmp_path / "old.ckpt"
+    torch.save(payload, old)
+    new = tmp_path / "new.ckpt"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), str(old), str(new)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    X = np.random.default_rng(0).standard_normal((4, len(model.scaler.mean)))
+    np.testing.assert_array_equal(load_checkpoint(new).predict_proba(X), model.predict_proba(X))
+    assert json.loads(_members(new)[HEADER])["version"] == 2
 
 
 class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (print, ("code ran",))
+        return (Path.touch, (Path(self.marker),))
 
 
-def test_arbitrary_pickle_is_refused(tmp_path, capsys):
+def test_arbitrary_pickle_is_refused(tmp_path):
+    marker = tmp_path / "ran"
     path = tmp_path / "evil.ckpt"
     with open(path, "wb") as f:
-        pickle.dump({"format": "moodscope-checkpoint", "x": _Evil()}, f)
+        pickle.dump({"format": "moodscope-checkpoint", "x": _Evil(marker)}, f)
     with pytest.raises(ModelError):
         load_checkpoint(path)
-    assert "code ran" not in capsys.readouterr().out
+    assert not marker.exists()
+
+
+def test_pickled_array_in_the_new_format_is_refused(tmp_path):
+    """A checkpoint whose .npy member is an object array (a pickle inside): refused in one
+    line, the object never built."""
+    marker = tmp_path / "ran"
+    good = _members(save_checkpoint(load_model(), tmp_path / "good.ckpt"))
+    evil = io.BytesIO()
+    np.save(evil, np.array([_Evil(marker)], dtype=object), allow_pickle=True)
+    path = tmp_path / "evil.ckpt"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in good.items():
+            zf.writestr(name, evil.getvalue() if name.endswith("scaler/mean.npy") else data)
+    with pytest.raises(ModelError, match="holds Python objects") as info:
+        load_checkpoint(path)
+    assert "evil.ckpt" in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert not marker.exists()
+
+
+def _code_head(marker: Path) -> bytes:
+    """The red team's head: a pipeline of FunctionTransformers whose last step is numpy's
+    ``runstring`` (``exec``), fed a string the first two steps make out of any input."""
+    skops_io = pytest.importorskip("skops.io")
+    from numpy.testing._private.utils import runstring
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    code = f"import pathlib; pathlib.Path({str(marker)!r}).touch()"
+    pipe = make_pipeline(
+        FunctionTransformer(np.full_like, kw_args={"fill_value": code, "dtype": "O"}),
+        FunctionTransformer(np.min),
+        FunctionTransformer(runstring, kw_args={"dict": {}}),
+    )
+    return skops_io.dumps(pipe)
+
+
+def test_the_code_head_does_run_code_when_its_types_are_trusted(tmp_path):
+    """The control: trusted by module prefix (numpy., sklearn.), as moodscope 0.1 did, the
+    head runs its command on the first transform. So the refusal below is a real one."""
+    skops_io = pytest.importorskip("skops.io")
+    marker = tmp_path / "ran"
+    data = _code_head(marker)
+    types = skops_io.get_untrusted_types(data=data)
+    assert all(t.startswith(("numpy.", "sklearn.")) for t in types)
+    skops_io.loads(data, trusted=types).transform(np.zeros((2, 3)))
+    assert marker.exists()
+
+
+def test_code_head_is_refused(tmp_path, capsys, write_audio):
+    """The same head in a checkpoint: refused in one line through load_checkpoint and
+    ``moodscope predict --model``; the command never runs."""
+    from moodscope.cli import main
+
+    marker = tmp_path / "ran"
+    payload = _payload(load_model())
+    n_features = payload["classifier"]["n_features"]
+    payload["classifier"] = {
+        "name": "random_forest",
+        "kind": "sklearn",
+        "n_features": n_features,
+        "n_classes": 9,
+        "model_kwargs": {},
+        "skops": _code_head(marker),
+    }
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(_pack(payload))
+    with pytest.raises(ModelError, match="never code") as info:
+        load_checkpoint(path)
+    assert "evil.ckpt" in str(info.value) and "runstring" in str(info.value)
+    song = write_audio("song.wav", chord_signal(6.0))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(song), "--model", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "evil.ckpt" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not marker.exists()
 
 
 def test_missing_checkpoint(tmp_path):
@@ -95,10 +259,14 @@ def test_missing_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "nope.ckpt")
 
 
-def test_tampered_state_is_a_model_error(trained, tmp_path):
-    path = save_checkpoint(trained, tmp_path / "m.ckpt")
-    payload = torch.load(path, weights_only=True)
-    payload["classifier"]["state_dict"].pop(next(iter(payload["classifier"]["state_dict"])))
-    torch.save(payload, path)
+def test_tampered_state_is_a_model_error(tmp_path):
+    path = save_checkpoint(load_model(), tmp_path / "m.ckpt")
+    members = _members(path)
+    header = json.loads(members[HEADER])
+    del header["classifier"]["linear"]["coef"]
+    members[HEADER] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
     with pytest.raises(ModelError, match="damaged checkpoint"):
         load_checkpoint(path)

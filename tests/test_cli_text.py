@@ -79,7 +79,7 @@ def test_serve_without_its_extra_names_the_extra(monkeypatch, capsys):
 
     monkeypatch.setitem(sys.modules, "moodscope.service.app", None)  # as if not installed
     code, _, err = run(["serve"], capsys)
-    assert code == 1 and "pip install 'moodscope[serve]'" in err
+    assert code == 1 and "pip install '.[serve]'" in err
 
 
 def test_version_and_exit_codes(capsys):

@@ -86,6 +86,7 @@ def home(tmp_path):
     def piece(path: Path, seconds: float, root: float):
         path.parent.mkdir(parents=True, exist_ok=True)
         y = synth.chord([root, root * 1.25, root * 1.5], seconds) + synth.noise(seconds)
+        y *= 0.6 + 0.4 * (synth.tone(2.0, seconds, amplitude=1.0) > 0)  # a pulse, not a drone
         kwargs = {"format": "MP3", "subtype": "MPEG_LAYER_III"} if path.suffix == ".mp3" else {}
         sf.write(path, y.astype(np.float32), synth.SAMPLE_RATE, **kwargs)
 

@@ -147,3 +147,26 @@ def test_the_aggression_rule_effect_names_the_tracks_it_reads_as_aggressive():
     assert first["track_id"] == "0" and first["top_emotion"] == "tension"
     assert first["valence"] < 0 and first["valence_rank"] == 1
     assert rule_effect(raw, raw, tracks, None) is None
+
+
+def test_the_novelty_map_survives_a_checkpoint(tmp_path):
+    from moodscope.inference.checkpoint import load_checkpoint, save_checkpoint
+
+    table = genre_table(seed=2)
+    result = train_and_test(
+        table, model="logistic_regression", protocol="all", labels=LABELS,
+        feature_config=FeatureConfig(segments=3), aggregate="track",
+    )  # fmt: skip
+    columns = [f"{c}@{s}" for s in ("mean", "std") for c in FEATURE_NAMES]
+    rng = np.random.default_rng(3)
+    proba, novelty = rng.dirichlet(np.ones(3), size=300), rng.uniform(0.8, 3.0, size=300)
+    result.model.calibration = fit_calibration(
+        proba, rng.random(300) < 0.9 - 0.25 * novelty, method="logistic", novelty=novelty,
+        reference=training_reference(result.split, columns),
+    )  # fmt: skip
+    loaded = load_checkpoint(save_checkpoint(result.model, tmp_path / "m.ckpt"))
+    rows = rng.standard_normal((4, len(columns))) * 2
+    np.testing.assert_allclose(
+        loaded.calibration(proba[:4], rows), result.model.calibration(proba[:4], rows)
+    )
+    assert loaded.calibration.novelty.reference.shape == (48, len(columns))  # no embedding

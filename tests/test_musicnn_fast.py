@@ -1,4 +1,4 @@
-"""The bfloat16 fast path of musicnn (moodscope.musicnn.fast): the blocked Toeplitz GEMMs
+"""The bfloat16 fast path of musicnn (moodscope.musicnn.amx; .fast decides): the blocked GEMMs
 compute the very convolutions of the exact path (checked in float32, to rounding), in
 bfloat16 they stay within bfloat16's resolution of it, and the choice of path follows the
 CPU and the user's ``exact``."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moodscope.musicnn import MODEL_NAMES, fast, load_musicnn, patches
+from moodscope.musicnn import MODEL_NAMES, amx, fast, load_musicnn, patches
 
 REFERENCE = Path(__file__).parent / "resources" / "musicnn_reference.npz"
 
@@ -44,8 +44,8 @@ def test_blocked_temporal_gemm_is_the_convolution(block, n_frames):
     weights = [torch.randn(c, k, generator=g) for c, k in zip(channels, kernels, strict=True)]
     x = torch.randn(3, n_frames, 96, generator=g)
     _some_all_negative(x, weights[0])
-    bank = fast.temporal_bank(weights, kernels, block=block, dtype=torch.float32)
-    got = fast.temporal_max(x, bank)
+    bank = amx.temporal_bank(weights, kernels, block=block, dtype=torch.float32)
+    got = amx.temporal_max(x, bank)
     for w, k, out in zip(weights, kernels, got, strict=True):
         before = (k - 1) // 2  # TF "same" padding
         xp = F.pad(x[:, None], (0, 0, before, k - 1 - before))
@@ -62,8 +62,8 @@ def test_blocked_timbral_gemm_is_the_convolution(block, width):
     w = torch.randn(6, 7, width, generator=g)
     xt = torch.randn(2, 40 + 6, 96, generator=g)
     _some_all_negative(xt, w)
-    bank = fast.timbral_bank(w, 96, block=block, dtype=torch.float32)
-    got = fast.timbral_max(xt, bank)
+    bank = amx.timbral_bank(w, 96, block=block, dtype=torch.float32)
+    got = amx.timbral_max(xt, bank)
     want = F.conv2d(xt[:, None], w[:, None]).amax(3)
     assert got.shape == want.shape == (2, 6, 40)
     assert _rel_err(got, want) < 1e-5
@@ -73,8 +73,8 @@ def test_blocked_timbral_gemm_is_the_convolution(block, width):
 def test_bfloat16_gemms_round_like_bfloat16():
     g = torch.Generator().manual_seed(1)
     w, x = torch.randn(4, 64, generator=g), torch.randn(2, 187, 96, generator=g)
-    exact = fast.temporal_max(x, fast.temporal_bank([w], [64], dtype=torch.float32))[0]
-    rounded = fast.temporal_max(x, fast.temporal_bank([w], [64]))[0]
+    exact = amx.temporal_max(x, amx.temporal_bank([w], [64], dtype=torch.float32))[0]
+    rounded = amx.temporal_max(x, amx.temporal_bank([w], [64]))[0]
     # 8 significant bits: inputs, weights and outputs each within 2^-8 relative
     assert 1e-4 < _rel_err(rounded, exact) < 2e-2
 
@@ -108,9 +108,17 @@ def test_the_fast_path_follows_the_cpu_and_exact(monkeypatch):
         assert fast.resolve_precision(exact=True) == "float32"
         assert fast.resolve_precision(exact=False) == on_this_cpu
         # a CPU without AMX tiles (what this one would be without them) gets float32
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        monkeypatch.setattr(fast, "cpu_flags", lambda: ("avx512f",))
         fast.fast_precision.cache_clear()
         assert fast.fast_precision() == "float32"
+        # AMX without PyTorch (no research extra): float32 on onnxruntime
+        monkeypatch.setattr(fast, "cpu_flags", lambda: ("amx_tile", "amx_bf16"))
+        monkeypatch.setattr(fast, "has_research", lambda: False)
+        fast.fast_precision.cache_clear()
+        assert fast.fast_precision() == "float32"
+        monkeypatch.setattr(fast, "has_research", lambda: True)
+        fast.fast_precision.cache_clear()
+        assert fast.fast_precision() == "bfloat16"
         monkeypatch.setenv("MOODSCOPE_PRECISION", "float32")
         fast.fast_precision.cache_clear()
         assert fast.resolve_precision(exact=False) == "float32"

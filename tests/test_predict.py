@@ -71,10 +71,10 @@ def test_predict_formats_rates_channels(write_audio, name, sr, channels):
     assert result.top_factor == max(result.factors, key=result.factors.get)
 
 
-def test_silent_file_is_predicted_and_flagged(write_audio):
+def test_silent_file_is_flagged_and_gets_no_mood(write_audio):
     (result,) = predict(write_audio("silence.wav", np.zeros(SR * 4, np.float32)))
-    assert result.ok and result.silent
-    assert sum(result.emotions.values()) == pytest.approx(1.0)
+    assert result.ok and result.silent and not result.music
+    assert result.not_music == "digital silence" and result.emotions == {}
 
 
 def _bad_folder(tmp_path, write_audio):

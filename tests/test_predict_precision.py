@@ -84,3 +84,36 @@ def test_fast_and_exact_agree_on_dev_tracks(emotify_dir, tmp_path):
         ranked = sorted(e.emotions.values(), reverse=True)
         # the top may only differ where the exact path's top two are within the difference
         assert q.top_emotion == e.top_emotion or ranked[0] - ranked[1] <= 2 * diff, e.path
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_onnx_and_the_torch_port_agree_on_dev_tracks(emotify_dir, monkeypatch):
+    """What ``pip install .`` predicts with (the ONNX network on onnxruntime) against the
+    PyTorch port it was exported from, on a handful of dev tracks, within the fast path's
+    guard (``benchmarks/bench_runtime.py`` runs all 320)."""
+    pytest.importorskip("torch")
+    from moodscope.datasets import EmotifyDataset
+
+    tracks = EmotifyDataset(emotify_dir).tracks
+    paths = tracks.groupby("genre").head(1)["path"].tolist()  # 4 tracks, 1 per genre
+    model = load_model()
+    monkeypatch.setenv("MOODSCOPE_RUNTIME", "torch")
+    port = predict(paths, model, exact=True, use_cache=False)
+    monkeypatch.delenv("MOODSCOPE_RUNTIME")
+    onnx = predict(paths, model, exact=True, use_cache=False)
+    for p, o in zip(port, onnx, strict=True):
+        assert p.ok and o.ok, (p.error, o.error)
+        assert p.top_emotion == o.top_emotion, p.path
+        assert max(abs(p.emotions[k] - o.emotions[k]) for k in p.emotions) < SHARE_TOL, p.path
+        if p.confidence is not None:
+            assert abs(p.confidence - o.confidence) < CONFIDENCE_TOL, p.path
+
+
+def test_an_unknown_runtime_is_refused(monkeypatch):
+    from moodscope.errors import ConfigError
+    from moodscope.musicnn.network import runtime
+
+    monkeypatch.setenv("MOODSCOPE_RUNTIME", "tensorflow")
+    with pytest.raises(ConfigError, match="MOODSCOPE_RUNTIME"):
+        runtime()

@@ -354,6 +354,7 @@ def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_pat
             + ["--upload-timeout", "12.5", "--request-timeout", "7", "--max-duration", "600"]
             + ["--allowed-host", "a.example", "--allowed-host", "b.example"]
             + ["--min-upload-rate", "0", "--access-log", "json", "--log-level", "warning"]
+            + ["--header-timeout", "3", "--idle-timeout", "2.5", "--max-connections", "40"]
         )
     assert info.value.code == 0
     assert "warning: serving on 0.0.0.0 without a token" in capsys.readouterr().err
@@ -365,6 +366,10 @@ def test_serve_command_warns_and_passes_its_options(monkeypatch, capsys, tmp_pat
     assert seen["min_upload_rate"] == 0 and seen["access_log"] == "json"
     assert run["log_level"] == "warning" and run["access_log"] is False  # ours, not uvicorn's
     assert run["json"] == "warning"
+    # The connection rules: uvicorn's protocol guarded by them, their counts in /metrics.
+    guard = seen["connections"]
+    assert guard.cap == 40 and guard.header_timeout == 3 and run["http"].guard is guard
+    assert run["timeout_keep_alive"] == 2.5
     # Every limit left alone is the service's own default, defined once.
     for name in ("max_upload_mb", "max_uploads", "upload_rate_window", "retry_after_max"):
         assert seen[name] == getattr(DEFAULTS, name), name
@@ -913,9 +918,10 @@ def test_openapi_describes_the_prediction_and_the_error(client, track):
     body = _post(client, track, params={"timeline": "true"}).json()
     assert set(body) <= set(ok["properties"])  # every field the API sends is described
     assert set(ok["required"]) <= set(body)
-    emotions = resolve(ok["properties"]["emotions"])
+    # Nine shares, or none for a file that is not music.
+    (emotions,) = [resolve(s) for s in ok["properties"]["emotions"]["anyOf"] if "$ref" in s]
     assert list(emotions["properties"]) == list(EMOTIONS)
-    for code in ("400", "401", "413", "415", "421", "422", "500", "503", "504"):
+    for code in ("400", "401", "413", "415", "421", "422", "500", "503", "504", "507"):
         error = resolve(answers[code]["content"]["application/json"]["schema"])
         assert error["required"] == ["detail"], code
     health = schema["paths"]["/v1/health"]["get"]["responses"]["200"]
@@ -1257,3 +1263,17 @@ def test_every_serve_command_in_the_docs_parses(tmp_path, monkeypatch):
     assert len(probed) >= 2
     for url in probed:
         assert url in app_paths, url
+
+
+def test_the_prediction_schema_passes_every_field_a_prediction_sends():
+    """The service answers ``Prediction.to_dict()`` as it is; its documented schema takes any
+    field a newer model adds (not-music, arousal, valence, ...) without an edit here."""
+    from moodscope.inference.predictor import Prediction
+    from moodscope.service.schemas import EXAMPLE, PredictionOut
+
+    sent = Prediction.from_dict(EXAMPLE).to_dict()
+    sent["a_field_added_later"] = 0.5
+    assert PredictionOut.model_validate(sent).model_dump()["a_field_added_later"] == 0.5
+    schema = create_app(workers=1).openapi()["components"]["schemas"]["PredictionOut"]
+    assert schema["additionalProperties"] is True
+    assert set(Prediction.from_dict(EXAMPLE).to_dict()) <= set(schema["properties"])

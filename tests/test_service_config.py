@@ -31,6 +31,14 @@ def test_readme_lists_every_service_limit_with_its_default():
         assert float(number) == getattr(DEFAULTS, name), (name, rows[name])
 
 
+def test_readme_states_what_the_connection_cap_keeps_free():
+    from moodscope.service.connections import RESERVED_FILES
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### The service\n", 1)[1].split("\n## ", 1)[0]
+    assert f"less `--max-uploads` and {RESERVED_FILES} for the server itself" in section
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -42,6 +50,9 @@ def test_readme_lists_every_service_limit_with_its_default():
         ({"upload_rate_window": 0}, "upload rate window must be > 0 s, got 0"),
         ({"min_upload_rate": -1}, "min upload rate must be >= 0 bytes/s, got -1"),
         ({"retry_after_max": 0}, "retry-after cap must be >= 1 s, got 0"),
+        ({"header_timeout": 0}, "header timeout must be > 0 s, got 0"),
+        ({"idle_timeout": -1}, "idle timeout must be > 0 s, got -1"),
+        ({"max_connections": 0}, "max_connections must be >= 1, got 0"),
         ({"access_log": "xml"}, "access log must be one of text, json, off, got 'xml'"),
     ],
 )

@@ -469,6 +469,23 @@ def test_id3v22_becomes_v23_with_every_frame_and_untag_leaves_it_so(song):
     assert picture.mime == "image/png" and picture.data == COVER and picture.type == 3
 
 
+def _old_id3_chunk(p) -> bytes:
+    """The ``id3 `` chunk an earlier moodscope appended: ID3v2.4 TMOO and its fields."""
+    import io
+
+    from mutagen.id3 import ID3, TMOO, TXXX
+
+    tags = ID3()
+    tags.add(TMOO(encoding=3, text=[p.top_emotion]))
+    for name, values in tag_values(p).items():
+        if name != "MOOD":
+            tags.add(TXXX(encoding=3, desc=name, text=list(values)))
+    out = io.BytesIO()
+    tags.save(out, padding=lambda info: 1000)
+    data = out.getvalue()
+    return b"id3 " + struct.pack("<I", len(data)) + data + bytes(len(data) % 2)
+
+
 def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
     """A tag chunk written right after an odd-sized data chunk without its pad byte sits one
     byte off, where readers do not find it: refused in one line, the file untouched, however
@@ -485,6 +502,24 @@ def test_wav_whose_odd_data_chunk_lacks_its_pad_byte_is_refused(tmp_path):
             write_tags(path, prediction())
         assert "odd size" in str(info.value) and "\n" not in str(info.value)
         assert path.read_bytes() == data
+    # An earlier moodscope appended an ID3 chunk right after the data, where the pad byte
+    # belongs, and one more on each --force: such a file is refused too, as it stands.
+    junk = tmp_path / "tagged-before.wav"
+    chunk = b"id3 " + struct.pack("<I", 10) + b"ID3\x04\x00\x00\x00\x00\x00\x00"
+    junk.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 18) + body + chunk)
+    junk_data = junk.read_bytes()
+    with pytest.raises(TagError, match="odd size"):
+        write_tags(junk, prediction())
+    assert junk.read_bytes() == junk_data
+    old = tmp_path / "old.wav"  # ... and untag removes what it appended, back to the byte
+    old.write_bytes(data)
+    for _ in range(2):  # tag + tag --force, as an earlier moodscope wrote them
+        tag = _old_id3_chunk(prediction(13))
+        appended = old.read_bytes() + tag
+        old.write_bytes(appended[:4] + struct.pack("<I", len(appended) - 8) + appended[8:])
+    assert remove_tags(old) is not None
+    assert old.read_bytes() == data
+    assert remove_tags(junk) is None  # an ID3 chunk without moodscope's model: not ours
     padded = tmp_path / "padded.wav"  # the same audio with its pad byte: tagged and readable
     padded.write_bytes(data[:4] + struct.pack("<I", len(body) + 1) + data[8:] + b"\0")
     p = prediction(11)

@@ -20,6 +20,7 @@ from pathlib import Path
 from moodscope.datasets import EmotifyDataset
 from moodscope.features import FeatureConfig, extract_features
 from moodscope.features.aggregate import aggregate_columns
+from moodscope.features.sets import EMOTIFY_LOUDNESS
 from moodscope.inference.calibration import METHODS, SCORES
 from moodscope.inference.checkpoint import save_checkpoint
 from moodscope.models import model_entry
@@ -42,6 +43,14 @@ from moodscope.research.evaluation_report import (
     held_out_sections,
 )
 from moodscope.research.experiment import train_and_test
+from moodscope.research.invariance import invariance_markdown, invariance_table, pick_tracks
+from moodscope.research.nonmusic import (
+    demo_flags,
+    dev_flags,
+    nonmusic_markdown,
+    nonmusic_table,
+    write_nonmusic,
+)
 from moodscope.research.report import Report, write_json, write_text_atomic
 from moodscope.research.yardstick import circumplex_summary, held_out_report, worth_words
 
@@ -66,8 +75,83 @@ def held_out_markdown(held: dict, out_dir: Path, shift: dict, circumplex: dict) 
     return report.markdown().split("\n", 2)[2]
 
 
+def level_and_content(args, dataset, config: FeatureConfig, ckpt: Path) -> dict:
+    """The shipped model on files at other levels and formats, and on sounds that are not
+    music (the generated set, the demo pieces and every dev track)."""
+    import tempfile
+
+    models = {"shipped": ckpt}
+    if args.baseline is not None:
+        models = {"before": args.baseline, **models}
+    paths = pick_tracks(dataset.tracks, args.invariance_tracks or None)
+    invariance = invariance_table(paths, models, workers=args.workers)
+    with tempfile.TemporaryDirectory(prefix="moodscope-nonmusic-") as tmp:
+        nonmusic = nonmusic_table(write_nonmusic(Path(tmp) / "set"), ckpt)
+        demo = demo_flags(Path(tmp) / "demo", ckpt)
+    return {
+        "invariance": {
+            "tracks": [str(Path(p).relative_to(dataset.root)) for p in paths],
+            "seconds": 30.0,
+            "table": invariance,
+        },  # fmt: skip
+        "nonmusic": nonmusic,
+        "demo": demo,
+        "dev": dev_flags(dataset, config),
+    }
+
+
+def level_and_content_markdown(args, found: dict) -> str:
+    """The card's sections on level independence and on what is not music."""
+    inv = found["invariance"]
+    dev = found["dev"]
+    before = (
+        ""
+        if args.baseline is None
+        else f" `before` is `{args.baseline.name}`, the model this one replaced, measured the "
+        "same way on the same files."
+    )
+    flagged_dev = ", ".join(f"{p} ({r})" for p, r in dev["flagged"].items()) or "none"
+    flagged_demo = ", ".join(f"{p} ({r})" for p, r in found["demo"].items() if r) or "none"
+    return f"""## Level, channels and codecs do not decide the mood
+Before the network, every track is brought to {args.loudness:.1f} LUFS (integrated loudness,
+ITU-R BS.1770-4: K-weighted, gated; measured on the 16 kHz mono signal the network reads),
+the median of the dev tracks (`python -m moodscope.research.invariance --loudness`); the gain
+multiplies the waveform, so the network and its weights are unchanged. Long files are decoded
+twice (once to measure, once for the features), so memory stays one block.
+
+{len(inv["tracks"])} dev tracks ({", ".join(inv["tracks"])}; their first {inv["seconds"]:.0f} s
+as a 44.1 kHz WAV are the reference), each variant made by ffmpeg and predicted like any file
+(`python -m moodscope.research.invariance --data $MOODSCOPE_EMOTIFY_DIR --tracks
+{len(inv["tracks"])}`).{before}
+
+{invariance_markdown(inv["table"])}
+
+## Not music, no mood
+A track that is silence (digital, a DC offset, below -60 LUFS), a steady tone or a sweep,
+noise, or isolated clicks between pauses gets `music: false`, a one-line `not_music`
+reason, and no emotions, confidence or tag (`moodscope.audio.content`: signal measures
+with thresholds set far from every dev track; no model is fitted). Speech is **not** detected:
+espeak-ng speech measures like music with pauses (see the table), and rap must stay music.
+
+| kind | flagged | reasons |
+|---|---|---|
+{nonmusic_markdown(found["nonmusic"])}
+
+The generated set: `python -m moodscope.research.nonmusic --out DIR`. Of the
+{dev["tracks"]} dev tracks (all music), flagged: {flagged_dev}. moodscope's demo pieces
+flagged: {flagged_demo}.
+"""
+
+
 def model_card(
-    args, dataset, cv: dict, ckpt: Path, seconds: float, model_kwargs: dict, held: str = ""
+    args,
+    dataset,
+    cv: dict,
+    ckpt: Path,
+    seconds: float,
+    model_kwargs: dict,
+    held: str = "",
+    level: str = "",
 ) -> str:
     s = cv["summary"]
     logistic = args.calibration == "logistic"
@@ -211,6 +295,7 @@ it.
 
 {held}
 
+{level}
 ## What it is not good for
 - Not a reliable single-label classifier: most tracks' top emotion will be wrong; read the
   distribution, the timeline and the confidence, not only the top label.
@@ -258,11 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--confidence-score", default="margin", choices=SCORES)
     parser.add_argument("--calibration", default="logistic", choices=METHODS)
+    parser.add_argument("--loudness", type=float, default=EMOTIFY_LOUDNESS,
+                        help="LUFS every track is brought to before its features")  # fmt: skip
+    parser.add_argument("--invariance-tracks", type=int, default=8,
+                        help="dev tracks the invariance table measures (0: all)")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkpoint measured beside the new one "
+                        "(the one it replaces)")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model_kwargs = json.loads(args.model_kwargs)
     dataset = EmotifyDataset(args.data)
-    config = FeatureConfig(feature_set=args.features, segments=args.segments)
+    config = FeatureConfig(
+        feature_set=args.features, segments=args.segments, loudness=args.loudness
+    )
     table, failures = extract_features(dataset, config, workers=args.workers)
     if failures:
         print(f"{len(failures)} tracks failed: {failures[:3]}", file=sys.stderr)
@@ -357,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         calibration.novelty = training_reference(final.split, columns)
     final.model.calibration = calibration
     ckpt = save_checkpoint(final.model, args.out_dir / "default.ckpt")
+    found = level_and_content(args, dataset, config, ckpt)
     write_json(
         args.out_dir / "crossval.json",
         {
@@ -364,8 +459,11 @@ def main(argv: list[str] | None = None) -> int:
             "held_out": held,
             "domain_shift": shift,
             "circumplex": circumplex,
+            **found,
         },
     )
+    level = level_and_content_markdown(args, found)
+    print(level)
     seconds = time.perf_counter() - started
     write_text_atomic(
         args.out_dir / "MODEL_CARD.md",
@@ -377,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds,
             model_kwargs,
             held_out_markdown(held, args.out_dir, shift, circumplex),
+            level,
         ),
     )
     s = cv["summary"]

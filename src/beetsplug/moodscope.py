@@ -1,6 +1,6 @@
 """beets plugin: the emotion music induces (GEMS-9, by moodscope) on your beets items.
 
-Enable it with ``plugins: moodscope`` (``pip install moodscope[beets]``). On ``beet import``
+Enable it with ``plugins: moodscope`` (``pip install '.[beets]'``). On ``beet import``
 (``auto``, the default) and with ``beet moodscope [QUERY]`` each item gets the flexible
 attributes ``mood`` (the top emotion), ``mood_<emotion>`` (its share, e.g. ``mood_calmness``)
 ``moodscope_confidence`` (the chance that the top emotion is the listeners' dominant one)

@@ -111,9 +111,11 @@ def limit_threads(n: int = 1) -> None:
         threadpool_limits(n)
     except ImportError:  # threadpoolctl comes with scikit-learn; without it BLAS is untouched
         pass
-    import torch
-
-    torch.set_num_threads(n)
+    # onnxruntime reads OMP_NUM_THREADS when its session starts (musicnn.network); PyTorch
+    # (research extra) is told only where something has loaded it: never imported for this.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameters (glibc)

@@ -146,7 +146,7 @@ class DaskBackend(Backend):
             from distributed import Client
         except ImportError as exc:
             raise BackendLost(
-                "running on a Dask cluster needs dask.distributed: pip install 'moodscope[cluster]'"
+                "running on a Dask cluster needs dask.distributed: pip install '.[cluster]'"
             ) from exc
         if LOG_LEVEL is not None:
             for handler in logging.getLogger("distributed").handlers:
@@ -177,7 +177,7 @@ class DaskBackend(Backend):
             from distributed import LocalCluster
         except ImportError as exc:
             raise BackendLost(
-                "--scheduler local:N needs dask.distributed: pip install 'moodscope[cluster]'"
+                "--scheduler local:N needs dask.distributed: pip install '.[cluster]'"
             ) from exc
         from moodscope.backends.pool import callers_main_left_alone, quiet_resource_tracker
 

@@ -9,11 +9,13 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from moodscope.cli.console import (
     cell,
     out,
     prediction_table,
+    printable,
     progress_bar,
     say,
     short_path,
@@ -73,18 +75,27 @@ def tag(
         "declares); by default they fail, their prediction kept in the index.",
     ),
     lock_timeout: Optional[float] = LockTimeout,
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No line per file, only the counts (failures still say why)."
+    ),
 ) -> None:
-    """Write mood tags into audio files and record them in the library index (resumable);
-    with --min-confidence the mood field only where it is earned (shares and confidence
-    always)."""
+    """Write mood tags into audio files and record them in the library index (resumable),
+    one line per file as it goes; with --min-confidence the mood field only where it is
+    earned (shares and confidence always)."""
     from moodscope.library.index import default_db_path
-    from moodscope.library.tagging import FAILED, SKIPPED, TAGGED, WOULD_TAG, tag_files
+    from moodscope.library.tagging import (
+        FAILED,
+        SKIPPED,
+        TAGGED,
+        WOULD_TAG,
+        tag_files,
+    )
     from moodscope.library.tags import mood_earned
 
     files = _library_files(paths)
     done = WOULD_TAG if dry_run else TAGGED
     counts: Counter = Counter()
-    failed_before, planned, moods = 0, [], 0
+    failed_before, planned, moods, not_music = 0, [], 0, 0
 
     def text() -> str:
         return f"tag: {counts[done]} {done}, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
@@ -109,16 +120,26 @@ def tag(
             counts[outcome.status] += 1
             if outcome.status == FAILED:
                 say(outcome.error, prefix="failed")
+            elif outcome.status == SKIPPED and (outcome.reason or "").startswith("not music"):
+                not_music += 1
             elif outcome.status == SKIPPED and outcome.error:
                 failed_before += 1
             elif outcome.status == WOULD_TAG:
                 planned.append(outcome.prediction)
             if outcome.status in (TAGGED, WOULD_TAG):
                 moods += mood_earned(outcome.prediction, min_confidence)
+            if not quiet and outcome.status in (TAGGED, SKIPPED):
+                what = _what_happened(outcome, min_confidence)
+                line = Text(printable(f"{outcome.status} {outcome.path}: {what}"))
+                out.print(line, highlight=False, soft_wrap=True)
             update(n, text=text())
-    if dry_run:
+    if dry_run:  # in the order the files were given, whatever order they finished in
+        order = {path: i for i, path in enumerate(files)}
+        planned.sort(key=lambda p: order.get(p.path, len(order)))
         out.print(prediction_table(planned))
-    skipped = f"{counts[SKIPPED]} skipped (unchanged)"
+    skipped = f"{counts[SKIPPED] - not_music} skipped (unchanged)"
+    if not_music:
+        skipped += f", {not_music} skipped (not music)"
     if failed_before:
         skipped += f", {failed_before} of them failed before (--force retries them)"
     if min_confidence is not None:
@@ -133,6 +154,21 @@ def tag(
     )
     if counts[FAILED]:
         raise typer.Exit(1)
+
+
+def _what_happened(outcome, min_confidence: float | None) -> str:
+    """A tagged file's mood and how sure the model is, or why a file was skipped."""
+    from moodscope.library.tags import mood_earned
+
+    p = outcome.prediction
+    if outcome.status != "tagged" or p is None:
+        return outcome.reason or "skipped"
+    if mood_earned(p, min_confidence):
+        return f"{p.top_emotion} ({sureness(p.confidence)})"
+    return (
+        f"no mood: {p.top_emotion} at {sureness(p.confidence)}, under --min-confidence "
+        f"{min_confidence:g} (shares and confidence written)"
+    )
 
 
 def untag(
@@ -157,10 +193,50 @@ def untag(
         raise typer.Exit(1)
 
 
+def _find_missing(missing, prune, fmt, output, db, lock_timeout, *, given) -> None:
+    """``find --missing [--prune]``: the gone files' paths, one a line (or a JSON list)."""
+    import json
+
+    from moodscope.errors import ConfigError
+    from moodscope.library.index import default_db_path
+    from moodscope.library.search import missing_tracks
+    from moodscope.library.tagging import prune_missing
+    from moodscope.research.report import write_text_atomic
+
+    if not missing:
+        raise ConfigError("--prune goes with --missing")
+    if any(value is not None for value in given):
+        raise ConfigError("--missing goes alone (not with --mood, --like, --min or --limit)")
+    if fmt == "m3u8":
+        raise ConfigError("--missing lists files that are gone: a playlist of them cannot play")
+    path = Path(db) if db is not None else default_db_path()
+    if not path.exists():
+        raise ConfigError(f"no library index at {path}: run `moodscope tag FOLDER` first")
+    if prune:
+        gone = prune_missing(path, lock_timeout=lock_timeout, on_wait=say)
+    else:
+        gone = missing_tracks(path)
+    if fmt == "json":
+        text = json.dumps(gone, indent=2) + "\n"
+        if output is not None:
+            write_text_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    elif output is not None:
+        write_text_atomic(output, "".join(f"{printable(p)}\n" for p in gone))
+    else:
+        for p in gone:
+            out.print(cell(p))
+    done = f"removed from {path}" if prune else f"in {path} (--prune removes them)"
+    say(f"{len(gone)} indexed file(s) no longer there, {done}")
+
+
 def find(
-    mood: Optional[str] = typer.Option(None, "--mood", help="Tracks with most of this emotion."),
+    mood: Optional[str] = typer.Option(
+        None, "--mood", help="Tracks whose top emotion is this, those with most of it first."
+    ),
     min_share: Optional[float] = typer.Option(
-        None, "--min", help="With --mood: every track whose share is at least this (0-1)."
+        None, "--min", help="With --mood: every such track whose share of it is >= this (0-1)."
     ),
     like: Optional[Path] = typer.Option(
         None, "--like", help="Tracks whose mood is nearest this file's ('more like this')."
@@ -175,13 +251,29 @@ def find(
         None, "--model", help="With --like of a file not in the index: the model to predict it."
     ),
     min_confidence: MinConfidence = None,
+    missing: bool = typer.Option(
+        False, "--missing", help="The indexed files that are no longer there (moved or deleted)."
+    ),
+    prune: bool = typer.Option(
+        False, "--prune", help="With --missing: remove their rows from the index."
+    ),
+    lock_timeout: Optional[float] = LockTimeout,
 ) -> None:
     """Find tracks in the library index by mood, or like a given track, as a table, JSON or
-    an M3U8 playlist."""
-    from moodscope.library.search import check_find_format, find_tracks, render_matches
+    an M3U8 playlist; or the indexed files that are gone (--missing)."""
+    from moodscope.library.search import (
+        check_find_format,
+        find_tracks,
+        render_matches,
+        unplayable,
+    )
     from moodscope.research.report import write_text_atomic
 
     check_find_format(fmt)
+    if missing or prune:
+        given = (mood, like, min_share, limit)
+        _find_missing(missing, prune, fmt, output, db, lock_timeout, given=given)
+        return
     query = dict(mood=mood, like=like, min_share=min_share, min_confidence=min_confidence)
     matches, path = find_tracks(**query, limit=limit, db=db, model=model)
     if fmt == "table" and output is None:
@@ -198,6 +290,9 @@ def find(
         out.print(table)
     else:
         text = render_matches(matches, "json" if fmt == "table" else fmt)
+        problems = [unplayable(m.path) for m in matches] if fmt == "m3u8" else []
+        for problem in filter(None, problems):
+            say(problem, prefix="warning:")
         if output is not None:
             write_text_atomic(output, text)
         else:

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     cluster.LOG_LEVEL = logging.CRITICAL
     reuse_freed_memory()  # this process's own predictions (--workers 1) reuse their buffers
     try:
+        research.require_extra(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="moodscope", standalone_mode=False)
         sys.stdout.flush()
     except (BrokenPipeError, _ReaderGone):

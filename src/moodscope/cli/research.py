@@ -30,6 +30,30 @@ from moodscope.cli.options import (
 OutDir = typer.Option(..., "--out", help="Report folder.")
 
 
+NEEDS_EXTRA = (
+    "features",
+    "validate",
+    "plot-classes",
+    "train",
+    "reproduce",
+    "crossval",
+    "compare",
+    "evaluate",
+)
+"""Commands that need the research extra (PyTorch, scikit-learn, pandas): datasets, feature
+tables, training and evaluation. ``plot`` needs only what predicting installs."""
+
+
+def require_extra(args: list[str]) -> None:
+    """One line naming the extra when ``args`` run a command of :data:`NEEDS_EXTRA` without it
+    (checked before the options are parsed, so ``--help`` says it too)."""
+    from moodscope.extras import require_research
+
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in NEEDS_EXTRA:
+        require_research(f"moodscope {command}")
+
+
 def _experiment(run: ExperimentOptions, models: str | list[str]) -> dict:
     """The keyword arguments train, crossval and compare pass on alike: the dataset and its
     feature table, the feature and training configs, and each model's arguments."""

@@ -50,6 +50,15 @@ _LIMITS = {  # flag: (help, the check of its value)
     "--request-timeout": ("Seconds a prediction may run (then 504, worker replaced).", _positive),
     "--max-duration": ("Seconds of audio a file may hold (more: 422).", _positive),
     "--retry-after-max": ("Cap on a 503's Retry-After, s.", {"min": 1}),
+    "--header-timeout": (
+        "Seconds a connection has to send a request's head (then closed).",
+        _positive,
+    ),
+    "--idle-timeout": ("Seconds a connection may wait between requests (then closed).", _positive),
+    "--max-connections": (
+        "Open connections (then the longest idle gives way, or 503); kept under ulimit -n.",
+        {"min": 1},
+    ),
 }
 
 
@@ -76,6 +85,9 @@ class ServiceLimits:
     request_timeout: Annotated[float, _limit("--request-timeout")] = DEFAULTS.request_timeout
     max_duration: Annotated[float, _limit("--max-duration")] = DEFAULTS.max_duration
     retry_after_max: Annotated[int, _limit("--retry-after-max")] = DEFAULTS.retry_after_max
+    header_timeout: Annotated[float, _limit("--header-timeout")] = DEFAULTS.header_timeout
+    idle_timeout: Annotated[float, _limit("--idle-timeout")] = DEFAULTS.idle_timeout
+    max_connections: Annotated[int, _limit("--max-connections")] = DEFAULTS.max_connections
 
 
 @with_options
@@ -114,7 +126,7 @@ def serve(
         from moodscope.service.server import serve as run_service
     except ImportError as exc:
         raise MoodscopeError(
-            f"serve needs the service extra ({exc.name} is missing): pip install 'moodscope[serve]'"
+            f"serve needs the service extra ({exc.name} is missing): pip install '.[serve]'"
         ) from None
 
     if token:

@@ -14,15 +14,17 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moodscope.atomic import atomic_path, atomic_write, file_digest
+from moodscope.audio.content import CONTENT_VERSION, ContentMeasures, ContentMeter
 from moodscope.audio.decode import MAX_DURATION, load_audio, stream_audio
 from moodscope.audio.integrity import check_integrity
+from moodscope.audio.loudness import gain_to
 from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
 from moodscope.errors import AudioError, FeatureError, OutputError
 from moodscope.features.segments import Segment
@@ -162,6 +164,7 @@ class TrackFeatures:
     duration: float = 0.0  # seconds of audio decoded
     precision: str = "float32"  # the network's number format ("bfloat16": musicnn.fast)
     truncated: bool = False  # the container declares more than the file holds
+    content: ContentMeasures | None = None  # loudness and the measures of what it is
 
 
 def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> int:
@@ -181,6 +184,7 @@ def track_features(
     use_cache: bool = True,
     precision: str = "float32",
     max_duration: float | None = MAX_DURATION,
+    judge: Callable[[ContentMeasures], str | None] | None = None,
 ) -> TrackFeatures:
     """Decode ``path``, cut it into ``config``'s segments and compute one row per segment.
 
@@ -188,7 +192,10 @@ def track_features(
     (``"bfloat16"``: musicnn's fast path), else float32; the result says which ran, and
     each format has cache entries of its own. A file cut short (see
     :mod:`moodscope.audio.integrity`) gives features of what decodes, flagged ``truncated``.
-    ``max_duration`` as in :func:`moodscope.audio.decode.load_audio`.
+    ``max_duration`` as in :func:`moodscope.audio.decode.load_audio`. ``judge``: where the
+    track's content measures are known before the network runs (a config that normalises
+    loudness measures first) and ``judge(measures)`` gives a reason (it is not music, see
+    :func:`moodscope.audio.content.not_music`), the result has no rows and is not cached.
 
     Raises
     ------
@@ -206,9 +213,13 @@ def track_features(
                 use_cache=use_cache,
                 precision=precision,
                 max_duration=max_duration,
+                judge=judge,
             )
             for c in config.parts
         ]
+        if any(not len(p.features) for p in parts):  # judged not music: no rows anywhere
+            parts = [replace(p, features=np.zeros((0, len(c.columns)))) for p, c in
+                     zip(parts, config.parts)]  # fmt: skip
         if len({len(p.features) for p in parts}) != 1:
             raise FeatureError(f"{path}: the joined feature sets cut different segments")
         first = parts[0]
@@ -220,6 +231,7 @@ def track_features(
             first.duration,
             next((p.precision for p in parts if p.precision != "float32"), "float32"),
             first.truncated,
+            first.content,
         )
     precision = config.precision(precision)
     entry = root = None
@@ -233,6 +245,9 @@ def track_features(
                 raise AudioError(
                     path, f"decodes to more than {max_duration:.0f} s of audio (max_duration)"
                 )
+            if cached.content is None:  # measured by an older moodscope: measure again
+                cached.content = _measure(path, config, max_duration, check_integrity(path))
+                _save_entry(entry, root, cached)
             _BOUND.used(entry)
             return cached
     compute = get_feature_set(config.feature_set).compute
@@ -240,47 +255,103 @@ def track_features(
         compute = functools.partial(compute, precision=precision)
     integrity = check_integrity(path)
     if config.segments is None:
-        result = _windowed_features(path, config, compute, integrity, max_duration)
+        result = _windowed_features(path, config, compute, integrity, max_duration, judge)
+        if not len(result.features):
+            return result
     else:
         y = load_audio(path, sr=config.sr, max_duration=max_duration, integrity=integrity)
         if len(y) < config.min_duration * config.sr:
             raise _too_short(path, len(y) / config.sr, config.min_duration, integrity)
+        meter = ContentMeter(config.sr)
+        meter.add(y)
+        content = meter.measures()
+        if judge is not None and judge(content) is not None:
+            return _judged(config, content, len(y) / config.sr, integrity)
         segments = config.segment(y)
         result = TrackFeatures(
-            compute(y, segments),
+            compute((y * _gain(config, content)).astype(np.float32), segments),
             np.array([s.start for s in segments]),
             np.array([s.end for s in segments]),
-            float(np.abs(y).max()),
+            content.peak,
             len(y) / config.sr,
+            content=content,
         )
     result.precision = precision
     result.truncated = integrity.truncated
     if not np.all(np.isfinite(result.features)):
         raise FeatureError(f"{path}: features are not finite (NaN or inf)")
     if entry is not None:
-        try:
-            nbytes = _atomic_save_npz(
-                entry,
-                features=result.features,
-                starts=result.starts,
-                ends=result.ends,
-                peak=np.float64(result.peak),
-                duration=np.float64(result.duration),
-                truncated=np.bool_(result.truncated),
-            )
-            _BOUND.wrote(root, nbytes)
-        except (OSError, OutputError) as exc:  # a full disk, a folder gone read-only
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            _warn_once(f"feature cache {root} cannot be written ({why}); results are not "
-                       "cached")  # fmt: skip
+        _save_entry(entry, root, result)
     return result
 
 
+def _judged(
+    config: FeatureConfig, content: ContentMeasures, seconds: float, integrity
+) -> TrackFeatures:
+    """The result for a track judged not music: its measures, no rows."""
+    empty = np.zeros(0)
+    result = TrackFeatures(np.zeros((0, len(config.columns))), empty, empty, content.peak, seconds)
+    result.content, result.truncated = content, integrity.truncated
+    return result
+
+
+def _gain(config: FeatureConfig, content: ContentMeasures) -> float:
+    """The amplitude gain that brings the track to ``config.loudness`` (1: none asked)."""
+    return 1.0 if config.loudness is None else gain_to(config.loudness, content.loudness)
+
+
+def _measure(
+    path: Path, config: FeatureConfig, max_duration: float | None, integrity
+) -> ContentMeasures:
+    """The track's loudness and content measures: one pass over the decoded blocks."""
+    meter = ContentMeter(config.sr)
+    for block in _blocks(path, config, max_duration, integrity):
+        meter.add(block)
+    return meter.measures()
+
+
+def _blocks(path: Path, config: FeatureConfig, max_duration: float | None, integrity):
+    return stream_audio(
+        path,
+        sr=config.sr,
+        block_seconds=max(60.0, 4 * config.window),
+        max_duration=max_duration,
+        integrity=integrity,
+    )
+
+
+def _save_entry(entry: Path, root: Path, result: TrackFeatures) -> None:
+    content = result.content.to_dict() if result.content is not None else {}
+    try:
+        nbytes = _atomic_save_npz(
+            entry,
+            features=result.features,
+            starts=result.starts,
+            ends=result.ends,
+            peak=np.float64(result.peak),
+            duration=np.float64(result.duration),
+            truncated=np.bool_(result.truncated),
+            content_version=np.int64(CONTENT_VERSION),
+            **{f"content_{k}": np.float64(v) for k, v in content.items()},
+        )
+        _BOUND.wrote(root, nbytes)
+    except (OSError, OutputError) as exc:  # a full disk, a folder gone read-only
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        _warn_once(f"feature cache {root} cannot be written ({why}); results are not "
+                   "cached")  # fmt: skip
+
+
 def _read_entry(entry: Path, precision: str) -> TrackFeatures | None:
+    """The cached features; ``content`` None where the measures are missing or older."""
     if not entry.is_file():
         return None
     try:
         with np.load(entry) as z:
+            content = None
+            if "content_version" in z and int(z["content_version"]) == CONTENT_VERSION:
+                content = ContentMeasures.from_dict(
+                    {k[len("content_") :]: z[k] for k in z.files if k.startswith("content_")}
+                )
             return TrackFeatures(
                 z["features"],
                 z["starts"],
@@ -289,8 +360,9 @@ def _read_entry(entry: Path, precision: str) -> TrackFeatures | None:
                 float(z["duration"]),
                 precision,
                 bool(z["truncated"]),
+                content,
             )
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, TypeError):
         try:
             entry.unlink(missing_ok=True)  # a damaged or older entry is recomputed, not trusted
         except OSError:
@@ -313,23 +385,37 @@ def _windowed_features(
     compute: Callable,
     integrity=None,
     max_duration: float | None = MAX_DURATION,
+    judge: Callable[[ContentMeasures], str | None] | None = None,
 ) -> TrackFeatures:
     """Fixed windows computed block by block as the file is decoded: memory stays bounded
-    by one block (about a minute of audio) whatever the file's length."""
+    by one block (about a minute of audio) whatever the file's length.
+
+    A config that normalises loudness decodes the file twice: once to measure it, once to
+    compute the features at the gain the measure gives (decoding costs a few percent of
+    the network's time; keeping an hour's spectra instead would cost ~100 MB)."""
     sr = config.sr
     win = int(round(config.window * sr))
     hop = max(1, int(round((config.hop or config.window) * sr)))
     buffer, offset, next_start = np.zeros(0, np.float32), 0, 0
-    rows, starts, peak, total = [], [], 0.0, 0
-    blocks = stream_audio(
-        path,
-        sr=sr,
-        block_seconds=max(60.0, 4 * config.window),
-        max_duration=max_duration,
-        integrity=integrity,
-    )
-    for block in blocks:
-        peak = max(peak, float(np.abs(block).max()))
+    rows, starts, total = [], [], 0
+    meter = gain = None
+    if config.loudness is not None:
+        meter = ContentMeter(sr)
+        for block in _blocks(path, config, max_duration, integrity):
+            meter.add(block)
+        content, seconds, meter = meter.measures(), meter.loudness.samples / sr, None
+        if seconds < config.window:
+            raise _too_short(path, seconds, config.window, integrity or check_integrity(path))
+        if judge is not None and judge(content) is not None:
+            return _judged(config, content, seconds, integrity or check_integrity(path))
+        gain = np.float32(_gain(config, content))
+    else:
+        meter = ContentMeter(sr)
+    for block in _blocks(path, config, max_duration, integrity):
+        if meter is not None:
+            meter.add(block)
+        else:
+            block = block * gain
         total += len(block)
         buffer = np.concatenate([buffer, block])
         segments = []
@@ -344,8 +430,12 @@ def _windowed_features(
         buffer, offset = buffer[cut:], offset + cut
     if not starts:
         raise _too_short(path, total / sr, config.window, integrity or check_integrity(path))
+    if meter is not None:
+        content = meter.measures()
     starts_s = np.asarray(starts) / sr
-    return TrackFeatures(np.vstack(rows), starts_s, starts_s + win / sr, peak, total / sr)
+    return TrackFeatures(
+        np.vstack(rows), starts_s, starts_s + win / sr, content.peak, total / sr, content=content
+    )
 
 
 _WARM: set[str] = set()

@@ -9,7 +9,8 @@ over each patch's time axis (musicnn's ``max_pool`` and ``mean_pool``, 753 numbe
 layers below the tag-trained dense head; per segment the mean over its patches of all four
 (penultimate, taggram, max pool, mean pool: 1,756 numbers).
 
-All patches of a track go through the network in batches, on CUDA when available.
+All patches of a track go through the network in batches: the ONNX network on onnxruntime,
+or the PyTorch port's bfloat16 path where that is the fast one (:mod:`moodscope.musicnn.fast`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from moodscope.features.segments import Segment
 from moodscope.features.sets import FeatureSet, register_feature_set
 from moodscope.musicnn.fast import PRECISIONS
-from moodscope.musicnn.model import SAMPLE_RATE, load_musicnn, log_mel_batch, musicnn_tags, patches
+from moodscope.musicnn.inputs import SAMPLE_RATE, log_mel_batch, patches
+from moodscope.musicnn.network import network_outputs
+from moodscope.musicnn.tags import musicnn_tags
 
 PENULTIMATE = 200
 POOLED = 753  # 561 front-end + 3 x 64 mid-end channels
@@ -53,20 +55,10 @@ def _patch_outputs(
     y: np.ndarray, segments: Sequence[Segment], model: str, batch_size: int, precision: str
 ) -> tuple[list[int], dict[str, np.ndarray]]:
     """Every segment's patches through the network: patches per segment, outputs per patch."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_musicnn(model, device)
-    if device != "cpu":
-        precision = "float32"  # the bfloat16 GEMMs are laid out for AMX (see musicnn.fast)
     per_segment = [patches(mel) for mel in _segment_mels(y, segments)]
     batch = np.concatenate(per_segment)
-    outputs: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for i in range(0, len(batch), batch_size):
-            xb = torch.from_numpy(batch[i : i + batch_size]).to(device)
-            out = net.features(xb, precision=precision)
-            for key, value in out.items():
-                outputs.setdefault(key, []).append(value.float().cpu().numpy())
-    return [len(p) for p in per_segment], {k: np.concatenate(v) for k, v in outputs.items()}
+    outputs = network_outputs(batch, model=model, precision=precision, batch_size=batch_size)
+    return [len(p) for p in per_segment], outputs
 
 
 def _segment_mels(y: np.ndarray, segments: Sequence[Segment]) -> list[np.ndarray]:

@@ -18,8 +18,14 @@ from moodscope.audio.decode import SAMPLE_RATE
 from moodscope.errors import ConfigError
 from moodscope.features.segments import MIN_SEGMENT_SECONDS, Segment, segment_track
 
-FEATURES_VERSION = 2
-"""Bumped whenever a feature's computation changes, so old cache entries are not reused."""
+FEATURES_VERSION = 3
+"""Bumped whenever a feature's computation changes, so old cache entries are not reused
+(3: entries also hold the track's loudness and content measures; configs may normalise)."""
+
+EMOTIFY_LOUDNESS = -15.6
+"""LUFS: the median integrated loudness of the 320 Emotify dev tracks as the features read
+them (16 kHz mono; ``python -m moodscope.research.invariance --loudness``). The default model's
+features bring every track to it, so in-domain tracks move by their own offset from it only."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class FeatureConfig:
     segments: int | None = 20  # n equal segments per track (paper: 10 or 20); None: windows
     window: float = 3.0  # seconds per fixed window, used when segments is None
     hop: float | None = None  # seconds between windows (default: window, no overlap)
+    loudness: float | None = None  # LUFS every track is brought to first; None: as decoded
 
     def __post_init__(self) -> None:
         get_feature_set(self.feature_set)
@@ -120,7 +127,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureConfig:
-        known = {k: d[k] for k in ("feature_set", "segments", "window", "hop") if k in d}
+        fields = ("feature_set", "segments", "window", "hop", "loudness")
+        known = {k: d[k] for k in fields if k in d}
         return cls(**known)
 
     def key(self, precision: str = "float32") -> str:

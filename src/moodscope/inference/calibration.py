@@ -83,11 +83,10 @@ class Novelty:
         return _distances(self.reference, rows, self.k, self_excluded=False) / self.typical
 
     def state(self) -> dict:
-        import torch
-
+        """Plain values and arrays, for a checkpoint (no torch)."""
         return {
-            "columns": torch.as_tensor(self.columns),
-            "reference": torch.as_tensor(self.reference),
+            "columns": np.asarray(self.columns, np.int64),
+            "reference": np.asarray(self.reference, np.float32),
             "typical": float(self.typical),
             "k": int(self.k),
         }
@@ -193,20 +192,18 @@ class Calibration:
         return _sigmoid(self.coef[0] + self.coef[1] * s + self.coef[2] * novelty)
 
     def state(self) -> dict:
-        """Plain values and tensors, for a checkpoint (``torch.load(weights_only=True)``)."""
-        import torch
-
+        """Plain values and arrays, for a checkpoint (no torch)."""
         out = {
             "score": self.score,
             "method": self.method,
             "n_tracks": int(self.n_tracks),
-            "x": torch.as_tensor(self.x),
-            "y": torch.as_tensor(self.y),
+            "x": np.asarray(self.x, np.float64),
+            "y": np.asarray(self.y, np.float64),
         }
         if self.method == "logistic":
             if self.novelty is None:
                 raise ModelError("a logistic calibration map is stored with its reference tracks")
-            out.update(coef=torch.as_tensor(self.coef), novelty=self.novelty.state())
+            out.update(coef=np.asarray(self.coef, np.float64), novelty=self.novelty.state())
         return out
 
     @classmethod

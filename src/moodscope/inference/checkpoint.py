@@ -1,40 +1,64 @@
-"""One file per trained model: weights, model config, scaler, labels, feature and training
-config. Saved with ``torch.save`` of tensors and plain values only and loaded with
-``torch.load(weights_only=True)``, so opening a checkpoint never runs arbitrary code.
+"""One file per trained model: the head's arrays, the scaler, labels, feature and training
+config, calibration, and whatever named arrays and plain values the model carries.
 
-A linear model's head is also stored as plain arrays (:class:`LinearHead`), so predicting
-with it needs numpy and torch only: no scikit-learn import on the inference path.
+The file is data, never code: a zip holding ``checkpoint.json`` (plain JSON) and numbers as
+``.npy`` arrays read with ``allow_pickle=False``. A linear head is rebuilt from its arrays
+(:class:`LinearHead`), so predicting needs numpy alone. Any other head is research: a neural
+head's weights are arrays that only PyTorch runs, and a scikit-learn tree ensemble is loaded
+through skops only when every type in it is on an explicit list of estimator types (no
+function, no other class). Anything else is refused in one line.
+
+Checkpoints written by moodscope 0.1 (``torch.save`` files) are read with
+``torch.load(weights_only=True)`` when PyTorch is installed;
+``python tools/convert_checkpoint.py OLD NEW`` rewrites one in this format.
 """
 
 from __future__ import annotations
 
 import datetime
 import io
+import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from moodscope.atomic import write_atomic
 from moodscope.errors import ModelError, MoodscopeError
+from moodscope.extras import RESEARCH_INSTALL, has_research
 from moodscope.features.sets import FeatureConfig
 from moodscope.inference.calibration import Calibration
 from moodscope.inference.identity import checkpoint_version
-from moodscope.models.training import TrainConfig
+from moodscope.models.config import TrainConfig
 
 if TYPE_CHECKING:
     from moodscope.models.estimators import Classifier
 
 FORMAT = "moodscope-checkpoint"
-VERSION = 1
+VERSION = 2  # 1: a torch.save file (moodscope 0.1); 2: zip of JSON and .npy arrays
 EXTENSION = ".ckpt"
+HEADER = "checkpoint.json"
+ARRAYS = "arrays/"  # folder of the .npy members inside the zip
+MAX_BYTES = 1 << 30
+"""Largest checkpoint content read (all members, uncompressed): a shipped model is < 1 MB."""
+_NUMBERS = "fiub"  # numpy dtype kinds a checkpoint may hold: float, int, unsigned, bool
+
+
+ROUNDING_SPREAD = 1e-5
+"""A feature whose spread over the training rows is below this fraction of its mean only
+varies by float32 rounding (a dead musicnn filter's constant, averaged over a varying number
+of patches: spreads of 1e-9 to 1e-6 of the mean, where the next feature's is 1e-4). Scaled by
+that spread, rounding noise would become a value of several units and any other summation
+order (another runtime, another CPU) would move the prediction; such a feature is taken as
+the constant it is (scaled value 0)."""
 
 
 @dataclass
 class Scaler:
-    """StandardScaler's fitted state: ``(x - mean) / scale``."""
+    """StandardScaler's fitted state: ``(x - mean) / scale``, features that vary only by
+    float32 rounding (:data:`ROUNDING_SPREAD`) held at 0."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -43,8 +67,15 @@ class Scaler:
     def from_sklearn(cls, scaler) -> Scaler:
         return cls(np.asarray(scaler.mean_, np.float64), np.asarray(scaler.scale_, np.float64))
 
+    @property
+    def constant(self) -> np.ndarray:
+        """[n_features] bool: the features that vary only by rounding."""
+        return self.scale <= ROUNDING_SPREAD * np.abs(self.mean)
+
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((np.asarray(X, np.float64) - self.mean) / self.scale).astype(np.float32)
+        scaled = (np.asarray(X, np.float64) - self.mean) / self.scale
+        scaled[..., self.constant] = 0.0
+        return scaled.astype(np.float32)
 
 
 class LinearHead:
@@ -52,8 +83,8 @@ class LinearHead:
     scikit-learn's ``LogisticRegression.predict_proba`` computes for several classes.
 
     Stands in for the :class:`~moodscope.models.estimators.Classifier` a checkpoint was saved
-    from when only predictions are wanted; :meth:`state` gives back that classifier's
-    state unchanged, so a loaded model saves as it was.
+    from when only predictions are wanted; :meth:`state` gives back the arrays it was built
+    from, so a loaded model saves as it was.
     """
 
     kind = "sklearn"
@@ -65,16 +96,20 @@ class LinearHead:
         self.n_classes = int(state["n_classes"])
         self.n_features = int(state["n_features"])
         self.model_kwargs = dict(state.get("model_kwargs") or {})
-        self.coef = head["coef"].numpy().astype(np.float64)  # [n_seen, n_features]
-        self.intercept = head["intercept"].numpy().astype(np.float64)  # [n_seen]
-        self.classes = head["classes"].numpy().astype(np.int64)  # column of each row
-        self._state = state
+        self.coef = _array(head["coef"], np.float64)  # [n_seen, n_features]
+        self.intercept = _array(head["intercept"], np.float64)  # [n_seen]
+        self.classes = _array(head["classes"], np.int64)  # column of each row
+        self._state = {k: v for k, v in state.items() if k != "skops"}
         if self.coef.shape != (len(self.classes), self.n_features):
             raise ModelError(f"linear head of shape {self.coef.shape} does not fit the model")
+        if len(self.intercept) != len(self.classes) or not (
+            np.all((self.classes >= 0) & (self.classes < self.n_classes))
+        ):
+            raise ModelError("linear head's intercept or classes do not fit the model")
 
     @staticmethod
     def arrays(estimator: Any) -> dict | None:
-        """The head of a multinomial ``LogisticRegression`` as tensors, or None for any
+        """The head of a multinomial ``LogisticRegression`` as arrays, or None for any
         other estimator."""
         coef, classes = getattr(estimator, "coef_", None), getattr(estimator, "classes_", None)
         if type(estimator).__name__ != "LogisticRegression" or coef is None:
@@ -82,9 +117,9 @@ class LinearHead:
         if coef.shape[0] != len(classes) or len(classes) < 3:  # binary: a sigmoid, not softmax
             return None
         return {
-            "coef": torch.as_tensor(np.asarray(coef, np.float64)),
-            "intercept": torch.as_tensor(np.asarray(estimator.intercept_, np.float64)),
-            "classes": torch.as_tensor(np.asarray(classes, np.int64)),
+            "coef": np.asarray(coef, np.float64),
+            "intercept": np.asarray(estimator.intercept_, np.float64),
+            "classes": np.asarray(classes, np.int64),
         }
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -108,7 +143,10 @@ class LinearHead:
 
 @dataclass
 class TrainedModel:
-    """Everything prediction needs: features -> scaler -> classifier -> label names."""
+    """Everything prediction needs: features -> scaler -> classifier -> label names.
+
+    ``info`` holds plain values (JSON) and numpy arrays of numbers at any depth (e.g. reference
+    embeddings); both go into the checkpoint and come back as they were."""
 
     classifier: Classifier | LinearHead
     scaler: Scaler
@@ -173,6 +211,11 @@ class TrainedModel:
         return timeline.mean(axis=0), timeline
 
 
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
 def _payload(model: TrainedModel) -> dict:
     from moodscope import __version__
 
@@ -181,16 +224,15 @@ def _payload(model: TrainedModel) -> dict:
         head = LinearHead.arrays(model.classifier.model)
         if head is not None:
             classifier = {**classifier, "linear": head}
+    if "linear" in classifier:  # the arrays are the head; a pickled copy beside them is not
+        classifier = {k: v for k, v in classifier.items() if k != "skops"}
     return {
         "format": FORMAT,
         "version": VERSION,
         "moodscope_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classifier": classifier,
-        "scaler": {
-            "mean": torch.as_tensor(model.scaler.mean),
-            "scale": torch.as_tensor(model.scaler.scale),
-        },
+        "scaler": {"mean": model.scaler.mean, "scale": model.scaler.scale},
         "labels": list(model.labels),
         "feature_config": model.feature_config.to_dict(),
         "train_config": model.train_config.to_dict(),
@@ -200,10 +242,55 @@ def _payload(model: TrainedModel) -> dict:
     }
 
 
+def _split(value: Any, where: str, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` as JSON, its arrays (numpy, or PyTorch tensors) moved into ``arrays`` under
+    their path and replaced by ``{"$array": path}``; bytes (a research head's skops archive)
+    likewise as uint8 arrays, ``{"$bytes": path}``."""
+    if isinstance(value, dict):
+        return {str(k): _split(v, f"{where}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split(v, f"{where}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, (bytes, bytearray)) and where not in arrays:
+        arrays[where] = np.frombuffer(bytes(value), np.uint8)
+        return {"$bytes": where}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if where in arrays:
+        raise ModelError(f"{where}: two values of the checkpoint have this name")
+    if hasattr(value, "__array__"):  # numpy arrays and CPU tensors
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().float() if _is_bfloat16(value) else value.detach().cpu()
+        array = np.asarray(value)
+        if array.dtype.kind not in _NUMBERS:
+            raise ModelError(f"{where}: a checkpoint holds numbers, not {array.dtype} arrays")
+        arrays[where] = np.ascontiguousarray(array)
+        return {"$array": where}
+    raise ModelError(f"{where}: a checkpoint holds numbers and plain values, not {type(value)}")
+
+
+def _is_bfloat16(tensor: Any) -> bool:
+    return str(getattr(tensor, "dtype", "")) == "torch.bfloat16"
+
+
 def checkpoint_bytes(model: TrainedModel) -> bytes:
     """``model`` as the bytes :func:`save_checkpoint` writes."""
+    return _pack(_payload(model))
+
+
+def _pack(payload: dict) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    header = _split(payload, "", arrays)
     buffer = io.BytesIO()
-    torch.save(_payload(model), buffer)
+    # Stored, not deflated: the sizes in the directory are the sizes read (no zip bomb to
+    # guard against), and a shipped head is small anyway.
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(HEADER, json.dumps(header, indent=1, sort_keys=True))
+        for where, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, array, allow_pickle=False)
+            zf.writestr(f"{ARRAYS}{where.strip('/')}.npy", member.getvalue())
     return buffer.getvalue()
 
 
@@ -216,13 +303,20 @@ def save_checkpoint(model: TrainedModel, path: str | Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
 def load_checkpoint(path: str | Path) -> TrainedModel:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+    """Load a checkpoint written by :func:`save_checkpoint` (or by moodscope 0.1, where
+    PyTorch is installed).
 
     Raises
     ------
     ModelError
-        Missing, corrupt or foreign file, or a model this version cannot rebuild.
+        Missing, corrupt or foreign file, one that holds anything but numbers and plain
+        values, or a model this install cannot rebuild.
     """
     path = Path(path)
     if not path.is_file():
@@ -237,6 +331,97 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
 def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> TrainedModel:
     """A checkpoint from its bytes (what a worker receives); ``source`` names it in errors."""
     source = source or name or "checkpoint"
+    payload = read_payload(data, source)
+    try:
+        model = _model(payload, source)
+    except MoodscopeError as exc:
+        raise ModelError(f"{source}: {exc}") from exc
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModelError(f"{source}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
+    model.name, model.version, model.checkpoint = name, checkpoint_version(data), data
+    return model
+
+
+def read_payload(data: bytes, source: str) -> dict:
+    """The checkpoint's content: plain values with numpy arrays (and bytes) in place."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"{source}: not a readable moodscope checkpoint ({exc})") from exc
+    with zf:
+        if HEADER not in names:
+            if any(n.endswith("/data.pkl") for n in names):
+                return _read_torch(data, source)
+            raise ModelError(f"{source}: not a moodscope checkpoint (no {HEADER} inside)")
+        payload = _read_zip(zf, source)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{source}: not a moodscope checkpoint (no '{FORMAT}' header)")
+    if not isinstance(payload.get("version"), int) or payload["version"] > VERSION:
+        raise ModelError(
+            f"{source}: checkpoint format {payload.get('version')} is newer than this "
+            f"moodscope reads ({VERSION}); upgrade moodscope"
+        )
+    return payload
+
+
+def _read_zip(zf: zipfile.ZipFile, source: str) -> Any:
+    infos = zf.infolist()
+    if sum(info.file_size for info in infos) > MAX_BYTES:
+        raise ModelError(f"{source}: larger than a checkpoint can be ({MAX_BYTES >> 20} MB)")
+    arrays = {}
+    try:
+        header = json.loads(zf.read(HEADER).decode("utf-8"))
+        for info in infos:
+            if info.filename == HEADER:
+                continue
+            if not (info.filename.startswith(ARRAYS) and info.filename.endswith(".npy")):
+                raise ModelError(f"{source}: holds {info.filename!r}, which is not an array")
+            where = "/" + info.filename[len(ARRAYS) : -len(".npy")]
+            with zf.open(info) as f:
+                try:
+                    array = np.lib.format.read_array(f, allow_pickle=False)
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):
+                        raise ModelError(
+                            f"{source}: {info.filename} holds Python objects, not numbers "
+                            "(refused: a checkpoint is data, never code)"
+                        ) from exc
+                    raise
+            if array.dtype.kind not in _NUMBERS:
+                raise ModelError(f"{source}: {info.filename} holds {array.dtype}, not numbers")
+            arrays[where] = array
+    except ModelError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{source}: not a readable moodscope checkpoint ({exc})") from exc
+    return _join(header, arrays, source)
+
+
+def _join(value: Any, arrays: dict[str, np.ndarray], source: str) -> Any:
+    """The inverse of :func:`_split`."""
+    if isinstance(value, dict):
+        if len(value) == 1 and ("$array" in value or "$bytes" in value):
+            ((kind, where),) = value.items()
+            if where not in arrays:
+                raise ModelError(f"{source}: damaged checkpoint (array {where!r} is missing)")
+            return arrays[where] if kind == "$array" else arrays[where].tobytes()
+        return {k: _join(v, arrays, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join(v, arrays, source) for v in value]
+    return value
+
+
+def _read_torch(data: bytes, source: str) -> dict:
+    """A moodscope 0.1 checkpoint (``torch.save``), through ``torch.load(weights_only=True)``,
+    its tensors as numpy arrays."""
+    if not has_research():
+        raise ModelError(
+            f"{source}: a PyTorch checkpoint of moodscope 0.1; reading it needs the research "
+            f"extra ({RESEARCH_INSTALL}), then `python tools/convert_checkpoint.py OLD NEW`"
+        )
+    import torch
+
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
@@ -244,44 +429,64 @@ def load_checkpoint_bytes(data: bytes, *, name: str = "", source: str = "") -> T
         raise ModelError(f"{source}: not a readable moodscope checkpoint ({first[:200]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{source}: not a moodscope checkpoint (no '{FORMAT}' header)")
-    if payload.get("version", 0) > VERSION:
-        raise ModelError(
-            f"{source}: checkpoint format {payload.get('version')} is newer than this "
-            f"moodscope reads ({VERSION}); upgrade moodscope"
-        )
-    try:
-        train_config = TrainConfig.from_dict(payload.get("train_config", {}))
-        state = payload["classifier"]
-        if "linear" in state:
-            classifier = LinearHead(state)
-        else:
-            from moodscope.models.estimators import Classifier
+    arrays: dict[str, np.ndarray] = {}
+    return _join(_split(payload, "", arrays), arrays, source)
 
-            classifier = Classifier.from_state(state, train_config)
-        scaler = Scaler(
-            payload["scaler"]["mean"].numpy().astype(np.float64),
-            payload["scaler"]["scale"].numpy().astype(np.float64),
-        )
-        model = TrainedModel(
-            classifier,
-            scaler,
-            list(payload["labels"]),
-            FeatureConfig.from_dict(payload["feature_config"]),
-            train_config,
-            dict(payload.get("info", {})),
-            name=name,
-            version=checkpoint_version(data),
-            checkpoint=data,
-            calibration=(
-                Calibration.from_state(payload["calibration"])
-                if payload.get("calibration") is not None
-                else None
-            ),
-        )
-    except MoodscopeError as exc:
-        raise ModelError(f"{source}: {exc}") from exc
-    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{source}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
+
+def _array(value: Any, dtype: type) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise ModelError(f"expected an array, found {type(value).__name__}")
+    return value.astype(dtype)
+
+
+def _model(payload: dict, source: str) -> TrainedModel:
+    train_config = TrainConfig.from_dict(payload.get("train_config", {}))
+    state = payload["classifier"]
+    if "linear" in state:
+        classifier = LinearHead(state)
+    else:
+        classifier = _research_head(state, train_config, source)
+    scaler = Scaler(
+        _array(payload["scaler"]["mean"], np.float64),
+        _array(payload["scaler"]["scale"], np.float64),
+    )
+    calibration = payload.get("calibration")
+    model = TrainedModel(
+        classifier,
+        scaler,
+        [str(label) for label in payload["labels"]],
+        FeatureConfig.from_dict(payload["feature_config"]),
+        train_config,
+        dict(payload.get("info", {})),
+        calibration=Calibration.from_state(calibration) if calibration is not None else None,
+    )
     if len(model.labels) != classifier.n_classes or len(scaler.mean) != classifier.n_features:
-        raise ModelError(f"{source}: labels/scaler do not match the model's shape")
+        raise ModelError("labels/scaler do not match the model's shape")
     return model
+
+
+def _research_head(state: dict, train_config: TrainConfig, source: str) -> Classifier:
+    """A neural head (PyTorch weights) or an allowed scikit-learn one (skops): research."""
+    kind = "neural" if "state_dict" in state else "scikit-learn"
+    if not has_research():
+        raise ModelError(
+            f"a {kind} head ({state.get('name')}) needs the research extra: {RESEARCH_INSTALL}"
+        )
+    from moodscope.models.estimators import Classifier
+
+    if "state_dict" in state:
+        import torch
+
+        weights = state["state_dict"]
+        tensors = {k: torch.from_numpy(_array(v, v.dtype)) for k, v in weights.items()}
+        return Classifier.from_state({**state, "state_dict": tensors}, train_config)
+    if not isinstance(state.get("skops"), bytes):
+        raise ModelError("damaged checkpoint (the head holds neither arrays nor an estimator)")
+    return Classifier.from_state(state, train_config)  # checks the estimator's types first
+
+
+def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
+    """Rewrite any checkpoint this install reads (a moodscope 0.1 ``torch.save`` file among
+    them) in the current format at ``new``; its predictions stay the same numbers."""
+    model = load_checkpoint(old)
+    return save_checkpoint(model, new)

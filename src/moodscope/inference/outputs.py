@@ -41,8 +41,8 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
     if fmt == "jsonl":
         return "".join(json.dumps(r.to_dict(timeline=timeline)) + "\n" for r in results)
     check_format(fmt)
-    names = next((list(r.emotions) for r in results if r.ok), [])
-    factors = next((list(r.factors) for r in results if r.ok), [])
+    names = next((list(r.emotions) for r in results if r.ok and r.music), [])
+    factors = next((list(r.factors) for r in results if r.ok and r.music), [])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     if timeline:
@@ -63,7 +63,7 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
     else:
         writer.writerow(
             ["path", "top_emotion", "confidence", *names, "top_factor", *factors, "arousal",
-             "valence", "silent", "truncated", "error"]
+             "valence", "silent", "truncated", "music", "not_music", "error"]
         )  # fmt: skip
         for r in results:
             shares = r.factors
@@ -72,12 +72,14 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                     r.path,
                     r.top_emotion or "",
                     "" if r.confidence is None else f"{r.confidence:.6f}",
-                    *[f"{r.emotions[n]:.6f}" if r.ok else "" for n in names],
+                    *[f"{r.emotions[n]:.6f}" if n in r.emotions else "" for n in names],
                     (r.top_factor or "") if r.ok else "",
                     *[f"{shares[f]:.6f}" if r.ok and f in shares else "" for f in factors],
                     *["" if v is None else f"{v:.6f}" for v in (r.arousal, r.valence)],
                     r.silent if r.ok else "",
                     r.truncated if r.ok else "",
+                    r.music if r.ok else "",
+                    r.not_music or "",
                     r.error or "",
                 ]
             )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from moodscope.atomic import bytes_digest
+from moodscope.audio.content import not_music
 from moodscope.audio.decode import MAX_DURATION
 from moodscope.audio.decode import _check_max_duration as check_max_duration
 from moodscope.audio.files import find_audio
@@ -46,9 +47,6 @@ from moodscope.inference.checkpoint import (
     load_checkpoint_bytes,
 )
 from moodscope.inference.identity import default_model_path
-
-SILENCE_PEAK = 1e-4
-"""A file whose largest sample is below this (-80 dBFS) is reported as silent."""
 
 
 @dataclass
@@ -97,6 +95,12 @@ class Prediction:
     valence: float | None = None
     """How pleasant the music is, in [-1, 1] (unpleasant to pleasant): the circumplex
     reading of the shares, averaged with musicnn's tagger's where the model reads it."""
+    music: bool = True
+    """False: the file is not music (silence, a tone, noise, clicks; see
+    :func:`moodscope.audio.content.not_music`): no emotions, top emotion, confidence or
+    timeline, and nothing is tagged."""
+    not_music: str | None = None
+    """With ``music`` False, the one-line reason (``"digital silence"``, ``"a steady tone"``)."""
 
     @property
     def factors(self) -> dict[str, float]:
@@ -137,6 +141,8 @@ class Prediction:
             "valence": None if self.valence is None else round(self.valence, 6),
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
+            "music": self.music,
+            "not_music": self.not_music,
             "truncated": self.truncated,
             "model": self.model,
             "precision": self.precision,
@@ -172,6 +178,8 @@ class Prediction:
             truncated=bool(d.get("truncated", False)),
             arousal=d.get("arousal"),
             valence=d.get("valence"),
+            music=bool(d.get("music", True)),
+            not_music=d.get("not_music"),
         )
 
 
@@ -199,7 +207,12 @@ def prediction_features(model: TrainedModel) -> FeatureConfig:
         return config
     seconds = float(model.info.get("segment_seconds") or 60.0 / config.segments)
     # Emotify's excerpts run 59-60 s, so 20 segments average 2.985 s: windows use 3.0 s.
-    return FeatureConfig(feature_set=config.feature_set, segments=None, window=round(seconds, 1))
+    return FeatureConfig(
+        feature_set=config.feature_set,
+        segments=None,
+        window=round(seconds, 1),
+        loudness=config.loudness,
+    )
 
 
 def _ordered(labels: Sequence[str]) -> list[int]:
@@ -291,6 +304,7 @@ def predict_file(
             use_cache=use_cache,
             max_duration=max_duration,
             precision=resolve_precision(exact),
+            judge=not_music,
         )
         return _prediction(path, model, features)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
@@ -370,6 +384,20 @@ def _shifted(names: list[str], p: np.ndarray, tags: dict[str, float]) -> np.ndar
 
 
 def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
+    content = features.content
+    silent = content is not None and content.silent
+    reason = None if content is None else not_music(content)
+    if reason is not None:
+        return Prediction(
+            path,
+            duration=features.duration,
+            silent=silent,
+            model=model.model_id,
+            precision=features.precision,
+            truncated=features.truncated,
+            music=False,
+            not_music=reason,
+        )
     reading = track_reading(model, features.features)
     names, mean = reading.names, reading.track
     return Prediction(
@@ -381,7 +409,7 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
             for a, b, p in zip(features.starts, features.ends, reading.timeline)
         ],
         duration=features.duration,
-        silent=features.peak < SILENCE_PEAK,
+        silent=silent,
         model=model.model_id,
         precision=features.precision,
         confidence=reading.confidence,

@@ -16,6 +16,7 @@ from moodscope.library.search import (
     find_by_mood,
     find_like,
     find_tracks,
+    missing_tracks,
     mood_distance,
     playlist_m3u8,
 )
@@ -28,6 +29,7 @@ from moodscope.library.tagging import (
     TagOutcome,
     damaged_message,
     library_files,
+    prune_missing,
     tag_files,
     untag_files,
 )
@@ -51,8 +53,10 @@ __all__ = [
     "find_like",
     "find_tracks",
     "library_files",
+    "missing_tracks",
     "mood_distance",
     "playlist_m3u8",
+    "prune_missing",
     "tag_files",
     "untag_files",
 ]

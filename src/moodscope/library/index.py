@@ -59,6 +59,9 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+_OWN_COLUMNS = tuple(c for c in _COLUMNS if c not in _SINCE)  # every moodscope index has them
+
+
 def default_db_path() -> Path:
     """``$MOODSCOPE_DATA_DIR/library.sqlite``, else ``$XDG_DATA_HOME/moodscope/library.sqlite``,
     else ``~/.local/share/moodscope/library.sqlite``."""
@@ -188,6 +191,9 @@ class LibraryIndex:
             raise LibraryError(
                 f"{self.path}: cannot be opened as a moodscope library index ({exc})"
             ) from exc
+        except BaseException:
+            self.close()
+            raise
 
     def _setup(self) -> None:
         conn = self._conn
@@ -198,6 +204,7 @@ class LibraryIndex:
                 f"{self.path}: index schema {version} is newer than this moodscope reads "
                 f"({SCHEMA_VERSION}); upgrade moodscope"
             )
+        self._check_ours(version)
         if self.readonly:
             self._version = version
             return
@@ -216,6 +223,25 @@ class LibraryIndex:
                         conn.execute(f"ALTER TABLE tracks ADD COLUMN {column}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
+
+    def _check_ours(self, version: int) -> None:
+        """Refuse a database moodscope did not make (``--db`` at another program's file)
+        before anything is written to it: no journal switch, no table added."""
+        conn = self._conn
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if version == 0 and not tables:
+            return  # empty: a new index
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(tracks)")}
+        if version >= 1 and tables == {"tracks"} and set(_OWN_COLUMNS) <= columns:
+            return
+        others = len(tables - {"tracks"}) or len(tables)
+        raise LibraryError(
+            f"{self.path}: is not a moodscope library index (an SQLite database with "
+            f"{others} table(s) moodscope did not make); it was left as it was: give --db a "
+            "file of its own"
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -272,6 +298,26 @@ class LibraryIndex:
         return [
             self._row(r) for r in self._query(f"SELECT {self._select} FROM tracks ORDER BY path")
         ]
+
+    def missing(self) -> list[str]:
+        """The paths whose file is no longer there (moved, deleted, or on a disk that is
+        not mounted), by path."""
+        paths = (p for (p,) in self._query("SELECT path FROM tracks ORDER BY path"))
+        found = (os.fsdecode(p) if isinstance(p, bytes) else p for p in paths)
+        return [p for p in found if not os.path.exists(p)]
+
+    def forget(self, paths: list[str]) -> None:
+        """Remove the rows of ``paths``, in one transaction."""
+        if self.readonly or self._conn is None:
+            raise LibraryError(f"{self.path}: opened read-only")
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "DELETE FROM tracks WHERE path = ?", [(_key(p),) for p in paths]
+                )
+        except sqlite3.Error as exc:
+            raise LibraryError(f"{self.path}: cannot remove rows ({exc})") from exc
 
     def __len__(self) -> int:
         found = self._query("SELECT COUNT(*) FROM tracks")

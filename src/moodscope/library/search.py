@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,19 +69,21 @@ def find_by_mood(
     db: str | Path | None = None,
     min_confidence: float | None = None,
 ) -> list[Match]:
-    """The indexed tracks with the highest share of ``emotion``, highest first.
+    """The indexed tracks whose top emotion is ``emotion``, those with most of it first: a
+    "calm" playlist holds calm tracks only, never the tensest track with a little calm.
 
     Parameters
     ----------
     emotion : str
         One of the model's labels (the nine GEMS emotions for the shipped model).
     min_share : float, optional
-        Only tracks whose share is at least this (0-1); then ``limit`` defaults to all.
+        Only tracks whose share of ``emotion`` is at least this (0-1); then ``limit``
+        defaults to all. A top emotion's share is seldom over 0.4 (nine emotions share 1).
     limit : int, optional
         At most this many (default 20 without ``min_share``).
     min_confidence : float, optional
-        Only tracks whose prediction's confidence is at least this (0-1); tracks without a
-        confidence (an uncalibrated model) are then left out.
+        Only tracks whose confidence in ``emotion`` (their top emotion) is at least this
+        (0-1); tracks without a confidence (an uncalibrated model) are then left out.
     """
     _check_limit(limit)
     check_min_confidence(min_confidence)
@@ -95,9 +98,9 @@ def find_by_mood(
         sql = (
             "SELECT path, json_extract(emotions, ?) AS share, top_emotion, emotions, duration, "
             f"model, {index._confidence} AS conf FROM tracks "
-            "WHERE emotions IS NOT NULL AND share IS NOT NULL"
+            "WHERE emotions IS NOT NULL AND share IS NOT NULL AND top_emotion = ?"
         )
-        params: list = [f'$."{emotion}"']
+        params: list = [f'$."{emotion}"', emotion]
         if min_share is not None:
             sql += " AND share >= ?"
             params.append(min_share)
@@ -162,7 +165,7 @@ def find_like(
             query = prediction.emotions
         sql = (
             f"SELECT path, top_emotion, emotions, duration, model, {index._confidence} AS conf "
-            "FROM tracks WHERE emotions IS NOT NULL AND path != ?"
+            "FROM tracks WHERE emotions IS NOT NULL AND top_emotion IS NOT NULL AND path != ?"
         )
         params: tuple = (query_path,)
         if min_confidence is not None:
@@ -191,12 +194,74 @@ def find_like(
     ]
 
 
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+"""Characters some playlist reader takes for the end of a line (Python's ``splitlines`` takes
+them all): inside an entry, one would start a new entry."""
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters and line breaks as spaces, runs of space as one."""
+    kept = (" " if c in LINE_BREAKS or unicodedata.category(c) == "Cc" else c for c in text)
+    return " ".join("".join(kept).split())
+
+
+def _tag_text(tags, *keys: str) -> str:
+    for key in keys:
+        try:
+            value = tags.get(key)
+        except (KeyError, ValueError):
+            value = None
+        if value is None:
+            continue
+        text = getattr(value, "text", value)  # an ID3 frame, or a list of strings
+        if isinstance(text, (list, tuple)):
+            text = text[0] if text else ""
+        text = _one_line(str(text))
+        if text:
+            return text
+    return ""
+
+
+def track_title(path: str | Path) -> str:
+    """What a player shows for a track: "artist - title" from the file's tags, the title
+    alone when it has no artist, else the file name without its extension; one line."""
+    import mutagen
+
+    audio = None
+    if Path(path).is_file():  # never a FIFO or a device: reading one could wait for ever
+        try:
+            audio = mutagen.File(path, easy=True)
+        except Exception:  # noqa: BLE001 - any file mutagen cannot read: the name will do
+            audio = None
+    tags = getattr(audio, "tags", None)
+    artist = title = ""
+    if tags is not None:  # easy keys (ID3, Vorbis, MP4), or an ID3 tag in WAV/AIFF
+        artist = _tag_text(tags, "artist", "TPE1")
+        title = _tag_text(tags, "title", "TIT2")
+    if title:
+        return f"{artist} - {title}" if artist else title
+    return _one_line(Path(path).stem) or "untitled"
+
+
+def unplayable(path: str) -> str | None:
+    """Why ``path`` cannot be a playlist entry (a line break in it), or None."""
+    if any(c in LINE_BREAKS for c in path):
+        return f"{path!r}: left out of the playlist (its name holds a line break)"
+    return None
+
+
 def playlist_m3u8(matches: Iterable[Match]) -> str:
-    """An extended M3U playlist (UTF-8) of ``matches`` with absolute paths, in order."""
+    """An extended M3U playlist (UTF-8) of ``matches`` with absolute paths, in order, each
+    titled by :func:`track_title`. A path with a line break in it cannot be one line of a
+    playlist: it is left out, with a comment line that says so (see :func:`unplayable`)."""
     lines = ["#EXTM3U"]
     for m in matches:
+        problem = unplayable(m.path)
+        if problem is not None:
+            lines.append("# " + _one_line(problem))
+            continue
         seconds = int(round(m.duration)) if m.duration is not None else -1
-        lines += [f"#EXTINF:{seconds},{Path(m.path).stem}", m.path]
+        lines += [f"#EXTINF:{seconds},{track_title(m.path)}", m.path]
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +292,12 @@ def find_tracks(
     return find_like(like, limit=limit, db=path, model=model, min_confidence=min_confidence), path
 
 
+def missing_tracks(db: str | Path | None = None) -> list[str]:
+    """The index's files that are no longer there (``moodscope find --missing``)."""
+    with LibraryIndex(db, readonly=True) as index:
+        return index.missing()
+
+
 def check_find_format(fmt: str) -> str:
     if fmt not in FIND_FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FIND_FORMATS)}")
@@ -250,7 +321,10 @@ __all__ = [
     "find_by_mood",
     "find_like",
     "find_tracks",
+    "missing_tracks",
     "mood_distance",
     "playlist_m3u8",
     "render_matches",
+    "track_title",
+    "unplayable",
 ]

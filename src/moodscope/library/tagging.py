@@ -23,7 +23,8 @@ MAX_PENDING_WRITES = 8
 TAGGED = "tagged"
 """Predicted (or taken from the index) and written into the file."""
 SKIPPED = "skipped"
-"""Unchanged since a finished run with the same model: not touched."""
+"""Not touched: unchanged since a finished run with the same model, or not music (``reason``
+says which)."""
 FAILED = "failed"
 """Not tagged: ``error`` says why (the prediction, or the write)."""
 WOULD_TAG = "would tag"
@@ -41,6 +42,30 @@ class TagOutcome:
     prediction: object | None = None  # the Prediction written (None when skipped)
     error: str | None = None  # why it failed; for a skipped file, the error it failed with
     row: IndexRow | None = None  # what the index now holds for the file
+    reason: str | None = None  # why it was skipped, in words
+
+
+UNCHANGED = "unchanged since the last run"
+FAILED_BEFORE = "failed before and unchanged since (--force retries it)"
+
+
+def not_music_reason(prediction) -> str | None:
+    """Why a valid prediction carries no mood (``not music (speech)``), or None when it has
+    one: a file that is not music gets no mood tag."""
+    if prediction.error is not None:
+        return None
+    if getattr(prediction, "music", True) is not False and prediction.top_emotion is not None:
+        return None
+    why = getattr(prediction, "not_music", None)
+    return f"not music ({why})" if why else "not music"
+
+
+def _skip_reason(row: IndexRow) -> str:
+    if row.error is not None:
+        return FAILED_BEFORE
+    if row.emotions is not None and row.top_emotion is None:
+        return f"not music, {UNCHANGED}"
+    return UNCHANGED
 
 
 def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
@@ -50,6 +75,30 @@ def library_files(paths: Iterable[str | Path] | str | Path) -> list[str]:
     from moodscope.audio.files import find_audio
 
     return [str(p) for p in find_audio(paths, resolve=True)]
+
+
+def prune_missing(
+    db: str | Path | None = None,
+    *,
+    lock_timeout: float | None = None,
+    on_wait=None,
+) -> list[str]:
+    """Remove the index's rows whose file is no longer there; return their paths. Another
+    run writing the index is waited for as in :func:`tag_files`."""
+    path = Path(db) if db is not None else default_db_path()
+    if not path.exists():
+        return []
+    _check_index(path)
+    with IndexLock(path, timeout=lock_timeout, on_wait=on_wait), LibraryIndex(path) as index:
+        gone = index.missing()
+        index.forget(gone)
+    return gone
+
+
+def _check_index(db: str | Path | None) -> None:
+    """Refuse a ``db`` that is not a moodscope index before its lock file is made beside it
+    (:class:`LibraryIndex` refuses it again when opened for writing)."""
+    LibraryIndex(db, readonly=True).close()
 
 
 def _plan(
@@ -65,6 +114,8 @@ def _plan(
         return "predict"
     if (row.size, row.mtime_ns) != (state.size, state.mtime_ns):
         return "predict"
+    if row.emotions is not None and row.top_emotion is None:
+        return "skip"  # not music: there is no mood to write
     if row.emotions is not None and row.tagged_at is None:
         # A truncated file left untagged stays so, like a failed one, until it changes or
         # the run allows damaged files.
@@ -141,6 +192,14 @@ def _finish(
             row = IndexRow.from_prediction(prediction, state, tagged=False)
             row = index.record_failure(row, _state_now(path))
         return TagOutcome(path, FAILED, prediction, prediction.error, row)
+    reason = not_music_reason(prediction)
+    if reason is not None:  # nothing to write into the file; the index remembers it
+        row = None
+        if index is not None:
+            row = IndexRow.from_prediction(prediction, before, tagged=False)
+            row.sha1 = _file_sha1(path)
+            index.record(row)
+        return TagOutcome(path, SKIPPED, prediction, row=row, reason=reason)
     if index is None:
         return TagOutcome(path, WOULD_TAG, prediction)
     try:
@@ -235,6 +294,46 @@ def tag_files(
                 f"--min-confidence needs a calibrated model; {wanted} has no calibration map "
                 "(rebuild it with tools/build_default_model.py)"
             )
+    _check_index(db)  # these checks run at the call, before the first outcome is asked for
+    return _tag_run(
+        files,
+        model,
+        wanted,
+        db=db,
+        workers=workers,
+        scheduler=scheduler,
+        backend=backend,
+        force=force,
+        dry_run=dry_run,
+        use_cache=use_cache,
+        exact=exact,
+        min_confidence=min_confidence,
+        allow_damaged=allow_damaged,
+        max_duration=max_duration,
+        lock_timeout=lock_timeout,
+        on_wait=on_wait,
+    )
+
+
+def _tag_run(
+    files: list[str],
+    model,
+    wanted: str,
+    *,
+    db,
+    workers,
+    scheduler,
+    backend,
+    force,
+    dry_run,
+    use_cache,
+    exact,
+    min_confidence,
+    allow_damaged,
+    max_duration,
+    lock_timeout,
+    on_wait,
+) -> Iterator[TagOutcome]:
     lock = None
     if not dry_run:
         lock = IndexLock(db or default_db_path(), timeout=lock_timeout, on_wait=on_wait)
@@ -260,7 +359,7 @@ def tag_files(
             row = None if force else index.get(path)
             plan = _plan(row, state, wanted, min_confidence, allow_damaged)
             if plan == "skip":
-                yield TagOutcome(path, SKIPPED, error=row.error, row=row)
+                yield TagOutcome(path, SKIPPED, error=row.error, row=row, reason=_skip_reason(row))
             elif plan == "write":
                 to_write.append((row, state))
             else:
@@ -319,6 +418,11 @@ def untag_files(
     index is waited for as in :func:`tag_files`."""
     files = library_files(paths)
     path = Path(db) if db is not None else default_db_path()
+    _check_index(path)
+    return _untag_run(files, path, lock_timeout=lock_timeout, on_wait=on_wait)
+
+
+def _untag_run(files: list[str], path: Path, *, lock_timeout, on_wait) -> Iterator[TagOutcome]:
     lock = None
     if path.exists():
         lock = IndexLock(path, timeout=lock_timeout, on_wait=on_wait)
@@ -361,6 +465,8 @@ __all__ = [
     "TagOutcome",
     "damaged_message",
     "library_files",
+    "not_music_reason",
+    "prune_missing",
     "tag_files",
     "untag_files",
 ]

@@ -648,6 +648,9 @@ def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileSta
         a format moodscope does not tag included.
     """
     path = str(path)
+    misplaced = _misplaced_tag_chunks(os.path.realpath(path))
+    if misplaced is not None:
+        return _cut_at(path, misplaced, expect=expect)
     audio = _open(path, unknown_ok=True)
     if audio is None or type(audio).__name__ in _UNTAGGABLE:
         return None  # moodscope never wrote into it
@@ -712,8 +715,9 @@ def _rewrite(
 
 
 def _check_last_chunk_padded(real: str, kind, path: str) -> None:
-    """A WAV or AIFF file whose last chunk has an odd size must end with a pad byte: a tag
-    chunk appended without it sits one byte off, where no reader finds it."""
+    """A WAV or AIFF chunk of odd size is followed by a pad byte. Where it is not (at the
+    end of the file, or before the next chunk, as a tag chunk appended by an earlier
+    moodscope sits), a tag chunk written after it is one byte off, where no reader finds it."""
     from mutagen.aiff import AIFF
     from mutagen.wave import WAVE
 
@@ -722,18 +726,119 @@ def _check_last_chunk_padded(real: str, kind, path: str) -> None:
     order = "<" if kind is WAVE else ">"
     with open(real, "rb") as f:
         end = f.seek(0, os.SEEK_END)
-        offset, last = 12, None
+        offset = 12
         while offset + 8 <= end:
             f.seek(offset)
             name, size = struct.unpack(order + "4sI", f.read(8))
-            last, offset = (name, size, offset + 8 + size), offset + 8 + size + size % 2
-    if last is not None and last[1] % 2 and last[2] == end:
-        chunk = last[0].decode("latin-1").strip()
-        raise TagError(
-            path,
-            f"cannot be tagged: its last chunk ({chunk!r}) has an odd size and lacks the pad "
-            f"byte after it, so a tag chunk written after it would not be found by readers",
-        )
+            after = offset + 8 + size
+            if size % 2 and after < end:
+                f.seek(after)
+                unpadded = _chunk_id(f.read(4))  # a chunk begins where the pad should be
+            else:
+                unpadded = size % 2 == 1 and after == end
+            if unpadded:
+                chunk = name.decode("latin-1").strip()
+                raise TagError(
+                    path,
+                    f"cannot be tagged: its {chunk!r} chunk has an odd size and no pad byte "
+                    "after it, so a tag chunk written after it would not be found by readers",
+                )
+            offset = after + size % 2
+
+
+def _misplaced_tag_chunks(real: str) -> int | None:
+    """Where the ID3 chunks begin that an earlier moodscope appended to a WAV or AIFF file
+    one byte off (after an odd-sized chunk that lacks its pad byte), when everything from
+    there to the end is such chunks holding only moodscope's frames; else None."""
+    try:
+        with open(real, "rb") as f:
+            head = f.read(12)
+            order = {b"RIFF": "<", b"FORM": ">"}.get(head[:4])
+            if order is None or head[8:12] not in (b"WAVE", b"AIFF", b"AIFC"):
+                return None
+            end = f.seek(0, os.SEEK_END)
+            offset = start = 12
+            while offset + 8 <= end:
+                f.seek(offset)
+                name, size = struct.unpack(order + "4sI", f.read(8))
+                after = offset + 8 + size
+                f.seek(after)
+                if size % 2 and after < end and _chunk_id(f.read(4)):
+                    start = after
+                    break
+                offset = after + size % 2
+            else:
+                return None
+            offset = start
+            while offset + 8 <= end:
+                f.seek(offset)
+                name, size = struct.unpack(order + "4sI", f.read(8))
+                if name.lower() != b"id3 " or not _only_moodscope_frames(f.read(size)):
+                    return None
+                offset += 8 + size + size % 2
+            return start if offset >= end else None
+    except OSError:
+        return None
+
+
+def _only_moodscope_frames(data: bytes) -> bool:
+    """Whether ``data`` is an ID3 tag moodscope wrote: its model field, and nothing but the
+    mood and ``MOODSCOPE_*`` frames."""
+    import io
+
+    from mutagen.id3 import ID3
+
+    try:
+        keys = set(ID3(io.BytesIO(data), translate=False).keys())
+    except Exception:  # noqa: BLE001 - anything mutagen cannot read is not ours
+        return False
+    moods = {"TMOO"} | {f"TXXX:{d}" for d in (*ID3V23_MOOD, MOOD_FIELD)}
+    return f"TXXX:{MODEL_FIELD}" in keys and all(
+        key in moods or key.startswith(f"TXXX:{FIELD_PREFIX}") for key in keys
+    )
+
+
+def _cut_at(path: str, size: int, *, expect: FileState | None) -> FileState:
+    """``path`` cut to its first ``size`` bytes, its RIFF/FORM size field set to match,
+    written as safely as a tag."""
+    real = os.path.realpath(path)
+    before = _state(real, path)
+    if expect is not None and not before.unchanged(expect):
+        raise TagError(path, "changed since moodscope read it; not untagged (run again)")
+    if not before.mode & 0o222 or not os.access(real, os.W_OK):
+        raise TagError(path, "is read-only; not untagged")
+
+    def still_the_file_read() -> None:
+        if not _state(real, path).unchanged(before):
+            raise TagError(path, "changed while moodscope was untagging it; not untagged")
+
+    try:
+        with atomic_path(real, before_rename=still_the_file_read) as tmp:
+            with open(real, "rb") as src, open(tmp, "wb") as dst:
+                head = src.read(12)
+                order = "<" if head[:4] == b"RIFF" else ">"
+                dst.write(head[:4] + struct.pack(order + "I", size - 8) + head[8:])
+                remaining = size - len(head)
+                while remaining > 0:
+                    block = src.read(min(remaining, 1 << 20))
+                    if not block:
+                        break
+                    dst.write(block)
+                    remaining -= len(block)
+            _copy_attributes(real, tmp, before, path)
+            sha1 = _sha1(tmp)
+    except FileNotFoundError:
+        raise TagError(path, "vanished while moodscope was untagging it") from None
+    except OutputError as exc:
+        raise TagError(path, f"not untagged: {_os_problem(exc.__cause__)}") from exc
+    except OSError as exc:
+        raise TagError(path, f"not untagged: {_os_problem(exc)}") from exc
+    return FileState.of(real, sha1=sha1)
+
+
+def _chunk_id(data: bytes) -> bool:
+    """Whether ``data`` reads as a RIFF/IFF chunk id: four printable ASCII characters."""
+    return len(data) == 4 and all(0x20 <= c < 0x7F for c in data) and data[:1] != b" "
 
 
 def _state(real: str, path: str) -> FileState:

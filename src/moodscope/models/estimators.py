@@ -167,12 +167,7 @@ class Classifier:
             clf.model.load_state_dict(state["state_dict"], strict=True)
             clf.model.eval()
         else:
-            import skops.io
+            from moodscope.models.skops_heads import load_head
 
-            data = state["skops"]
-            trusted = skops.io.get_untrusted_types(data=data)
-            allowed = [t for t in trusted if t.startswith(("sklearn.", "numpy.", "moodscope."))]
-            if len(allowed) != len(trusted):
-                raise ModelError(f"checkpoint holds types outside sklearn/numpy: {trusted}")
-            clf.model = skops.io.loads(data, trusted=allowed)
+            clf.model = load_head(state["skops"])
         return clf

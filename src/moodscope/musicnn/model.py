@@ -20,231 +20,38 @@ sees non-overlapping patches of 187 frames (3 s).
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import soxr
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from moodscope.errors import ConfigError, ModelError
-from moodscope.musicnn import fast as _fast
+from moodscope.musicnn import amx as _fast
+from moodscope.musicnn import fast as _precision
+from moodscope.musicnn.inputs import (  # noqa: F401 (re-exported: the port's input)
+    FFT_HOP,
+    FFT_SIZE,
+    N_MELS,
+    PATCH_FRAMES,
+    SAMPLE_RATE,
+    log_mel,
+    log_mel_batch,
+    mel_filterbank,
+    patches,
+)
+from moodscope.musicnn.tags import MODEL_NAMES, WEIGHTS_DIR, check_name, musicnn_tags
 
 __all__ = [
-    "FFT_HOP",
-    "FFT_SIZE",
     "MODEL_NAMES",
-    "N_MELS",
-    "PATCH_FRAMES",
-    "SAMPLE_RATE",
     "Musicnn",
     "load_musicnn",
-    "log_mel",
-    "log_mel_batch",
-    "mel_filterbank",
-    "musicnn_embed",
     "musicnn_tags",
-    "patches",
 ]
-
-SAMPLE_RATE = 16000
-"""Rate the models were trained at (musicnn ``configuration.SR``)."""
-FFT_SIZE = 512
-FFT_HOP = 256
-N_MELS = 96
-PATCH_FRAMES = 187
-"""3 s of frames: ``librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1``."""
-
-MODEL_NAMES = ("MSD_musicnn", "MTT_musicnn")
-"""Converted models. (The package's vgg baselines are not musicnn and are not converted.)"""
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # tf.compat.v1.layers.batch_normalization's default epsilon (the checkpoints were trained with it).
 _BN_EPS = 1e-3
-
-
-# --------------------------------------------------------------------------------------------
-# input
-# --------------------------------------------------------------------------------------------
-
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    mels = hz / f_sp
-    above = hz >= min_log_hz
-    mels[above] = min_log_mel + np.log(hz[above] / min_log_hz) / logstep
-    return mels
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    mels = np.asarray(mels, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    hz = f_sp * mels
-    above = mels >= min_log_mel
-    hz[above] = min_log_hz * np.exp(logstep * (mels[above] - min_log_mel))
-    return hz
-
-
-@functools.cache
-def mel_filterbank(
-    sr: int = SAMPLE_RATE, n_fft: int = FFT_SIZE, n_mels: int = N_MELS
-) -> np.ndarray:
-    """Slaney-scale, Slaney-normalised triangular mel filters from 0 Hz to ``sr / 2``.
-
-    What ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`` returns (tested equal),
-    built here once per process so that inference needs no librosa (and no numba).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
-    """
-    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    mel_f = _mel_to_hz(
-        np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sr / 2.0]))[0], n_mels + 2)
-    )
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fft_freqs)
-    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
-    for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
-    weights.setflags(write=False)
-    return weights
-
-
-@functools.cache
-def _stft_constants() -> tuple[torch.Tensor, torch.Tensor]:
-    window = torch.hann_window(FFT_SIZE, periodic=True, dtype=torch.float32)
-    return window, torch.from_numpy(mel_filterbank().T.copy())  # [257, 96]
-
-
-def log_mel_batch(y: np.ndarray) -> np.ndarray:
-    """musicnn's log-mel spectrogram of equal-length clips at 16 kHz, all in one pass.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n_clips, n_samples)]
-        Mono audio at :data:`SAMPLE_RATE`.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_clips, 1 + n_samples // 256, 96), dtype=float32]
-        Each clip's :func:`log_mel`, framed and padded on its own (the same numbers as one
-        call per clip, to float32 rounding).
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 2 or y.shape[1] == 0:
-        raise ConfigError(f"expected (n_clips, n_samples) audio; got {y.shape}")
-    window, basis_t = _stft_constants()
-    x = torch.from_numpy(np.ascontiguousarray(y))
-    center = y.shape[1] > FFT_SIZE // 2
-    if not center:  # torch reflects once at most; numpy (as librosa) keeps reflecting
-        x = torch.from_numpy(np.pad(y, ((0, 0), (FFT_SIZE // 2, FFT_SIZE // 2)), mode="reflect"))
-    with torch.inference_mode():
-        spec = torch.stft(
-            x,
-            FFT_SIZE,
-            hop_length=FFT_HOP,
-            window=window,
-            center=center,
-            pad_mode="reflect",
-            return_complex=True,
-        )  # [n_clips, 257, n_frames]
-        power = spec.real.square() + spec.imag.square()
-        # [n_clips, n_frames, 96] contiguous: the log and the patches read it in that order
-        # (the transposed view of basis @ power cost more than the STFT itself)
-        mel = torch.matmul(power.transpose(1, 2), basis_t)
-        mel.mul_(10000.0).add_(1.0).log10_()
-    return mel.numpy()
-
-
-def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
-    """musicnn's log-mel spectrogram, computed in float32 throughout.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
-        Audio; several channels are averaged to mono (librosa's downmix).
-    sr : int
-        Sample rate of ``y``; anything but 16000 is resampled with soxr (HQ).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames, 96), dtype=float32]
-        ``log10(10000 * mel_power + 1)`` with ``n_frames = 1 + n_samples_16k // 256``.
-
-    Notes
-    -----
-    musicnn 0.1.0 casts the mel power to float16 first, which overflows to ``inf`` on loud
-    input; this function keeps float32. Frames are centred and the signal is reflect-padded,
-    which is what librosa did when the models were trained (librosa >= 0.10 pads with zeros
-    by default; the difference only touches the first and last frame). The STFT and the
-    filterbank are librosa's (|STFT|^2 of the periodic Hann window, Slaney mel filters),
-    computed without librosa; ``tests/test_musicnn.py`` compares the two.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 2:
-        y = y.mean(axis=0)
-    if y.ndim != 1:
-        raise ConfigError(f"audio must be 1-D (samples) or 2-D (channels, samples); got {y.shape}")
-    if y.size == 0:
-        raise ConfigError("audio is empty")
-    if sr != SAMPLE_RATE:
-        y = soxr.resample(y, sr, SAMPLE_RATE).astype(np.float32, copy=False)
-    return log_mel_batch(y[None])[0]
-
-
-def patches(
-    mel: np.ndarray, patch_frames: int = PATCH_FRAMES, hop_frames: int = PATCH_FRAMES
-) -> np.ndarray:
-    """Cut a log-mel spectrogram into the fixed-length patches the network takes.
-
-    Parameters
-    ----------
-    mel : np.ndarray [shape=(n_frames, n_mels)]
-    patch_frames : int
-        Frames per patch (187 = 3 s, what the models were trained on).
-    hop_frames : int
-        Frames between patch starts (187 = no overlap, musicnn's default).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_patches, patch_frames, n_mels), dtype=float32]
-        Patch ``i`` starts at frame ``i * hop_frames``. As in musicnn, only whole patches are
-        kept (the tail after the last whole patch is dropped), so
-        ``n_patches = 1 + (n_frames - patch_frames) // hop_frames``.
-
-    Notes
-    -----
-    Short-input rule (musicnn itself returns nothing and then crashes): an input shorter than
-    one patch is *repeat-padded* (tiled from its start) up to ``patch_frames`` and gives one
-    patch. Repeat-padding is what the models saw in training (``"pad_short": "repeat-pad"`` in
-    the checkpoints' ``config.json``); zero-padding would feed them silence they never saw.
-    """
-    mel = np.asarray(mel, dtype=np.float32)
-    if mel.ndim != 2 or mel.shape[0] == 0:
-        raise ConfigError(f"mel must be a non-empty (n_frames, n_mels) array; got {mel.shape}")
-    if patch_frames < 1 or hop_frames < 1:
-        raise ConfigError("patch_frames and hop_frames must be >= 1")
-    n_frames = mel.shape[0]
-    if n_frames < patch_frames:
-        reps = -(-patch_frames // n_frames)
-        return np.tile(mel, (reps, 1))[None, :patch_frames]
-    starts = np.arange(0, n_frames - patch_frames + 1, hop_frames)
-    view = np.lib.stride_tricks.sliding_window_view(mel, patch_frames, axis=0)[starts]
-    # sliding_window_view puts the window axis last: (n, n_mels, patch) -> (n, patch, n_mels)
-    return np.ascontiguousarray(view.transpose(0, 2, 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,8 +332,9 @@ class Musicnn(nn.Module):
         """
         if x.ndim != 3 or x.shape[2] != self.n_mels:
             raise ConfigError(f"expected (batch, frames, {self.n_mels}); got {tuple(x.shape)}")
-        if precision not in _fast.PRECISIONS:
-            raise ConfigError(f"precision must be one of {_fast.PRECISIONS}; got {precision!r}")
+        if precision not in _precision.PRECISIONS:
+            choices = _precision.PRECISIONS
+            raise ConfigError(f"precision must be one of {choices}; got {precision!r}")
         front, mid = self._layers(x.device)
         front_pools = None
         if precision == "bfloat16":
@@ -679,26 +487,6 @@ class Musicnn(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _tag_table() -> dict[str, list[str]]:
-    path = WEIGHTS_DIR / "tags.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"musicnn tag list {path} is missing or corrupt: {exc}") from exc
-
-
-def _check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ModelError(f"unknown musicnn model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-
-
-def musicnn_tags(name: str = "MSD_musicnn") -> list[str]:
-    """The tag names of model ``name``, in taggram column order."""
-    _check_name(name)
-    return list(_tag_table()[name])
-
-
 def load_musicnn(name: str = "MSD_musicnn", device: str | torch.device = "cpu") -> Musicnn:
     """Load a converted musicnn model (cached: one instance per name and device per process).
 
@@ -719,7 +507,7 @@ def load_musicnn(name: str = "MSD_musicnn", device: str | torch.device = "cpu") 
     ModelError
         Unknown name, or a missing/corrupt weight file.
     """
-    _check_name(name)
+    check_name(name)
     return _load(name, str(torch.device(device)))
 
 
@@ -730,75 +518,10 @@ def _load(name: str, device: str) -> Musicnn:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # FileNotFoundError, unpickling errors, truncated zip ...
         raise ModelError(f"cannot read musicnn weights {path}: {exc}") from exc
-    model = Musicnn(n_tags=len(_tag_table()[name]))
+    model = Musicnn(n_tags=len(musicnn_tags(name)))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"{path} is not a musicnn state_dict: {exc}") from exc
     model.requires_grad_(False)
     return model.to(device).eval()
-
-
-# --------------------------------------------------------------------------------------------
-# one call: audio -> taggram + embeddings
-# --------------------------------------------------------------------------------------------
-
-
-def musicnn_embed(
-    y: np.ndarray,
-    sr: int,
-    *,
-    model: str = "MSD_musicnn",
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-) -> dict:
-    """Tag probabilities and penultimate-layer embeddings for every 3-s patch of a track.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
-        Audio at rate ``sr`` (any rate; resampled to 16 kHz).
-    sr : int
-        Sample rate of ``y``.
-    model : str
-        ``"MSD_musicnn"`` or ``"MTT_musicnn"``.
-    batch_size : int
-        Patches per forward pass. On GPU a pass holds ~25 MB of front-end activations per
-        patch; on CPU the front end runs patch by patch anyway (``Musicnn.cpu_chunk``).
-    device : str, torch.device or None
-        None picks CUDA when available, else CPU.
-
-    Returns
-    -------
-    dict
-        ``taggram`` : np.ndarray [shape=(n_patches, n_tags), float32] sigmoid probabilities;
-        ``penultimate`` : np.ndarray [shape=(n_patches, 200), float32];
-        ``patch_start`` : np.ndarray [shape=(n_patches,), float64] start of each patch in s;
-        ``tags`` : list[str] taggram column names.
-        Patches are the non-overlapping 3-s windows of :func:`patches` (a clip shorter than
-        3 s is repeat-padded to one patch).
-
-    Raises
-    ------
-    ModelError
-        Unknown model name.
-    """
-    if batch_size < 1:
-        raise ConfigError("batch_size must be >= 1")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_musicnn(model, device)
-    batch = patches(log_mel(y, sr))
-    taggram, penultimate = [], []
-    with torch.inference_mode():
-        for i in range(0, len(batch), batch_size):
-            xb = torch.from_numpy(batch[i : i + batch_size]).to(device)
-            tg, pen = net(xb)
-            taggram.append(tg.float().cpu().numpy())
-            penultimate.append(pen.float().cpu().numpy())
-    return {
-        "taggram": np.concatenate(taggram),
-        "penultimate": np.concatenate(penultimate),
-        "patch_start": np.arange(len(batch)) * (PATCH_FRAMES * FFT_HOP / SAMPLE_RATE),
-        "tags": musicnn_tags(model),
-    }

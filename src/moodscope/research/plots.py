@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import librosa
-import librosa.display
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -69,6 +67,31 @@ def _padded(y: np.ndarray, n_fft: int) -> np.ndarray:
     return np.pad(y, (0, n_fft - y.size)) if y.size < n_fft else y
 
 
+def _librosa(kind: str):
+    from moodscope.extras import has_module, require_research
+
+    if not has_module("librosa"):
+        require_research(f"a {kind} plot")
+    import librosa
+    import librosa.display  # noqa: F401 (specshow)
+
+    return librosa
+
+
+def _mel_db(y: np.ndarray, sr: int, n_mels: int = 128) -> np.ndarray:
+    """The 128-band mel power spectrogram in dB re. its peak, floored 80 dB below it
+    (librosa's ``melspectrogram`` + ``power_to_db(ref=np.max)``): [n_mels, n_frames]."""
+    from moodscope.musicnn.inputs import mel_filterbank
+
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_N_FFT) / _N_FFT)
+    padded = np.pad(y, _N_FFT // 2, mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP]
+    power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2  # [n_frames, 1 + n_fft / 2]
+    mel = mel_filterbank(sr, _N_FFT, n_mels) @ power.T
+    db = 10 * np.log10(np.maximum(mel, 1e-10)) - 10 * np.log10(max(mel.max(), 1e-10))
+    return np.maximum(db, db.max() - 80.0)
+
+
 def plot_audio(y: np.ndarray, sr: int, *, kind: str, title: str | None = None) -> Figure:
     """Draw one view of a mono signal.
 
@@ -111,11 +134,22 @@ def plot_audio(y: np.ndarray, sr: int, *, kind: str, title: str | None = None) -
     y = _check_signal(y, sr)
     fig = _new_figure()
     ax = fig.add_subplot()
+    # The waveform and the mel spectrogram (what the demo draws) need numpy alone; the other
+    # views librosa (the research extra).
     if kind == "waveform":
-        librosa.display.waveshow(y, sr=sr, ax=ax, color="tab:blue")
-        ax.set(xlabel="Time (s)", ylabel="Amplitude")
+        ax.plot(np.arange(len(y)) / sr, y, color="tab:blue", linewidth=0.5)
+        ax.set(xlabel="Time (s)", ylabel="Amplitude", xlim=(0, max(len(y) - 1, 1) / sr))
         default = "Waveform"
+    elif kind == "mel":
+        data = _mel_db(_padded(y, _N_FFT), sr)
+        times = np.arange(data.shape[1]) * _HOP / sr
+        image = ax.pcolormesh(times, np.arange(len(data)), data, cmap="magma", shading="auto")
+        ax.set(xlabel="Time (s)", ylabel="Mel band (of 128)")
+        fig.colorbar(image, ax=ax, format="%+2.0f dB")
+        default = "Mel spectrogram"
     elif kind == "spectrum":
+        librosa = _librosa(kind)
+
         n_fft = _SPECTRUM_N_FFT
         power = np.abs(librosa.stft(_padded(y, n_fft), n_fft=n_fft, hop_length=n_fft // 4)) ** 2
         magnitude = np.sqrt(power.mean(axis=1))
@@ -129,15 +163,12 @@ def plot_audio(y: np.ndarray, sr: int, *, kind: str, title: str | None = None) -
         ax.grid(True, which="both", alpha=0.3)
         default = "Spectrum (FFT)"
     else:
+        librosa = _librosa(kind)
         y = _padded(y, _N_FFT)
         if kind == "spectrogram":
             stft = np.abs(librosa.stft(y, n_fft=_N_FFT, hop_length=_HOP))
             data = librosa.amplitude_to_db(stft, ref=np.max)
             y_axis, label, default = "log", "%+2.0f dB", "Spectrogram (STFT, log frequency)"
-        elif kind == "mel":
-            mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=_N_FFT, hop_length=_HOP)
-            data = librosa.power_to_db(mel, ref=np.max)
-            y_axis, label, default = "mel", "%+2.0f dB", "Mel spectrogram"
         else:
             data = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=_N_MFCC, n_fft=_N_FFT, hop_length=_HOP)
             y_axis, label, default = None, "%+.0f", f"MFCC (first {_N_MFCC})"

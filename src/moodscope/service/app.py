@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from moodscope.inference.predictor import Prediction
 from moodscope.service.admission import RequestRejected
 from moodscope.service.config import ServiceConfig
+from moodscope.service.connections import ConnectionGuard
 from moodscope.service.operators import HostCheck, OperatorMiddleware
 from moodscope.service.predictor import Predictor
 from moodscope.service.schemas import (
@@ -46,7 +48,13 @@ from moodscope.service.schemas import (
     ReadyOut,
     responses,
 )
-from moodscope.service.uploads import FORM_SLACK, receive_upload, remove_upload, too_large
+from moodscope.service.uploads import (
+    FORM_SLACK,
+    cannot_store,
+    receive_upload,
+    remove_upload,
+    too_large,
+)
 
 API_VERSION = "v1"
 
@@ -62,7 +70,13 @@ _PAGE_CSP = (
 )
 
 
-def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
+def create_app(
+    model: Any = None,
+    *,
+    host: str = "127.0.0.1",
+    connections: ConnectionGuard | None = None,
+    **options: Any,
+):
     """The FastAPI application: ``/v1`` API, OpenAPI docs at ``/docs``, the page at ``/``,
     the probes ``/healthz`` and ``/readyz`` (open) and ``/metrics`` (behind the token).
 
@@ -77,6 +91,9 @@ def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
     host : str
         The address the server is bound to: requests must name it (or localhost, or one
         of ``allowed_hosts``) in their Host header.
+    connections : ConnectionGuard, optional
+        The server's connection rules (``moodscope serve`` passes them), whose counts
+        ``/metrics`` then shows.
     **options
         Any field of :class:`~moodscope.service.config.ServiceConfig` (``workers``,
         ``queue``, ``max_upload_mb``, ``token``, ``request_timeout``, ...), each with the
@@ -90,6 +107,8 @@ def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
     options["token"] = options.get("token") or None
     config = ServiceConfig(**options)
     predictor = Predictor(model, config)
+    if connections is not None:
+        predictor.metrics.watch_connections(connections)
     hosts = HostCheck(host, config.allowed_hosts)
 
     @asynccontextmanager
@@ -138,6 +157,18 @@ def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
     async def http_error(request: Request, exc: StarletteHTTPException):
         return json_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError):
+        # A file the server writes (a full disk above all): one line, no traceback.
+        failed = cannot_store(exc, "this request's files")
+        print(f"error: {request.url.path}: {failed.detail}", file=sys.stderr, flush=True)
+        return json_error(failed.status, failed.detail, failed.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        # A bug of ours: the client gets one line; the traceback goes to the server's log.
+        return json_error(500, "the server failed on this request; its log has the details")
+
     bearer = HTTPBearer(auto_error=False, description="The token given to `moodscope serve`.")
 
     def require_token(
@@ -163,7 +194,9 @@ def create_app(model: Any = None, *, host: str = "127.0.0.1", **options: Any):
         "/predict",
         summary="Predict the emotions of one uploaded audio file",
         openapi_extra={"requestBody": MULTIPART_BODY},
-        responses=responses(400, 401, 408, 413, 415, 421, 422, 500, 503, 504, ok=PredictionOut),
+        responses=responses(
+            400, 401, 408, 413, 415, 421, 422, 500, 503, 504, 507, ok=PredictionOut
+        ),
     )
     async def predict(
         request: Request,

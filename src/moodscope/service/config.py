@@ -30,6 +30,9 @@ class ServiceConfig:
     request_timeout: float = 120.0  # seconds a prediction may run in a worker: 504, worker killed
     max_duration: float = 1800.0  # seconds of audio a file may hold (the CLI's default: 86400)
     retry_after_max: int = 60  # cap on the Retry-After seconds a 503 suggests
+    header_timeout: float = 10.0  # seconds a connection has to send a request's head: closed
+    idle_timeout: float = 5.0  # seconds a connection may stay open between requests: closed
+    max_connections: int = 1000  # open connections (also kept under the file limit): 503
     token: str | None = None  # when set, /v1 and /metrics need "Authorization: Bearer TOKEN"
     allowed_hosts: tuple[str, ...] = ()  # Host headers served besides the bound address; "*": any
     use_cache: bool = False  # keep the feature cache for uploads (off: nothing accumulates)
@@ -38,7 +41,7 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         self.allowed_hosts = tuple(self.allowed_hosts)
-        for name in ("workers", "max_uploads"):
+        for name in ("workers", "max_uploads", "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.queue < 0:
@@ -50,6 +53,8 @@ class ServiceConfig:
             "upload rate window": self.upload_rate_window,
             "request timeout": self.request_timeout,
             "max duration": self.max_duration,
+            "header timeout": self.header_timeout,
+            "idle timeout": self.idle_timeout,
         }
         for what, value in checks.items():
             if not value > 0:

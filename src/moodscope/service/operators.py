@@ -17,6 +17,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 ACCESS_LOGGER = "moodscope.access"
 
+METHODS = frozenset("GET HEAD POST PUT DELETE PATCH OPTIONS TRACE CONNECT".split())
+"""HTTP's methods: any other a client makes up is counted as ``other``, so requests cannot
+grow the metrics' label sets (routes are bounded the same way, by ``_route_of``)."""
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 """Seconds: probes answer in milliseconds, predictions in seconds, long files in minutes."""
 
@@ -50,6 +54,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
+
+    def watch_connections(self, guard) -> None:
+        """Show a :class:`~moodscope.service.connections.ConnectionGuard`'s counts: open
+        connections, the cap, and those the server closed itself, by reason."""
+        self.registry.register(_ConnectionCollector(guard))
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -85,6 +94,30 @@ class _StateCollector:
         for reason, count in sorted(s["restarts"].items()):
             restarts.add_metric([reason], count)
         yield restarts
+
+
+class _ConnectionCollector:
+    def __init__(self, guard):
+        self.guard = guard
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        g = self.guard
+        yield GaugeMetricFamily("moodscope_connections_open", "Open connections.", len(g.open))
+        yield GaugeMetricFamily(
+            "moodscope_connections_max", "Open connections allowed (--max-connections).", g.cap
+        )
+        closed = CounterMetricFamily(
+            "moodscope_connections_closed",
+            "Connections the server closed itself, by reason (header_timeout, shed: idle and "
+            "its place given to a newcomer, refused: full, bad_request: not HTTP).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(g.closed.items()):
+            closed.add_metric([reason], count)
+        yield closed
 
 
 # -- the Host header --------------------------------------------------------------------------
@@ -224,7 +257,8 @@ class OperatorMiddleware:
             seconds = time.perf_counter() - started
             route = _route_of(scope)
             method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status["code"])).inc()
+            label = method if method in METHODS else "other"
+            self.metrics.requests.labels(route, label, str(status["code"])).inc()
             self.metrics.latency.labels(route).observe(seconds)
             if self.json_log:
                 client = scope.get("client") or ("", 0)

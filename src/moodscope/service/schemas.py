@@ -25,7 +25,8 @@ ERROR_TEXT = {
     400: "No `file` part in the request (whatever else was sent), or a malformed body.",
     401: "Missing or wrong bearer token.",
     408: "The upload stalled (nothing for `--upload-timeout` s) or trickled (under "
-    "`--min-upload-rate` bytes/s over a window).",
+    "`--min-upload-rate` bytes/s over a window). (A request head that does not arrive within "
+    "`--header-timeout` gets a 408 from the server itself, and the connection closes.)",
     413: "The upload is over the size limit (checked while it streams).",
     415: "Not an audio file (judged by its content, not its name).",
     421: "The Host header names another server (`--allowed-host`).",
@@ -33,6 +34,7 @@ ERROR_TEXT = {
     500: "A worker process died while reading the file, or a bug.",
     503: "The queue or the upload slots are full; retry after `Retry-After` seconds.",
     504: "The prediction ran longer than `--request-timeout`; its worker was stopped.",
+    507: "The server's disk for uploads is full (or a quota or file-size limit); retry later.",
 }
 
 
@@ -85,18 +87,23 @@ class SegmentOut(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """A file's prediction: what `moodscope predict --format json` writes for one file."""
+    """A file's prediction: what `moodscope predict --format json` writes for one file. The
+    service sends `Prediction.to_dict()` as it is, so a field a newer moodscope adds arrives
+    without a change here (`additionalProperties`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     path: str = Field(description="The uploaded file's name.")
-    top_emotion: str
-    emotions: EmotionsOut
+    top_emotion: str | None = Field(description="The top emotion (null when not music).")
+    emotions: EmotionsOut | dict[str, float] = Field(
+        description="The nine shares (empty when the file is not music)."
+    )
     duration: float | None = Field(description="Seconds of audio decoded.")
     silent: bool = Field(description="The track is (nearly) silent: the shares mean little.")
     model: str = Field(description="The model's name@version.")
     precision: str | None = Field(
         None, description="The network's number format: float32, or bfloat16 (a CPU's fast path)."
     )
-    # Sent once the branches that add them are in (conf: confidence and the factors).
     truncated: bool = Field(
         False, description="The container declares more audio than decodes (a cut file)."
     )
@@ -107,6 +114,14 @@ class PredictionOut(BaseModel):
     factors: dict[str, float] | None = Field(
         None, description="The three GEMS factors' shares (sublimity, vitality, unease)."
     )
+    music: bool = Field(
+        True, description="False: silence, a tone, noise, clicks or speech: no mood."
+    )
+    not_music: str | None = Field(
+        None, description="Why it is not music, in words (e.g. digital silence, speech)."
+    )
+    arousal: float | None = Field(None, description="Calm (-1) to energetic (1).")
+    valence: float | None = Field(None, description="Negative (-1) to positive (1).")
     timeline: list[SegmentOut] | None = Field(
         None, description="One entry per window, with `?timeline=true`."
     )

@@ -1,5 +1,6 @@
-"""Running the service: ``moodscope serve`` starts the application under uvicorn, warning
-when it listens beyond this machine without a token."""
+"""Running the service: ``moodscope serve`` starts the application under uvicorn, its
+connections guarded (:mod:`moodscope.service.connections`), warning when it listens beyond
+this machine without a token."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from moodscope.errors import ConfigError
 from moodscope.service.app import create_app
-from moodscope.service.config import DEFAULTS, TOKEN_ENV, resolve_token
+from moodscope.service.config import DEFAULTS, TOKEN_ENV, ServiceConfig, resolve_token
+from moodscope.service.connections import ConnectionGuard, connection_cap, file_limit
 from moodscope.service.operators import configure_access_log
 
 
@@ -55,7 +57,18 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    app = create_app(model, host=host, token=token, **options)
+    limits = ServiceConfig(**{k: v for k, v in options.items() if k in ServiceConfig.options()})
+    files = file_limit()
+    cap = connection_cap(limits.max_connections, limits.max_uploads, files)
+    if cap < limits.max_connections:
+        print(
+            f"note: at most {cap} open connections (not {limits.max_connections}): the "
+            f"open-file limit is {files} (ulimit -n)",
+            file=sys.stderr,
+            flush=True,
+        )
+    guard = ConnectionGuard(cap, limits.header_timeout, files=files)
+    app = create_app(model, host=host, token=token, connections=guard, **options)
     access_log = options.get("access_log", DEFAULTS.access_log)
     if access_log == "json":
         configure_access_log(log_level)
@@ -66,6 +79,8 @@ def serve(
         log_level=log_level,
         access_log=access_log == "text",
         timeout_graceful_shutdown=10,
+        http=guard.protocol(),
+        timeout_keep_alive=limits.idle_timeout,
     )
 
 

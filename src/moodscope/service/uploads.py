@@ -5,6 +5,7 @@ held in memory."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import tempfile
@@ -18,6 +19,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect
 
+from moodscope.atomic import describe_os_error
 from moodscope.audio.decode import AUDIO_EXTENSIONS
 from moodscope.service.admission import RequestRejected
 from moodscope.service.config import ServiceConfig
@@ -49,6 +51,22 @@ def too_large(limit_mb: float) -> RequestRejected:
     return RequestRejected(
         413,
         f"upload is larger than the server's limit of {limit_mb:g} MB (--max-upload-mb)",
+        {"Connection": "close"},
+    )
+
+
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Errors of a disk that cannot take the upload now: 507, and the client may retry later."""
+
+
+def cannot_store(exc: OSError, what: str = "the upload") -> RequestRejected:
+    """A temporary file that cannot be made or written: 507 when the disk (or a quota, or
+    the server's file-size limit) is full, else 500; one line either way."""
+    full = exc.errno in STORAGE_FULL
+    why = describe_os_error(exc) if exc.errno != errno.EFBIG else "the file-size limit is reached"
+    return RequestRejected(
+        507 if full else 500,
+        f"the server cannot store {what}: {why}" + ("; retry later" if full else ""),
         {"Connection": "close"},
     )
 
@@ -91,12 +109,18 @@ class _FormWriter:
         )
 
     def write(self, chunk: bytes) -> None:
-        self.parser.write(chunk)
+        try:
+            self.parser.write(chunk)
+        except OSError as exc:  # the temporary file: made or written while parsing
+            raise cannot_store(exc) from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()  # flushes what is buffered
+            except OSError as exc:
+                raise cannot_store(exc) from None
 
     def _part_begin(self) -> None:
         self._headers = {}
@@ -250,7 +274,10 @@ class _UploadPace:
 def _drop(form: _FormWriter, next_chunk: asyncio.Future | None) -> None:
     if next_chunk is not None:
         next_chunk.cancel()
-    form.close()
+    try:
+        form.close()
+    except RequestRejected:  # already failing: the first error is the one to tell
+        pass
     remove_upload(form.path)
 
 
@@ -262,4 +289,12 @@ def remove_upload(path: Path | None) -> None:
             pass
 
 
-__all__ = ["FORM_FIELD", "FORM_SLACK", "Upload", "receive_upload", "too_large"]
+__all__ = [
+    "FORM_FIELD",
+    "FORM_SLACK",
+    "Upload",
+    "cannot_store",
+    "receive_upload",
+    "remove_upload",
+    "too_large",
+]
