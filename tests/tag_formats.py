@@ -61,10 +61,11 @@ def need(program: str, package: str) -> None:
 
 
 def make(folder: Path, ext: str, *, name: str = "song", seconds: float = 1.0) -> Path:
-    """A ``seconds``-long chord in the format of ``ext``, untagged."""
+    """``seconds`` of synthesized music in the format of ``ext``, untagged."""
+    from moodscope.demo import synth
+
     path = folder / f"{name}.{ext}"
-    t = np.arange(int(seconds * SR)) / SR
-    y = 0.2 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    y = synth.synthesize_piece("bright_arpeggio", duration=seconds, sr=SR, seed=0)
     if ext in ("dsf", "dff"):
         bits = (y > np.random.default_rng(0).uniform(-0.5, 0.5, y.size)).astype(np.uint8)
         packed = np.packbits(bits, bitorder="little").tobytes()

@@ -365,8 +365,9 @@ def test_a_not_music_item_gets_no_mood(monkeypatch, tmp_path):
     beets.config.read(user=False, defaults=True)
     plugin = MoodscopePlugin()
     item = _Item(tmp_path / "hum.flac")
-    silence = predictor.Prediction(str(item.filepath), emotions={}, model="m@1")
-    silence.music, silence.not_music = False, "digital silence"
+    silence = predictor.Prediction(
+        str(item.filepath), emotions={}, model="m@1", music=False, not_music="digital silence"
+    )
     monkeypatch.setattr(predictor, "load_model", lambda model: None)
     monkeypatch.setattr(predictor, "predict_iter", lambda paths, *a, **k: iter([silence]))
     lines = []

@@ -214,3 +214,19 @@ def test_the_command_list_opens_with_the_everyday_commands(monkeypatch, capsys):
     everyday = ["predict", "tag", "untag", "find", "serve", "demo"]
     assert sorted(at, key=at.get)[:6] == everyday
     assert out.index("Research and evaluation") > at["demo"]
+
+
+def test_a_not_music_row_says_so_and_why(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from moodscope.cli import console
+    from moodscope.inference.predictor import Prediction
+
+    hum = Prediction(path="hum.wav", duration=12.0, music=False, not_music="a steady tone")
+    screen = Console(file=io.StringIO(), width=120, color_system=None)
+    monkeypatch.setattr(console, "out", screen)
+    console.show_predictions([hum])
+    (row,) = [ln for ln in screen.file.getvalue().splitlines() if "hum.wav" in ln]
+    assert "not music (a steady tone)" in row and "12.0 s" in row

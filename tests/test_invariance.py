@@ -12,9 +12,13 @@ from moodscope.research.invariance import (
 )
 
 CHECKED = ("-6 dB", "+3 dB, limited", "stereo upmix", "MP3 128 kbps")
+SAME_TOP = ("-6 dB", "stereo upmix", "MP3 128 kbps")
+"""Where the top emotion must stay on every track. A limiter changes the dynamics, not only
+the level: a track whose top two emotions are close can swap them (the model card's table:
+1 of 8), so there only the confidence is bounded."""
 MAX_SHIFT = 0.05
 """The most a track's confidence may move under one of :data:`CHECKED` (the shipped model
-moves it 0.0x on average: see the model card's invariance table)."""
+moves it 0.005 on average over all variants, 0.049 at most: the model card's table)."""
 
 
 def test_the_variants_are_the_issues():
@@ -32,5 +36,5 @@ def test_gain_upmix_and_mp3_keep_the_top_emotion(emotify_dir):
     print(invariance_markdown(table))
     for variant, row in table["shipped"].items():
         assert row["tracks"] == 3, variant
-        assert row["same_top"] == 3, variant
+        assert row["same_top"] == 3 or variant not in SAME_TOP, variant
         assert row["max_shift"] <= MAX_SHIFT, variant

@@ -188,7 +188,7 @@ def test_the_service_agrees(api, corpus, tmp_path):
 
 
 def test_tag_agrees_and_leaves_flagged_files_alone(api, corpus, tmp_path):
-    from moodscope.library.index import FAILED, TAGGED, tag_files
+    from moodscope.library.index import FAILED, SKIPPED, TAGGED, tag_files
     from moodscope.library.tags import read_tags
 
     copy = tmp_path / "music"
@@ -209,6 +209,9 @@ def test_tag_agrees_and_leaves_flagged_files_alone(api, corpus, tmp_path):
             assert o.status == FAILED and "is truncated" in o.error, name
             assert not read_tags(copy / name).tagged
             assert o.row.truncated and o.row.tagged_at is None
+        elif not p.music:  # silence: no mood, nothing written, and the reason said
+            assert o.status == SKIPPED and o.reason.startswith("not music ("), name
+            assert not read_tags(copy / name).tagged
         else:
             assert o.status == TAGGED, (name, o.error)
     # allow_damaged: the truncated files' moods go in, from the index, without predicting.
@@ -267,6 +270,9 @@ def test_beets_agrees(api, corpus, tmp_path):
     flagged = {n for n, e in EXPECTED.items() if e == "flagged"}
     assert flagged <= set(items), sorted(flagged - set(items))  # beets reads them all
     for name, (outcome, shares, _) in api.items():
+        if outcome[0] == "ok" and not shares:  # not music (the silent file): no mood
+            assert name not in items or items[name][0] == "", name
+            continue
         if outcome[0] == "ok":
             mood, got = items[name]
             assert mood == max(shares, key=shares.get), name

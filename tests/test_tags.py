@@ -382,8 +382,7 @@ def test_formats_that_carry_no_tags_are_refused_in_one_line(tmp_path, ext):
 
 
 def test_a_not_music_prediction_writes_no_mood():
-    p = prediction()
-    p.music, p.not_music = False, "digital silence"
+    p = Prediction("x", emotions={}, model="m@1", music=False, not_music="digital silence")
     with pytest.raises(TagError, match=r"is not music \(digital silence\)"):
         tag_values(p)
 

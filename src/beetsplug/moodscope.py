@@ -296,10 +296,9 @@ class MoodscopePlugin(BeetsPlugin):
             if not prediction.ok:
                 self._log.error("{}", prediction.error)
                 continue
-            if getattr(prediction, "music", True) is False:  # no mood for what is not music
+            if not prediction.music:  # no mood for what is not music
                 if not quiet:
-                    reason = getattr(prediction, "not_music", None)
-                    self._log.info("{}: skipped: not music ({})", item, reason)
+                    self._log.info("{}: skipped: not music ({})", item, prediction.not_music)
                 continue
             if prediction.truncated and not self.config["allow_damaged"].get(bool):
                 from moodscope.library.index import damaged_message

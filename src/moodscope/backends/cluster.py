@@ -43,11 +43,13 @@ def _run(fn, item, name):
     return fn(item, _CONTEXTS[name])
 
 
-def _context_plugin(name: str, context: Any):
+def _context_plugin(name: str, context: Any, *, quiet: bool = False):
     """A Dask worker plugin that puts ``context`` on every worker of the cluster: those up
     now and every one that joins later, a worker restarted after it was killed or ran out
     of memory included (scattered data, by contrast, is lost with the workers that held
-    it, and with it every task still to run)."""
+    it, and with it every task still to run). ``quiet``: the worker logs nothing below
+    CRITICAL (the workers of a LocalCluster this process started, whose failures moodscope
+    reports itself: a run killed hard left them printing heartbeat tracebacks as they went)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class _Context(WorkerPlugin):
@@ -60,6 +62,8 @@ def _context_plugin(name: str, context: Any):
             from moodscope.backends import cluster
 
             cluster._CONTEXTS[self.name] = self.context
+            if quiet:
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
         def teardown(self, worker) -> None:
             from moodscope.backends import cluster
@@ -215,7 +219,8 @@ class DaskBackend(Backend):
         try:
             if self._context is not None:
                 self.client.unregister_worker_plugin(self._context)
-            self.client.register_plugin(_context_plugin(name, context), name=name)
+            plugin = _context_plugin(name, context, quiet=self.cluster is not None)
+            self.client.register_plugin(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - comm errors have many types
             raise self._lost(exc) from exc
         self._context = name

@@ -124,8 +124,8 @@ def _prediction_row(r) -> tuple[Text, ...]:
     if not r.ok:
         return (cell(short_path(r.path)), Text("error", style="red"), cell(""), cell(r.error),
                 cell(""))  # fmt: skip
-    if r.top_emotion is None:  # not music: no mood, and the reason instead
-        reason = getattr(r, "not_music", None)
+    if not r.music:  # no mood, and the reason instead
+        reason = r.not_music
         return (cell(short_path(r.path)), cell("not music" + (f" ({reason})" if reason else "")),
                 cell(""), cell(""), cell(f"{r.duration:.1f} s" if r.duration else ""))  # fmt: skip
     top3 = sorted(r.emotions.items(), key=lambda kv: -kv[1])[:3]

@@ -96,9 +96,8 @@ def mood_earned(prediction, min_confidence: float | None) -> bool:
 def tag_values(prediction, *, min_confidence: float | None = None) -> dict[str, tuple[str, ...]]:
     """The fields a :class:`~moodscope.inference.predictor.Prediction` is written as, by
     name; MOOD is left out where :func:`mood_earned` says no."""
-    if getattr(prediction, "music", True) is False:
-        reason = getattr(prediction, "not_music", None)
-        raise TagError(prediction.path, f"is not music ({reason}); no mood to write")
+    if not prediction.music:
+        raise TagError(prediction.path, f"is not music ({prediction.not_music}); no mood to write")
     if prediction.error is not None or not prediction.emotions:
         raise TagError(prediction.path, f"has no prediction to write ({prediction.error})")
     values = {}
