@@ -67,7 +67,7 @@ def test_render_formats():
     csv_text = render(results, "csv")
     assert csv_text.splitlines()[0] == (
         "path,top_emotion,confidence,calmness,tension,top_factor,sublimity,vitality,unease,"
-        "silent,truncated,music,not_music,error"
+        "arousal,valence,silent,truncated,music,not_music,error"
     )
     with pytest.raises(ConfigError, match="unknown format 'xml'"):
         render(results, "xml")

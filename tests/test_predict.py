@@ -14,7 +14,14 @@ from conftest import SR, chord_signal
 from moodscope import EMOTIONS
 from moodscope.backends import WorkerLost
 from moodscope.errors import AudioError, NotAudioError
-from moodscope.inference.predictor import Prediction, default_model_path, load_model, predict
+from moodscope.features.extract import track_features
+from moodscope.inference.predictor import (
+    Prediction,
+    default_model_path,
+    load_model,
+    predict,
+    prediction_features,
+)
 from test_cli import run
 
 
@@ -47,10 +54,13 @@ def test_predict_formats_rates_channels(write_audio, name, sr, channels):
     assert [(s.start, s.end) for s in result.timeline] == [(0.0, 3.0), (3.0, 6.0)]
     for seg in result.timeline:
         assert sum(seg.emotions.values()) == pytest.approx(1.0)
-    # How sure, from the map the shipped model carries, and the GEMS factors.
+    # How sure, from the map the shipped model carries (the shares, and where the track's
+    # features lie against the training tracks'), and the GEMS factors.
     model = load_model()
+    features = track_features(path, prediction_features(model), precision=result.precision)
+    shares = np.array([result.emotions[label] for label in model.labels])
     assert result.confidence == pytest.approx(
-        model.confidence(np.array(list(result.emotions.values())))
+        model.confidence(shares, model.track_row(features.features))
     )
     assert 0.0 <= result.confidence <= 1.0
     assert list(result.factors) == ["sublimity", "vitality", "unease"]

@@ -159,12 +159,26 @@ class TrainedModel:
     checkpoint: bytes | None = field(default=None, repr=False, compare=False)  # as loaded
     calibration: Calibration | None = None  # score -> chance of being right; None: none
 
-    def confidence(self, track: np.ndarray) -> float | None:
+    def confidence(self, track: np.ndarray, row: np.ndarray | None = None) -> float | None:
         """The chance that the top emotion of the track distribution ``track [n_labels]``
-        is the listeners' dominant one; None when the model carries no calibration map."""
+        is the listeners' dominant one; None when the model carries no calibration map.
+        A map that reads how unlike the training tracks the track is also needs its input
+        ``row`` (:meth:`track_row`)."""
         if self.calibration is None:
             return None
-        return float(self.calibration(np.asarray(track, dtype=np.float64)))
+        rows = None if row is None else np.asarray(row, dtype=np.float64)[None]
+        return float(np.ravel(self.calibration(np.asarray(track, dtype=np.float64), rows))[0])
+
+    def track_row(self, features: np.ndarray) -> np.ndarray:
+        """A track's input row as the model scales it [n_inputs], from its raw segment
+        features [n_segments, n_features]: its summary for a model on track summaries,
+        else the mean of its scaled segment rows."""
+        from moodscope.features.aggregate import aggregate_rows
+
+        features = np.asarray(features, dtype=np.float64)
+        if self.aggregate == "track" and self.classifier.input != "sequence":
+            return self.scaler.transform(aggregate_rows(features)[None])[0].astype(np.float64)
+        return self.scaler.transform(features).astype(np.float64).mean(axis=0)
 
     @property
     def model_id(self) -> str:

@@ -62,8 +62,8 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                 )
     else:
         writer.writerow(
-            ["path", "top_emotion", "confidence", *names, "top_factor", *factors, "silent",
-             "truncated", "music", "not_music", "error"]
+            ["path", "top_emotion", "confidence", *names, "top_factor", *factors, "arousal",
+             "valence", "silent", "truncated", "music", "not_music", "error"]
         )  # fmt: skip
         for r in results:
             shares = r.factors
@@ -75,6 +75,7 @@ def render(results: Iterable[Prediction], fmt: str, *, timeline: bool = False) -
                     *[f"{r.emotions[n]:.6f}" if n in r.emotions else "" for n in names],
                     (r.top_factor or "") if r.ok else "",
                     *[f"{shares[f]:.6f}" if r.ok and f in shares else "" for f in factors],
+                    *["" if v is None else f"{v:.6f}" for v in (r.arousal, r.valence)],
                     r.silent if r.ok else "",
                     r.truncated if r.ok else "",
                     r.music if r.ok else "",

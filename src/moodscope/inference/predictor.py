@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from moodscope.atomic import bytes_digest
 from moodscope.audio.content import not_music
 from moodscope.audio.decode import MAX_DURATION
@@ -28,7 +30,13 @@ from moodscope.backends import (
     stream,
     using_backend,
 )
-from moodscope.emotions import EMOTIONS, factor_shares, top_factor
+from moodscope.emotions import (
+    EMOTIONS,
+    aggression_shift,
+    arousal_valence,
+    factor_shares,
+    top_factor,
+)
 from moodscope.errors import AudioError, MoodscopeError, NotAudioError
 from moodscope.features.extract import TrackFeatures, track_features, usable_cache_dir
 from moodscope.features.sets import FeatureConfig
@@ -81,6 +89,12 @@ class Prediction:
     """The file's container declares more audio than its bytes hold (a partial download, a
     cut copy): the prediction is of the ``duration`` that decodes, and ``tag`` leaves the
     file alone unless told ``allow_damaged``."""
+    arousal: float | None = None
+    """How activating the music is, in [-1, 1] (calm to excited), from the emotion shares'
+    places on Russell's circumplex (:func:`moodscope.emotions.arousal_valence`)."""
+    valence: float | None = None
+    """How pleasant the music is, in [-1, 1] (unpleasant to pleasant): the circumplex
+    reading of the shares, averaged with musicnn's tagger's where the model reads it."""
     music: bool = True
     """False: the file is not music (silence, a tone, noise, clicks; see
     :func:`moodscope.audio.content.not_music`): no emotions, top emotion, confidence or
@@ -123,6 +137,8 @@ class Prediction:
             "emotions": {k: round(v, 6) for k, v in self.emotions.items()},
             "top_factor": top_factor(factors),
             "factors": {k: round(v, 6) for k, v in factors.items()},
+            "arousal": None if self.arousal is None else round(self.arousal, 6),
+            "valence": None if self.valence is None else round(self.valence, 6),
             "duration": None if self.duration is None else round(self.duration, 3),
             "silent": self.silent,
             "music": self.music,
@@ -160,6 +176,8 @@ class Prediction:
             precision=d.get("precision"),
             confidence=d.get("confidence"),
             truncated=bool(d.get("truncated", False)),
+            arousal=d.get("arousal"),
+            valence=d.get("valence"),
             music=bool(d.get("music", True)),
             not_music=d.get("not_music"),
         )
@@ -307,6 +325,64 @@ def predict_task(item: tuple[int, str], job: PredictJob) -> tuple[int, Predictio
     )
 
 
+@dataclass
+class TrackReading:
+    """What a model reads from one track's segment features: the distribution (labels in
+    ``names`` order), the timeline, and what is derived from them."""
+
+    names: list[str]
+    track: np.ndarray  # [n_labels], summing to 1
+    timeline: np.ndarray  # [n_segments, n_labels]
+    confidence: float | None
+    arousal: float | None
+    valence: float | None
+
+
+def tagger_tags(columns: Sequence[str], rows: np.ndarray) -> list[dict[str, float]] | None:
+    """musicnn's MSD tagger's tag probabilities in each feature row ``rows [n, len(columns)]``
+    (tag name -> probability), or None when the features do not hold them."""
+    tags = {
+        c.split("_tag_", 1)[1].replace("_", " "): i
+        for i, c in enumerate(columns)
+        if c.startswith("musicnn_msd") and "_tag_" in c
+    }
+    if not tags:
+        return None
+    rows = np.asarray(rows, dtype=np.float64)
+    return [{t: float(row[i]) for t, i in tags.items()} for row in rows]
+
+
+def track_reading(model: TrainedModel, features: np.ndarray) -> TrackReading:
+    """A track's reading from its raw segment features [n_segments, n_features]: the model's
+    distribution with the aggression rule applied (:func:`moodscope.emotions.aggression_shift`:
+    where musicnn's tagger hears metal or punk, joyful activation gives way to power and
+    tension), its confidence, arousal and valence. Every front end and ``evaluate`` read
+    tracks through this one function."""
+    features = np.asarray(features, dtype=np.float64)
+    order = _ordered(model.labels)
+    names = [model.labels[i] for i in order]
+    mean, proba = model.predict_track(features)
+    mean, proba = mean[order] / mean.sum(), proba[:, order]
+    tags = tagger_tags(model.feature_config.columns, features)
+    if tags is not None:
+        track_tags = {t: float(np.mean([w[t] for w in tags])) for t in tags[0]}
+        mean = _shifted(names, mean, track_tags)
+        if len(proba) == len(tags):
+            proba = np.stack([_shifted(names, p, w) for p, w in zip(proba, tags)])
+    else:
+        track_tags = None
+    arousal, valence = arousal_valence(dict(zip(names, map(float, mean))), track_tags)
+    confidence = None
+    if model.calibration is not None:
+        confidence = model.confidence(mean, model.track_row(features))
+    return TrackReading(names, mean, proba, confidence, arousal, valence)
+
+
+def _shifted(names: list[str], p: np.ndarray, tags: dict[str, float]) -> np.ndarray:
+    shifted = aggression_shift(dict(zip(names, map(float, p))), tags)
+    return np.array([shifted[n] for n in names])
+
+
 def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Prediction:
     content = features.content
     silent = content is not None and content.silent
@@ -322,24 +398,24 @@ def _prediction(path: str, model: TrainedModel, features: TrackFeatures) -> Pred
             music=False,
             not_music=reason,
         )
-    order = _ordered(model.labels)
-    names = [model.labels[i] for i in order]
-    mean, proba = model.predict_track(features.features)
-    mean, proba = mean[order] / mean.sum(), proba[:, order]
+    reading = track_reading(model, features.features)
+    names, mean = reading.names, reading.track
     return Prediction(
         path,
         emotions=dict(zip(names, map(float, mean))),
         top_emotion=names[int(mean.argmax())],
         timeline=[
             TimelinePoint(float(a), float(b), dict(zip(names, map(float, p))))
-            for a, b, p in zip(features.starts, features.ends, proba)
+            for a, b, p in zip(features.starts, features.ends, reading.timeline)
         ],
         duration=features.duration,
         silent=silent,
         model=model.model_id,
         precision=features.precision,
-        confidence=model.confidence(mean),
+        confidence=reading.confidence,
         truncated=features.truncated,
+        arousal=reading.arousal,
+        valence=reading.valence,
     )
 
 
@@ -473,6 +549,7 @@ __all__ = [
     "Prediction",
     "PredictJob",
     "TimelinePoint",
+    "TrackReading",
     "default_model_path",
     "find_audio",
     "load_model",
@@ -481,4 +558,6 @@ __all__ = [
     "predict_iter",
     "predict_task",
     "prediction_features",
+    "tagger_tags",
+    "track_reading",
 ]

@@ -9,7 +9,7 @@ probabilities follow them (Pearson r per emotion).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,8 @@ import pandas as pd
 
 from moodscope.errors import ConfigError, DatasetError
 from moodscope.features import FeatureConfig, extract_features
+from moodscope.features.aggregate import aggregate_columns
+from moodscope.inference.calibration import Novelty, novelty_columns
 from moodscope.inference.checkpoint import TrainedModel
 from moodscope.models import model_entry
 from moodscope.models.training import TrainConfig
@@ -161,6 +163,7 @@ def crossval(
     on_fold: Callable[[int, int], Callable | None] | None = None,
     train_fraction: float = 1.0,
     subsample_seed: int = 0,
+    held_out_by: str | None = None,
 ) -> dict:
     """Stratified, grouped K-fold by track: train on K-1 folds (validation tracks carved from
     them), test on the held-out tracks, aggregate per track.
@@ -172,6 +175,8 @@ def crossval(
     that share of its training tracks, drawn at random (``subsample_seed``); the test tracks
     stay the same (a learning curve: ``tools/learning_curve.py``). The class balance is
     ``smote`` when given, else ``train_config.balance``, else the model's default.
+    ``held_out_by`` a table column (``"genre"``): one fold per value, each held out in turn
+    (leave one genre out) instead of the K folds.
     """
     started = time.perf_counter()
     folds_out = []
@@ -190,6 +195,7 @@ def crossval(
         on_fold=on_fold,
         train_fraction=train_fraction,
         subsample_seed=subsample_seed,
+        held_out_by=held_out_by,
     )
     for run in runs:
         folds_out.append(
@@ -233,6 +239,7 @@ def trained_folds(
     on_fold: Callable[[int, int], Callable | None] | None = None,
     train_fraction: float = 1.0,
     subsample_seed: int = 0,
+    held_out_by: str | None = None,
 ) -> Iterator[TrainedFold]:
     """The folds of :func:`crossval`, each trained, as they finish (same arguments)."""
     if not 0 < train_fraction <= 1:
@@ -248,9 +255,19 @@ def trained_folds(
         _, classes = encode_labels(table, labels)
         targets = share_targets(table, shares, classes)
     track_of_row = table["track_id"].astype(str).to_numpy()
-    for k, (train_rows, test_rows) in enumerate(
-        track_folds(table, n_splits=folds, seed=train_config.seed, labels=labels)
-    ):
+    if held_out_by is None:
+        splits = track_folds(table, n_splits=folds, seed=train_config.seed, labels=labels)
+    else:
+        groups = table[held_out_by].astype(str).to_numpy()
+        splits = [
+            (np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in sorted(set(groups))
+        ]
+        if len(splits) < 2:
+            raise ConfigError(
+                f"holding out by {held_out_by!r} needs >= 2 values, got {len(splits)}"
+            )
+        folds = len(splits)
+    for k, (train_rows, test_rows) in enumerate(splits):
         if train_fraction < 1:
             ids = np.unique(track_of_row[train_rows])
             rng = np.random.default_rng([subsample_seed, k])
@@ -323,8 +340,35 @@ def fold_metrics(
         train_cpu_seconds=run.result.metrics["train_cpu_seconds"],
         leak_fraction=run.result.metrics["leak_fraction"],
         out_of_fold=pd.DataFrame(track_proba, index=track_ids, columns=run.split.labels),
+        novelty=fold_novelty(run).reindex(track_ids),
     )
     return metrics
+
+
+def _track_rows(X: np.ndarray, row_tracks: np.ndarray) -> pd.DataFrame:
+    """Scaled rows averaged per track (one row already is one track for track summaries)."""
+    return pd.DataFrame(X).groupby(pd.Series(row_tracks).astype(str).to_numpy(), sort=False).mean()
+
+
+def training_reference(split: PreparedSplit, columns: Sequence[str]) -> Novelty:
+    """The reference a novelty is measured against: the split's training (and validation)
+    tracks, one scaled row each, cut to :func:`novelty_columns` of the model's ``columns``."""
+    train = _track_rows(
+        np.concatenate([split.X_train, split.X_val]) if len(split.X_val) else split.X_train,
+        np.concatenate([split.train_tracks, split.val_tracks]),
+    )
+    return Novelty.fit(train.to_numpy(), novelty_columns(columns))
+
+
+def fold_novelty(run: TrainedFold) -> pd.Series:
+    """How unlike the fold's training tracks each of its test tracks is (track id ->
+    :class:`~moodscope.inference.calibration.Novelty`), in the fold's scaled input space."""
+    columns = list(run.feature_config.columns)
+    if run.aggregate == "track":
+        columns = aggregate_columns(columns)
+    test = _track_rows(run.split.X_test, run.split.test_tracks)
+    novelty = training_reference(run.split, columns)
+    return pd.Series(novelty(test.to_numpy()), index=test.index)
 
 
 def crossval_result(
@@ -333,6 +377,7 @@ def crossval_result(
     """The result of a cross-validation from its folds' metrics (:func:`fold_metrics`);
     ``run`` is any of its trained folds (they share the set-up)."""
     oof = pd.concat([f.pop("out_of_fold") for f in folds])
+    novelty = pd.concat([f.pop("novelty") for f in folds])
     classes = run.split.labels
     summary = summarize_folds(folds, classes)
     return {
@@ -355,6 +400,7 @@ def crossval_result(
         "emotion_correlation": summary.get("emotion_correlation"),
         "wall_seconds": wall_seconds,
         "out_of_fold": oof,
+        "novelty": novelty,
     }
 
 
@@ -379,33 +425,54 @@ def evaluate_model(
     )
     if table.empty:
         raise DatasetError(f"{dataset.root}: no track could be analysed")
+    from moodscope.inference.predictor import track_reading
+
     columns = list(model.feature_config.columns)
-    index = {label: i for i, label in enumerate(model.labels)}
-    track_ids, track_proba, hits = [], [], []
+    track_ids, track_proba, hits, confidence, novelty = [], [], [], [], []
+    position = []
     for track_id, rows in table.groupby("track_id", sort=False):
-        track, timeline = model.predict_track(rows[columns].to_numpy())
+        # Read as every front end reads a track: the aggression rule, the confidence.
+        reading = track_reading(model, rows[columns].to_numpy())
+        labels = reading.names
         track_ids.append(str(track_id))
-        track_proba.append(track)
-        hits += list(timeline.argmax(axis=1) == index[rows["label"].iloc[0]])
+        track_proba.append(reading.track)
+        hits += list(reading.timeline.argmax(axis=1) == labels.index(rows["label"].iloc[0]))
+        confidence.append(reading.confidence)
+        position.append((reading.arousal, reading.valence))
+        cal = model.calibration
+        if cal is not None and cal.novelty is not None:
+            novelty.append(float(cal.novelty(model.track_row(rows[columns].to_numpy()))[0]))
     track_ids, track_proba = np.asarray(track_ids), np.asarray(track_proba)
     segment_accuracy = float(np.mean(hits))
-    shares = dataset.share_table(model.labels)
-    metrics = track_level_metrics(
-        track_ids, track_proba, dataset.by_track(), list(model.labels), shares
-    )
+    shares = dataset.share_table(labels)
+    tracks = dataset.by_track()
+    metrics = track_level_metrics(track_ids, track_proba, tracks, labels, shares)
     metrics["segment_accuracy"] = segment_accuracy
     metrics["n_failed"] = len(failures)
-    from moodscope.research.yardstick import held_out_report
+    from moodscope.research.yardstick import by_genre, circumplex_summary, held_out_report
 
     cal = model.calibration
+    conf = None if cal is None else np.asarray(confidence, dtype=np.float64)
     metrics["held_out"] = held_out_report(
         track_proba,
         track_ids,
-        list(model.labels),
-        dataset.by_track(),
-        confidence=None if cal is None else cal(track_proba),
+        labels,
+        tracks,
+        confidence=conf,
         score="margin" if cal is None else cal.score,
         shares=shares,
         annotations=getattr(dataset, "annotations", None),
     )
+    metrics["by_genre"] = by_genre(
+        track_proba,
+        track_ids,
+        labels,
+        tracks,
+        confidence=conf,
+        novelty=np.asarray(novelty) if novelty else None,
+    )
+    metrics["circumplex"] = circumplex_summary(
+        np.asarray(position, dtype=np.float64), track_ids, tracks, shares
+    )
+    metrics["domain_shift"] = model.info.get("domain_shift")
     return metrics, failures

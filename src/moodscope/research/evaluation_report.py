@@ -278,4 +278,169 @@ def evaluation_report(metrics: dict, title: str, description: str) -> Report:
         "Confusion matrix (tracks)",
     )
     held_out_sections(report, metrics.get("held_out"))
+    by_genre_sections(report, metrics.get("by_genre"))
+    domain_shift_sections(
+        report,
+        metrics.get("domain_shift"),
+        note="The model's own figures, measured when it was built, on its training data "
+        "(not on the tracks evaluated here).",
+    )
+    circumplex_sections(report, metrics.get("circumplex"))
     return report
+
+
+def _half(m: dict) -> str:
+    return f"{m['confident_half_accuracy']:.3f} / {m['other_half_accuracy']:.3f}"
+
+
+def _coverage(m: dict, coverage: float) -> str:
+    row = next((r for r in m["risk_coverage"] if abs(r["coverage"] - coverage) < 1e-9), None)
+    return "n/a" if row is None else f"{row['accuracy']:.3f}"
+
+
+def domain_shift_sections(report: Report, shift: dict | None, *, note: str = "") -> None:
+    """Confidence in domain and with each genre held out, the map before and now
+    (:func:`moodscope.research.domain_shift.shift_study`), and the aggression rule's effect;
+    ``note`` says where the figures come from when that is not evident."""
+    if not shift:
+        return
+    report.heading("Confidence on a genre it never heard (leave one genre out)")
+    if note:
+        report.paragraph(note)
+    report.paragraph(
+        "In domain: out-of-fold tracks of the genres the model trained on (5-fold by track). "
+        "Genre held out: the head trained on the other three genres and its confidence map "
+        "fitted on out-of-fold predictions of those three alone; the held-out genre's tracks "
+        "scored. *before*: a logistic curve in the margin fitted on in-domain predictions "
+        "(the previous map); *now*: a logistic curve in the margin and the track's novelty "
+        "(distance to the nearest training tracks over the training tracks' own median; "
+        "about 1 in domain), fitted on in-domain and genre-held-out predictions together. "
+        "ECE: expected calibration error (10 bins). Halves: accuracy of the more confident "
+        "half / the rest. Top 25 %/50 %: accuracy of the most confident quarter/half "
+        "(risk-coverage)."
+    )
+    rows = []
+    places = [("in domain", shift["in_domain"])] + [
+        (f"{g} held out ({v['n_tracks']} tracks)", v) for g, v in shift["genres"].items()
+    ]
+    for place, v in places:
+        for name in ("before", "now"):
+            m = v[name]
+            rows.append(
+                [
+                    place if name == "before" else "",
+                    f"{v['novelty_median']:.2f}" if name == "before" else "",
+                    name,
+                    f"{m['accuracy']:.3f}",
+                    f"{m['mean_confidence']:.3f}",
+                    f"{m['ece']:.3f}",
+                    _half(m),
+                    _coverage(m, 0.25),
+                    _coverage(m, 0.5),
+                ]
+            )
+    report.table(
+        [
+            "tracks",
+            "median novelty",
+            "map",
+            "accuracy",
+            "mean confidence",
+            "ECE",
+            "halves",
+            "top 25 %",
+            "top 50 %",
+        ],
+        rows,
+    )
+    rule = shift.get("aggression_rule")
+    if rule:
+        loud = ", ".join(
+            f"{t['track_id']} ({t['genre']}, aggression {t['aggression']:.2f}: metal "
+            f"{t['tags']['metal']:.2f}, punk {t['tags']['punk']:.2f}, hard rock "
+            f"{t['tags']['hard rock']:.2f}; {t['top_emotion']}, valence {t['valence']:+.2f}, "
+            f"rank {t['valence_rank']} of {rule['n_tracks']} from the lowest)"
+            for t in rule["most_aggressive"]
+        )
+        report.heading("The aggression rule on Emotify (out-of-fold tracks)")
+        report.paragraph(
+            f"Track accuracy without the rule {rule['accuracy_without']:.3f}, with it "
+            f"{rule['accuracy_with']:.3f}; it changes the top emotion of "
+            f"{rule['top_changed']} of {rule['n_tracks']} tracks and moves more than 0.01 of "
+            f"share on {rule['moved_over_1pct']} (at most {rule['largest_move']:.3f}). The "
+            f"tagger's most aggressive Emotify tracks: {loud}."
+        )
+
+
+def circumplex_sections(report: Report, summary: dict | None) -> None:
+    """What arousal and valence are (declared) and the consistency checks run here."""
+    from moodscope.emotions import AGGRESSIVE_TAGS, BRIGHT_TAGS, CIRCUMPLEX, DARK_TAGS
+
+    report.heading("Arousal and valence: the mapping (declared before it was measured)")
+    report.paragraph(
+        "Each GEMS category sits on Russell's circumplex (J. A. Russell, \"A circumplex model "
+        'of affect", J. Pers. Soc. Psychol. 39(6), 1980: pleasure 0°, excitement 45°, '
+        "arousal 90°, distress 135°, displeasure 180°, depression 225°, sleepiness 270°, "
+        "relaxation 315°) at the octant its GEMS-9 adjectives name (Zentner, Grandjean & "
+        "Scherer 2008), or halfway between two. A track's arousal is the share-weighted mean "
+        "of sin(angle), its valence of cos(angle), each in [-1, 1]. Where the model reads "
+        "musicnn's MSD tagger, valence is the mean of that and the tagger's reading: the "
+        f"chance that any of {', '.join(BRIGHT_TAGS)} applies minus the chance that any of "
+        f"{', '.join(DARK_TAGS)} does (tags taken as independent). Aggression rule: the "
+        f"share of joyful activation equal to the chance that any of "
+        f"{', '.join(AGGRESSIVE_TAGS)} applies moves half to power and half to tension, "
+        "before the top emotion, confidence, arousal and valence are read. No constant here "
+        "was fitted to data; none was chosen on labelled valence or angry music."
+    )
+    report.table(
+        ["category", "angle", "arousal", "valence"],
+        [
+            [e, f"{a:g}°", f"{np.sin(np.radians(a)):+.2f}", f"{np.cos(np.radians(a)):+.2f}"]
+            for e, a in CIRCUMPLEX.items()
+        ],
+    )
+    if not summary:
+        return
+    report.heading("Arousal and valence: what was checked here")
+    report.paragraph(
+        "Not validated on labelled arousal or valence data: Emotify has none. Checked: the "
+        "mean per genre, and Pearson r between the predicted values and the same circumplex "
+        "reading of the listeners' own emotion shares (arousal r "
+        f"{summary.get('arousal_r_listeners', float('nan')):.3f}, valence r "
+        f"{summary.get('valence_r_listeners', float('nan')):.3f}); this tests the model "
+        "against its listeners under the declared mapping, not the mapping itself."
+    )
+    report.table(
+        ["genre", "tracks", "mean arousal", "mean valence"],
+        [
+            [g, v["n_tracks"], f"{v['arousal']:+.3f}", f"{v['valence']:+.3f}"]
+            for g, v in summary["per_genre"].items()
+        ],
+    )
+
+
+def by_genre_sections(report: Report, per_genre: dict | None) -> None:
+    """The evaluated tracks' confidence per genre, and how far they lie from training."""
+    if not per_genre:
+        return
+    report.heading("Confidence per genre (evaluated tracks)")
+    report.paragraph(
+        "Median novelty: how far the genre's tracks lie from the model's training tracks "
+        "(about 1: as close as those lie to each other). Halves: accuracy of the more "
+        "confident half / the rest."
+    )
+    report.table(
+        ["genre", "tracks", "median novelty", "accuracy", "mean confidence", "ECE", "halves"],
+        [
+            [
+                g,
+                v["n_tracks"],
+                f"{v['novelty_median']:.2f}" if "novelty_median" in v else "n/a",
+                f"{v['accuracy']:.3f}",
+                f"{v['mean_confidence']:.3f}" if "ece" in v else "n/a",
+                f"{v['ece']:.3f}" if "ece" in v else "n/a",
+                _half(v) if "ece" in v else "n/a",
+            ]
+            for g, v in per_genre.items()
+        ],
+    )

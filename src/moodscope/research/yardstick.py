@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from moodscope.emotions import EMOTIONS, FACTORS, factor_shares, top_factor
+from moodscope.emotions import EMOTIONS, FACTORS, circumplex, factor_shares, top_factor
 from moodscope.inference.calibration import Calibration, confidence_score, crossfit_confidence
 from moodscope.research.metrics import (
     COVERAGES,
@@ -251,6 +251,71 @@ def held_out_report(
     return out
 
 
+def by_genre(
+    proba: np.ndarray,
+    track_ids: Sequence[str],
+    labels: Sequence[str],
+    tracks: pd.DataFrame,
+    *,
+    confidence: np.ndarray | None,
+    novelty: np.ndarray | None = None,
+) -> dict:
+    """Per genre of a labelled dataset: accuracy, and with a confidence its calibration,
+    its confident half against the rest, and the tracks' median novelty."""
+    ids = np.asarray([str(t) for t in track_ids])
+    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
+    truth = tracks.loc[ids, "label"].map({x: i for i, x in enumerate(labels)}).to_numpy()
+    out = {}
+    for g in sorted(set(genre) - {""}):
+        rows = genre == g
+        right = np.asarray(proba)[rows].argmax(axis=1) == truth[rows]
+        entry: dict = {"n_tracks": int(rows.sum()), "accuracy": float(right.mean())}
+        if confidence is not None and rows.sum() >= 2:
+            m = confidence_metrics(np.asarray(proba)[rows], truth[rows], confidence[rows])
+            entry.update(
+                ece=m["calibration"]["ece"],
+                mean_confidence=m["calibration"]["mean_confidence"],
+                confident_half_accuracy=m["confident_half_accuracy"],
+                other_half_accuracy=m["other_half_accuracy"],
+            )
+        if novelty is not None:
+            entry["novelty_median"] = float(np.median(novelty[rows]))
+        out[g] = entry
+    return out
+
+
+def circumplex_summary(
+    position: np.ndarray,
+    track_ids: Sequence[str],
+    tracks: pd.DataFrame,
+    shares: pd.DataFrame | None,
+) -> dict | None:
+    """Consistency checks of predicted ``position [n, 2]`` (arousal, valence) on a dataset
+    without valence labels: the mean per genre, and Pearson r against the same circumplex
+    reading of the listeners' own emotion shares (what the mapping would say of them)."""
+    position = np.asarray(position, dtype=np.float64)
+    if position.size == 0 or np.isnan(position).all():
+        return None
+    ids = [str(t) for t in track_ids]
+    genre = tracks.loc[ids, "genre"].astype(str).to_numpy()
+    out: dict = {
+        "per_genre": {
+            g: {
+                "arousal": float(np.nanmean(position[genre == g, 0])),
+                "valence": float(np.nanmean(position[genre == g, 1])),
+                "n_tracks": int((genre == g).sum()),
+            }
+            for g in sorted(set(genre) - {""})
+        }
+    }
+    if shares is not None and set(EMOTIONS) <= set(shares.columns):
+        listeners = np.array([circumplex(dict(r)) for r in shares.loc[ids].to_dict("records")])
+        for i, name in enumerate(("arousal", "valence")):
+            ok = ~np.isnan(position[:, i])
+            out[f"{name}_r_listeners"] = float(np.corrcoef(position[ok, i], listeners[ok, i])[0, 1])
+    return out
+
+
 def crossval_yardstick(
     cv: dict,
     dataset,
@@ -260,7 +325,8 @@ def crossval_yardstick(
 ) -> tuple[dict, Calibration]:
     """The yardsticks of a cross-validation's out-of-fold predictions, with confidences
     cross-fitted (each fold's through a map fitted on the other folds), and the map fitted
-    on all of them (the one a checkpoint ships)."""
+    on all of them (the one a checkpoint ships; a ``logistic`` one still needs its model's
+    reference tracks, ``calibration.novelty``, before it is stored)."""
     from moodscope.inference.calibration import fit_calibration
 
     oof = cv["out_of_fold"]
@@ -270,7 +336,12 @@ def crossval_yardstick(
     truth = tracks.loc[oof.index.astype(str), "label"].map({x: i for i, x in enumerate(labels)})
     correct = proba.argmax(axis=1) == truth.to_numpy()
     folds = np.repeat(np.arange(len(cv["folds"])), [f["n_tracks"] for f in cv["folds"]])
-    confidence = crossfit_confidence(proba, correct, folds, score=score, method=method)
+    novelty = None
+    if method == "logistic":  # each track's novelty against its fold's training tracks
+        novelty = cv["novelty"].reindex(oof.index).to_numpy()
+    confidence = crossfit_confidence(
+        proba, correct, folds, score=score, method=method, novelty=novelty
+    )
     report = held_out_report(
         proba,
         oof.index,
@@ -282,13 +353,16 @@ def crossval_yardstick(
         annotations=getattr(dataset, "annotations", None),
     )
     report["calibration_method"] = {"score": score, "method": method, "crossfit": True}
-    return report, fit_calibration(proba, correct, score=score, method=method)
+    fitted = fit_calibration(proba, correct, score=score, method=method, novelty=novelty)
+    return report, fitted
 
 
 __all__ = [
     "COVERAGES",
     "PANEL_REPEATS",
     "TARGET_LISTENERS",
+    "by_genre",
+    "circumplex_summary",
     "confidence_metrics",
     "crossval_yardstick",
     "factor_metrics",
