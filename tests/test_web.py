@@ -147,6 +147,9 @@ def test_page_shows_the_api_answer(browser, server, answers):
     assert f"{round(api['confidence'] * 100)} %" in sure.text
     factor = card.find_element(By.CSS_SELECTOR, ".factor")
     assert factor.get_attribute("data-factor") == api["top_factor"]
+    circumplex = card.find_element(By.CSS_SELECTOR, ".circumplex")  # arousal and valence
+    assert float(circumplex.get_attribute("data-arousal")) == pytest.approx(api["arousal"])
+    assert float(circumplex.get_attribute("data-valence")) == pytest.approx(api["valence"])
     listeners = httpx.get(server.url + "/v1/model").json()["held_out"]["listeners_words"]
     info = browser.find_element(By.ID, "model-info")
     assert listeners and listeners in info.text

@@ -245,6 +245,25 @@
       );
       lines.push(factor);
     }
+    if (typeof data.arousal === "number" && typeof data.valence === "number") {
+      // Russell's two dimensions, each from -1 to 1 (the model card says how they are read).
+      const signed = (v) => (v >= 0 ? "+" : "\u2212") + Math.abs(v).toFixed(2);
+      const mood = el("p", {
+        class: "circumplex",
+        "data-arousal": String(data.arousal),
+        "data-valence": String(data.valence),
+      });
+      mood.append(
+        document.createTextNode("Arousal "),
+        el("strong", {}, signed(data.arousal)),
+        document.createTextNode(data.arousal >= 0 ? " (energetic)" : " (calm)"),
+        document.createTextNode(" \u00b7 valence "),
+        el("strong", {}, signed(data.valence)),
+        document.createTextNode(data.valence >= 0 ? " (positive)" : " (negative)"),
+        document.createTextNode(" on a scale from \u22121 to +1"),
+      );
+      lines.push(mood);
+    }
     const facts = [`${data.duration.toFixed(1)} s`, data.model];
     if (data.silent) facts.unshift("silent");
     if (data.truncated) facts.unshift("truncated: the file holds less than it declares");
