@@ -136,15 +136,13 @@ def test_old_torch_checkpoint_converts(tmp_path):
     torch.load(weights_only=True) and converts to the same predictions."""
     torch = pytest.importorskip("torch")
     model = load_model()
-    payload = _payload(model)
+    def tensors(value):  # every array as the tensor moodscope 0.1 saved
+        if isinstance(value, dict):
+            return {k: tensors(v) for k, v in value.items()}
+        return torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+
+    payload = tensors(_payload(model))
     payload["version"] = 1
-    head = payload["classifier"]["linear"]
-    payload["classifier"]["linear"] = {k: torch.as_tensor(v) for k, v in head.items()}
-    payload["scaler"] = {k: torch.as_tensor(v) for k, v in payload["scaler"].items()}
-    payload["calibration"] = {
-        k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
-        for k, v in payload["calibration"].items()
-    }
     old = tmp_path / "old.ckpt"
     torch.save(payload, old)
     new = tmp_path / "new.ckpt"

@@ -77,7 +77,10 @@ def test_bad_option_values_are_usage_errors(option, write_audio, capsys):
 def test_serve_without_its_extra_names_the_extra(monkeypatch, capsys):
     import sys
 
-    monkeypatch.setitem(sys.modules, "moodscope.service.app", None)  # as if not installed
+    # As if the extra were not installed: both modules `serve` imports its server through
+    # (an earlier test in this process may have imported them already).
+    monkeypatch.setitem(sys.modules, "moodscope.service.app", None)
+    monkeypatch.setitem(sys.modules, "moodscope.service.server", None)
     code, _, err = run(["serve"], capsys)
     assert code == 1 and "pip install '.[serve]'" in err
 

@@ -31,6 +31,11 @@ _CONTEXTS: dict[str, Any] = {}
 """In a worker: each run's context by its name, put there by :class:`_Context`."""
 
 
+KILLED_RETRIES = 1
+"""How many times a file that Dask gave up as KilledWorker is sent again, before its
+workers' deaths are put down to it."""
+
+
 def _run(fn, item, name):
     # Each task runs on one of the worker's threads: give it one core's worth of threads.
     global _limited
@@ -231,13 +236,16 @@ class DaskBackend(Backend):
         # (that file's error) once it has killed distributed.scheduler.allowed-failures + 1
         # workers (3 + 1 by default).
         result: Future = Future()
-        try:
-            task = self.client.submit(_run, fn, item, self._context, pure=False)
-        except Exception as exc:  # noqa: BLE001
-            result.set_exception(self._lost(exc))
-            return result
 
-        def done(task) -> None:
+        def send(attempt: int) -> None:
+            try:
+                task = self.client.submit(_run, fn, item, self._context, pure=False)
+            except Exception as exc:  # noqa: BLE001
+                result.set_exception(self._lost(exc))
+                return
+            task.add_done_callback(lambda task: done(task, attempt))
+
+        def done(task, attempt: int) -> None:
             if task.status == "cancelled":  # the scheduler is gone (or forgot the client)
                 result.set_exception(self._lost("task cancelled"))
                 return
@@ -246,12 +254,19 @@ class DaskBackend(Backend):
                 # before it was fetched; result() waits while the scheduler computes it again.
                 result.set_result(task.result())
             except Exception as exc:  # noqa: BLE001 - the task's own error, or a dropped comm
-                if task.status == "error":
-                    result.set_exception(task.exception())
-                else:
+                if task.status != "error":
                     result.set_exception(self._lost(exc))
+                    return
+                error = task.exception()
+                if type(error).__name__ == "KilledWorker" and attempt < KILLED_RETRIES:
+                    # Dask counts every task a dying worker held, so a file that only shared
+                    # workers with the one that kills them can be given up too: one more
+                    # run tells them apart (the culprit kills its workers again).
+                    send(attempt + 1)
+                    return
+                result.set_exception(error)
 
-        task.add_done_callback(done)
+        send(0)
         return result
 
     def check(self) -> None:

@@ -227,9 +227,8 @@ def _find_missing(missing, prune, fmt, output, db, lock_timeout, *, given) -> No
             sys.stdout.write(text)
     elif output is not None:
         write_text_atomic(output, "".join(f"{printable(p)}\n" for p in gone))
-    else:
-        for p in gone:
-            out.print(cell(p))
+    else:  # one whole path a line, however long: never folded at the console's width
+        sys.stdout.write("".join(f"{printable(p)}\n" for p in gone))
     done = f"removed from {path}" if prune else f"in {path} (--prune removes them)"
     say(f"{len(gone)} indexed file(s) no longer there, {done}")
 
