@@ -539,8 +539,11 @@ def test_real_tracks_tagged_like_predict_says_audio_and_tags_intact(
             assert str(tags["TXXX:MOODSCOPE_MODEL"]) == want["model"]
         elif name.endswith(".m4a"):
             mood = bytes(tags["----:com.apple.iTunes:MOOD"][0]).decode()
-            # nine shares, the model and the confidence
-            assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 11
+            # nine shares, the model, the confidence, arousal and valence
+            assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 13
+            for field, key in (("AROUSAL", "arousal"), ("VALENCE", "valence")):
+                value = bytes(tags[f"----:com.apple.iTunes:MOODSCOPE_{field}"][0]).decode()
+                assert value == f"{want[key]:.3f}"
             confidence = bytes(tags["----:com.apple.iTunes:MOODSCOPE_CONFIDENCE"][0]).decode()
             assert confidence == f"{want['confidence']:.3f}"
         else:

@@ -18,8 +18,20 @@ from matplotlib.figure import Figure
 from moodscope.atomic import write_atomic, write_text_atomic
 
 
+def _plain(value):
+    """What JSON cannot hold, as what it can: a pandas Series (per-track values, such as the
+    novelty) as ``{id: value}``, numpy scalars and arrays as numbers and lists."""
+    if hasattr(value, "to_dict") and hasattr(value, "index"):
+        return {str(k): v for k, v in value.to_dict().items()}
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def write_json(path: str | Path, data) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return write_text_atomic(
+        path, json.dumps(data, indent=2, sort_keys=False, default=_plain) + "\n"
+    )
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
