@@ -1020,13 +1020,17 @@ def test_live_slowloris_holds_no_queue_place(small_live, tmp_path):
         s.sendall(_request_head(small_live.port, len(body)) + body[:200])
         tricklers.append(s)
     stop = threading.Event()
+    # The server judges a rate only once a whole window (10 s) has passed: the drip stops
+    # well before that, so no byte can cross the server's close (a byte sent after it makes
+    # the kernel reset the connection before the 408 is read); the silence after it is as
+    # far under the minimum rate, and the upload timeout (30 s) is further still.
+    quiet_after = time.monotonic() + 0.6 * 10.0
 
     def drip():
         sent = 200
-        while not stop.wait(0.5) and sent < len(body):
-            # A socket with an answer to read was dropped: a byte sent after the server
-            # closed it would only make the kernel reset the connection before the 408 is
-            # read (what a real client stops doing once answered, too).
+        while not stop.wait(0.5) and sent < len(body) and time.monotonic() < quiet_after:
+            # A socket with an answer to read was dropped (as a real client stops sending
+            # once answered, too).
             answered, _, _ = select.select(tricklers, [], [], 0)
             for s in tricklers:
                 if s in answered:
