@@ -362,20 +362,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(failures)} tracks failed: {failures[:3]}", file=sys.stderr)
     tracks, labels = dataset.by_track(), list(dataset.labels)
     train_config = TrainConfig(seed=args.seed)
-    cv = crossval(
-        table,
-        tracks,
-        model=args.model,
-        feature_config=config,
-        labels=labels,
-        folds=args.folds,
-        train_config=train_config,
-        model_kwargs=model_kwargs,
-        shares=tracks[labels],
-        aggregate=args.aggregate,
-        soft=args.soft,
-    )
-    tags = track_tags(table, config)
     crossval_args = dict(
         model=args.model,
         feature_config=config,
@@ -387,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         aggregate=args.aggregate,
         soft=args.soft,
     )
+    cv = crossval(table, tracks, **crossval_args)
+    tags = track_tags(table, config)
     inputs = calibration_inputs(table, tracks, tags, cv=cv, **crossval_args)
     spec = NOW if args.calibration == "logistic" else {**BEFORE, "method": args.calibration}
     shift = shift_study(table, tracks, score=args.confidence_score, inputs=inputs, **crossval_args)
