@@ -13,7 +13,7 @@ ifneq ($(wildcard ../shared/emotify-dev/data.csv),)
 export MOODSCOPE_EMOTIFY_DIR ?= $(abspath ../shared/emotify-dev)
 endif
 
-.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser \
+.PHONY: venv demo test lint bench model reproduce cnn-lstm-variants results clean browser speech-tools \
 	tag-readers
 
 venv: $(STAMP)
@@ -63,6 +63,13 @@ tag-readers:
 		&& test -f /usr/lib/picard/picard/formats/__init__.py || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		ffmpeg libimage-exiftool-perl kid3-cli exfalso picard musepack-tools >/dev/null; }
+
+# The text-to-speech programs whose voices make the speech of the not-music set
+# (moodscope.research.nonmusic, tests/test_nonmusic.py). .ci/run calls this too.
+speech-tools:
+	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		espeak-ng flite >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

@@ -93,13 +93,77 @@ def test_a_dc_offset_is_silent(write_audio):
     assert r.ok and r.silent and not r.music and r.not_music == "silence (a constant offset)"
 
 
-@pytest.mark.skipif(not nonmusic.shutil.which("espeak-ng"), reason="needs espeak-ng")
-def test_speech_is_written_by_espeak(tmp_path):
-    # Speech is generated (for the table), but not judged: see moodscope.audio.content.
-    files = nonmusic.write_nonmusic(tmp_path, seconds=4.0)
-    assert len(files["speech"]) == len(nonmusic.SPEECH_TEXTS)
-    y, sr = sf.read(files["speech"][0])
-    assert sr == nonmusic.SR and len(y) == 4 * sr and np.abs(y).max() > 0.1
+def _syllables(seconds: float, seed: int) -> np.ndarray:
+    """A stand-in for speech at :data:`nonmusic.SR`: voiced syllables of 80-250 ms, their
+    pitch gliding, at irregular times with pauses between words (seeded numpy)."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(int(seconds * nonmusic.SR))
+    at = 0
+    while at < len(y):
+        n = int(rng.uniform(0.08, 0.25) * nonmusic.SR)
+        t = np.arange(n) / nonmusic.SR
+        f0 = rng.uniform(100, 180) * (1 + rng.uniform(-0.3, 0.3) * t / t[-1])
+        phase = 2 * np.pi * np.cumsum(f0) / nonmusic.SR
+        voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+        syllable = voiced * np.hanning(n)
+        y[at : at + n] = syllable[: len(y) - at]
+        at += n + int(rng.choice([rng.uniform(0.02, 0.08), rng.uniform(0.15, 0.5)])
+                      * nonmusic.SR)  # fmt: skip
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _beat(seconds: float, bpm: float = 95.0) -> np.ndarray:
+    """A drum loop and a held bass note: kick on the beats, hi-hat between."""
+    sr, n = nonmusic.SR, int(seconds * nonmusic.SR)
+    y = 0.1 * np.sin(2 * np.pi * 55 * np.arange(n) / sr)
+    hit = np.arange(int(0.12 * sr)) / sr
+    kick = np.sin(2 * np.pi * 60 * hit) * np.exp(-hit * 30)
+    hat = np.random.default_rng(3).standard_normal(len(hit)) * np.exp(-hit * 80) * 0.3
+    step = int(60 / bpm * sr)
+    for i, at in enumerate(range(0, n - len(hit), step // 2)):
+        y[at : at + len(hit)] += kick if i % 2 == 0 else hat
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_syllables_and_pauses_without_a_beat_are_speech(seed):
+    assert _judge(_syllables(25.0, seed)) == "speech (syllables and pauses, no beat)"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_same_voice_over_a_beat_is_music(seed):
+    # rap stays music: the beat repeats, and the bass holds the level up between syllables
+    assert _judge(_syllables(25.0, seed) + _beat(25.0)) is None
+
+
+def test_a_short_voice_is_judged_on_what_there_is():
+    # under half a speech window: nothing to judge speech on, so no speech judgement
+    assert _judge(_syllables(4.0, 1)) is None
+
+
+def test_the_speech_table_counts_reasons_for_a_long_kind():
+    reasons = {f"v{i}": "speech" for i in range(9)} | {"v9": None}
+    table = {"speech": {"files": 10, "flagged": 9, "share": 0.9, "reasons": reasons}}
+    assert nonmusic.nonmusic_markdown(table) == (
+        "| speech | 9/10 | speech: 9; judged music: 1 (v9) |"
+    )
+
+
+def test_speech_from_every_voice_here_is_not_music(tmp_path):
+    from conftest import _required
+
+    if not nonmusic.shutil.which("espeak-ng"):
+        _required("needs espeak-ng (make speech-tools)")
+    files = nonmusic.write_nonmusic(tmp_path, seconds=20.0)["speech"]
+    assert len(files) >= len(nonmusic.SPEECH_VOICES) + len(nonmusic.SPEECH_VARIANTS)
+    y, sr = sf.read(files[0])
+    assert sr == nonmusic.SR and len(y) == 20 * sr and np.abs(y).max() > 0.1
+    judged = {f.stem: _judge(sf.read(f, dtype="float32")[0]) for f in files}
+    clean = {k: v for k, v in judged.items() if not k.endswith("_reverberant")}
+    assert all(v and v.startswith("speech") for v in clean.values()), judged
+    # and a file of speech goes through predict with no mood, like any not-music file
+    (r,) = predict(files[0])
+    assert r.ok and not r.music and r.not_music.startswith("speech") and r.emotions == {}
 
 
 @pytest.mark.data

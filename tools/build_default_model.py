@@ -47,6 +47,7 @@ from moodscope.research.invariance import invariance_markdown, invariance_table,
 from moodscope.research.nonmusic import (
     demo_flags,
     dev_flags,
+    folder_flags,
     nonmusic_markdown,
     nonmusic_table,
     write_nonmusic,
@@ -97,7 +98,21 @@ def level_and_content(args, dataset, config: FeatureConfig, ckpt: Path) -> dict:
         "nonmusic": nonmusic,
         "demo": demo,
         "dev": dev_flags(dataset, config),
+        "other": None
+        if args.other_music is None
+        else {**folder_flags(args.other_music, config), "what": args.other_music_what},
     }
+
+
+def other_music_markdown(other: dict | None) -> str:
+    """The card's line on music from outside Emotify (``--other-music``), if any was given."""
+    if not other:
+        return ""
+    flagged = ", ".join(f"{p} ({r})" for p, r in other["flagged"].items()) or "none"
+    return (
+        f" Music from outside Emotify ({other['tracks']} audio files under "
+        f"`{other['root']}`: {other['what']}), flagged: {flagged}."
+    )
 
 
 def level_and_content_markdown(args, found: dict) -> str:
@@ -128,10 +143,15 @@ as a 44.1 kHz WAV are the reference), each variant made by ffmpeg and predicted 
 
 ## Not music, no mood
 A track that is silence (digital, a DC offset, below -60 LUFS), a steady tone or a sweep,
-noise, or isolated clicks between pauses gets `music: false`, a one-line `not_music`
+noise, isolated clicks between pauses, or speech gets `music: false`, a one-line `not_music`
 reason, and no emotions, confidence or tag (`moodscope.audio.content`: signal measures
-with thresholds set far from every dev track; no model is fitted). Speech is **not** detected:
-espeak-ng speech measures like music with pauses (see the table), and rap must stay music.
+with thresholds set far from every dev track; no model is fitted). Speech is read in 10-s
+windows: a window is speech-like when its level dips deeply and often, moves at the rate of
+syllables (3-7 Hz) and no beat repeats in it; a track is speech when 60 % of its sounding
+windows are. Music with a beat (rap included) or held notes under a voice is not speech. The
+speech here is synthetic (the text-to-speech voices installed where the model was built);
+speech over music, a capella singing and very reverberant rooms are not judged speech, and
+recorded human speech was not available to check.
 
 | kind | flagged | reasons |
 |---|---|---|
@@ -139,7 +159,7 @@ espeak-ng speech measures like music with pauses (see the table), and rap must s
 
 The generated set: `python -m moodscope.research.nonmusic --out DIR`. Of the
 {dev["tracks"]} dev tracks (all music), flagged: {flagged_dev}. moodscope's demo pieces
-flagged: {flagged_demo}.
+flagged: {flagged_demo}.{other_music_markdown(found.get("other"))}
 """
 
 
@@ -345,6 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", default="logistic", choices=METHODS)
     parser.add_argument("--loudness", type=float, default=EMOTIFY_LOUDNESS,
                         help="LUFS every track is brought to before its features")  # fmt: skip
+    parser.add_argument(
+        "--other-music",
+        type=Path,
+        default=None,
+        help="a folder of music from outside Emotify: none of it should be "
+        "judged not music (the card says what was flagged)",
+    )
+    parser.add_argument(
+        "--other-music-what",
+        default="music from outside Emotify",
+        help="what --other-music holds, in words, for the card",
+    )
     parser.add_argument("--invariance-tracks", type=int, default=8,
                         help="dev tracks the invariance table measures (0: all)")  # fmt: skip
     parser.add_argument("--baseline", type=Path, default=None,

@@ -7,6 +7,13 @@ measures into a one-line reason, or None for music. The thresholds are set with 
 against the 320 Emotify dev tracks and moodscope's demo pieces (all music) and a generated
 set of non-music (:mod:`moodscope.research.nonmusic`): a false "not music" on real music
 costs more than a mood on speech, so each rule asks for a signal far from music.
+
+Speech is read window by window (:data:`SPEECH_WINDOW_S`): a window is speech-like when its
+level dips deeply and often (:data:`SPEECH_DIPS`, :data:`SPEECH_DEPTH`), its loudness moves
+at the rate of syllables (3-7 Hz, :data:`SPEECH_SYLLABLES`) and no beat repeats in it (the
+spectral flux's autocorrelation stays below :data:`SPEECH_BEAT` at every lag of 0.25-1.5 s);
+a track is speech when most of its sounding windows are (:data:`SPEECH_SHARE`). Music with a
+beat (rap included) or with held notes under the voice fails the first or the last test.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from moodscope.audio.loudness import LoudnessMeter
 
 __all__ = ["CONTENT_VERSION", "ContentMeasures", "ContentMeter", "not_music"]
 
-CONTENT_VERSION = 1
+CONTENT_VERSION = 2
 """Bumped whenever a measure changes, so cached measures are not reused."""
 
 FRAME = 1024  # samples per analysis frame (64 ms at 16 kHz)
@@ -52,6 +59,28 @@ NOISE_FLATNESS = 0.4
 NOISE_LEVEL_DB = 3.0
 """Interquartile range of frame levels (dB) below which a flat, steady sound is noise."""
 
+SPEECH_WINDOW_S = 10.0
+"""Seconds per speech window (a last part of at least half a window is read too)."""
+SPEECH_HOP_S = 0.016
+"""Seconds per envelope frame of a speech window."""
+SPEECH_EVERY = (36, 6)
+"""Every window is read up to the first 36 (6 min); after that every 6th (a sample)."""
+SPEECH_DIP_DB = 15.0
+"""An envelope frame this far below the window's loud level (95th percentile) is a dip."""
+SPEECH_DIPS = 0.15
+"""Share of dips above which a window's level falls often (speech: >= 0.15, median 0.37)."""
+SPEECH_DEPTH = 0.55
+"""Amplitude envelope's std / mean above which the level moves deeply (speech >= 0.55)."""
+SPEECH_SYLLABLES = 0.25
+"""Share of the envelope's 0.5-15 Hz modulation in 3-7 Hz above which it moves at the rate
+of syllables (speech >= 0.29)."""
+SPEECH_BEAT = 0.25
+"""Largest autocorrelation of the spectral flux at 0.25-1.5 s below which no beat repeats
+(speech <= 0.20; music with a beat >= 0.4)."""
+SPEECH_SHARE = 0.6
+"""Share of a track's sounding windows that must be speech-like (speech >= 0.67; the most
+of any dev track or game soundtrack 0.33)."""
+
 
 @dataclass
 class ContentMeasures:
@@ -67,6 +96,7 @@ class ContentMeasures:
     flatness: float  # median of frames' energy-weighted in-band spectral flatness
     steadiness: float  # median over bands of the spread of 1-s band levels, dB
     level_spread: float  # interquartile range of the sounding frames' levels, dB
+    speech: float = math.nan  # share of the sounding speech windows that are speech-like
 
     @property
     def silent(self) -> bool:
@@ -78,7 +108,7 @@ class ContentMeasures:
 
     @classmethod
     def from_dict(cls, d: dict) -> ContentMeasures:
-        return cls(**{k: float(d[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: float(d[k]) for k in cls.__dataclass_fields__ if k in d})
 
 
 class ContentMeter:
@@ -102,6 +132,7 @@ class ContentMeter:
         self._span = np.flatnonzero((freqs >= BAND_EDGES[0]) & (freqs < BAND_EDGES[-1]))
         self._frames: list[tuple[float, float, float]] = []  # level dB, peak share, flatness
         self._band_power: list[np.ndarray] = []
+        self._speech = _SpeechWindows(sr)
 
     def add(self, y: np.ndarray) -> None:
         y = np.asarray(y, dtype=np.float64)
@@ -110,6 +141,7 @@ class ContentMeter:
         self.peak = max(self.peak, float(np.abs(y).max()))
         self._sum += float(y.sum())
         self.loudness.add(y)
+        self._speech.add(y)
         if self._next < self._offset:  # the frame would straddle two blocks: skip it
             self._next += -(-(self._offset - self._next) // self._hop) * self._hop
         starts = np.arange(self._next, self._offset + len(y) - FRAME + 1, self._hop)
@@ -176,6 +208,7 @@ class ContentMeter:
             flatness=flatness,
             steadiness=steadiness,
             level_spread=level_spread,
+            speech=self._speech.share(),
         )
 
 
@@ -189,6 +222,8 @@ def not_music(m: ContentMeasures) -> str | None:
         return (
             "silence" if m.peak < SILENCE_PEAK else f"near silence (below {SILENT_LUFS:.0f} LUFS)"
         )
+    if m.speech >= SPEECH_SHARE:
+        return "speech (syllables and pauses, no beat)"
     if m.pauses > MAX_PAUSES:
         return f"isolated sounds between pauses ({m.pauses:.0%} of the time silent)"
     if m.steadiness < STEADY_DB and m.flatness > NOISE_FLATNESS and m.level_spread < NOISE_LEVEL_DB:
@@ -201,3 +236,72 @@ def not_music(m: ContentMeasures) -> str | None:
     if m.level_spread < CONSTANT_LEVEL_DB and m.steadiness > SWEEP_DB / 3:
         return "a sliding tone (a sweep)"
     return None
+
+
+class _SpeechWindows:
+    """Speech-likeness of consecutive :data:`SPEECH_WINDOW_S` windows of a mono stream."""
+
+    def __init__(self, sr: int) -> None:
+        self.hop = max(1, int(round(SPEECH_HOP_S * sr)))
+        self.fft = 1 << (2 * self.hop - 1).bit_length()  # >= two hops
+        self.window = int(round(SPEECH_WINDOW_S * sr)) // self.hop * self.hop
+        self.sr = sr
+        self._pending: list[np.ndarray] = []
+        self._held = 0
+        self._seen = 0  # windows passed (read or not)
+        self.judged: list[bool] = []  # per sounding window read: speech-like
+        self._taper = np.hanning(self.fft)
+        freqs = np.fft.rfftfreq(self.fft, 1 / sr)
+        self._span = (freqs >= 80) & (freqs <= 4000)
+
+    def add(self, y: np.ndarray) -> None:
+        self._pending.append(y)
+        self._held += len(y)
+        if self._held < self.window:
+            return
+        data = np.concatenate(self._pending)
+        n = len(data) // self.window * self.window
+        for start in range(0, n, self.window):
+            self._window(data[start : start + self.window])
+        self._pending, self._held = [data[n:]], len(data) - n
+
+    def share(self) -> float:
+        if self._held >= self.window // 2:
+            self._window(np.concatenate(self._pending))
+        self._pending, self._held = [], 0
+        return float(np.mean(self.judged)) if self.judged else math.nan
+
+    def _window(self, w: np.ndarray) -> None:
+        first, every = SPEECH_EVERY
+        self._seen += 1
+        if self._seen > first and (self._seen - first) % every:
+            return
+        n = len(w) // self.hop
+        w = w[: n * self.hop] - w.mean()
+        energy = 10 * np.log10((w.reshape(n, self.hop) ** 2).mean(axis=1) + 1e-12)
+        loud = np.percentile(energy, 95)
+        if loud < SILENT_LUFS or n < 4:  # a silent stretch: neither speech nor music
+            return
+        dips = np.mean(energy < loud - SPEECH_DIP_DB)
+        amp = 10 ** (energy / 20)
+        depth = amp.std() / (amp.mean() + 1e-12)
+        mod = np.abs(np.fft.rfft(amp - amp.mean())) ** 2
+        f = np.fft.rfftfreq(n, self.hop / self.sr)
+        syllables = mod[(f >= 3) & (f <= 7)].sum() / (mod[(f >= 0.5) & (f <= 15)].sum() + 1e-20)
+        frames = (n * self.hop - self.fft) // self.hop + 1
+        idx = np.arange(frames)[:, None] * self.hop + np.arange(self.fft)
+        spec = np.abs(np.fft.rfft(w[idx] * self._taper, axis=1))[:, self._span] ** 2
+        flux = np.maximum(np.diff(10 * np.log10(spec + 1e-12), axis=0), 0).mean(axis=1)
+        flux -= flux.mean()
+        lags = np.arange(len(flux)) * self.hop / self.sr
+        spectrum = np.fft.rfft(flux, 2 * len(flux))
+        ac = np.fft.irfft(np.abs(spectrum) ** 2)[: len(flux)]
+        beat = ac[(lags >= 0.25) & (lags <= 1.5)].max() / (ac[0] + 1e-20)
+        self.judged.append(
+            bool(
+                dips > SPEECH_DIPS
+                and depth > SPEECH_DEPTH
+                and syllables > SPEECH_SYLLABLES
+                and beat < SPEECH_BEAT
+            )
+        )

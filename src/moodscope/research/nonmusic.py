@@ -1,7 +1,8 @@
 """A generated set of sounds that are not music, and how moodscope judges them.
 
 Silence, DC offsets, near-silence, steady tones and sweeps, white/pink/brown noise, clicks and
-impulses (numpy, seeded) and speech (espeak-ng, where installed): the files ``moodscope``
+impulses (numpy, seeded) and speech (espeak-ng, flite and Festival voices where installed,
+each engine's first file also noisy, reverberant and band-limited): the files ``moodscope``
 must answer "not music" for, with no mood. :func:`nonmusic_table` runs them through
 :func:`moodscope.predict` (the path every front end takes) and gives each kind's flagged
 share; :func:`dev_flags` lists the Emotify dev tracks (all music) that would be flagged.
@@ -28,6 +29,7 @@ __all__ = [
     "SPEECH_TEXTS",
     "demo_flags",
     "dev_flags",
+    "folder_flags",
     "nonmusic_markdown",
     "nonmusic_table",
     "synthesize",
@@ -117,8 +119,19 @@ KINDS: dict[str, dict[str, Callable[[int], np.ndarray]]] = {
 }
 """kind -> name -> ``f(n_samples)``: the numpy-made part of the set (floats at :data:`SR`)."""
 
-SPEECH_VOICES = (("en-us", 160), ("en", 190), ("en-us+f3", 140))
-"""espeak-ng (voice, words per minute) of the speech files, one per text."""
+SPEECH_VOICES = (
+    ("en-us", 160), ("en", 190), ("en-us+f3", 140), ("en+m3", 180), ("de", 150),
+    ("fr", 170), ("es", 140),
+)  # fmt: skip
+"""espeak-ng (voice, words per minute) of the speech files; voice i reads text i mod 3."""
+
+FLITE_VOICES = ("kal", "awb", "rms", "slt")
+"""flite's voices (where flite is installed), each reading one text."""
+
+SPEECH_VARIANTS = ("noisy", "reverberant", "telephone")
+"""What the first file of each engine is also heard as: pink noise 20 dB below it, a room
+(an exponentially decaying noise tail as loud as the direct sound, 0.5 s to -60 dB), and
+a 300-3400 Hz band."""
 
 
 def synthesize(kind: str, name: str, seconds: float = SECONDS) -> np.ndarray:
@@ -126,26 +139,68 @@ def synthesize(kind: str, name: str, seconds: float = SECONDS) -> np.ndarray:
     return KINDS[kind][name](int(seconds * SR)).astype(np.float32)
 
 
-def _speech(path: Path, text: str, voice: str, wpm: int, seconds: float) -> None:
-    """``text`` spoken by espeak-ng (which writes 22.05 kHz), repeated to ``seconds``."""
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text],
-        check=True,
-        capture_output=True,
-    )
-    y, sr = sf.read(raw, dtype="float32")
+def _spoken(command: list[str], raw: Path) -> np.ndarray:
+    """What a text-to-speech ``command`` wrote to ``raw``, mono float32 at :data:`SR`."""
+    import soxr
+
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    y, sr = sf.read(raw, dtype="float32", always_2d=True)
     raw.unlink()
-    if sr != SR:
-        raise RuntimeError(f"espeak-ng wrote {sr} Hz, expected {SR}")
-    n = int(seconds * SR)
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.tile(y, -(-n // len(y)))[:n], SR, format="WAV", subtype="PCM_16")
+    y = y.mean(axis=1)
+    return soxr.resample(y, sr, SR).astype(np.float32) if sr != SR else y
+
+
+def _speech_variant(y: np.ndarray, variant: str) -> np.ndarray:
+    """``y`` heard as one of :data:`SPEECH_VARIANTS` (seeded, numpy only)."""
+    if variant == "noisy":
+        noise = _coloured(len(y), 1, 12)
+        out = y + noise * np.sqrt(np.mean(y**2) / np.mean(noise**2)) * 10 ** (-20 / 20)
+    elif variant == "reverberant":
+        t = _t(int(0.5 * SR))
+        tail = np.random.default_rng(11).standard_normal(len(t)) * 10 ** (-3 * t / 0.5)
+        tail *= 1 / np.sqrt(np.sum(tail[1:] ** 2))  # as loud as the direct sound
+        tail[0] = 1.0  # the direct sound, then the room's tail (-60 dB at 0.5 s)
+        n = len(y) + len(tail)
+        out = np.fft.irfft(np.fft.rfft(y, n) * np.fft.rfft(tail, n), n)[: len(y)]
+    elif variant == "telephone":
+        f = np.fft.rfftfreq(len(y), 1 / SR)
+        out = np.fft.irfft(np.fft.rfft(y) * ((f >= 300) & (f <= 3400)), len(y))
+    else:
+        raise ValueError(f"unknown speech variant {variant!r}")
+    return (0.5 * out / (np.abs(out).max() + 1e-12)).astype(np.float32)
+
+
+def _speech_sources(tmp: Path) -> dict[str, np.ndarray]:
+    """name -> speech from every text-to-speech program installed here (espeak-ng, flite,
+    Festival's text2wave), each text read by several voices, and the variants."""
+    out: dict[str, np.ndarray] = {}
+    raw = tmp / "raw.wav"
+    if shutil.which("espeak-ng"):
+        for i, (voice, wpm) in enumerate(SPEECH_VOICES):
+            text = SPEECH_TEXTS[i % len(SPEECH_TEXTS)]
+            command = ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text]
+            out[f"espeak_{voice.replace('+', '_')}"] = _spoken(command, raw)
+    if shutil.which("flite"):
+        for i, voice in enumerate(FLITE_VOICES):
+            command = ["flite", "-voice", voice, "-t", SPEECH_TEXTS[i % 3], "-o", str(raw)]
+            out[f"flite_{voice}"] = _spoken(command, raw)
+    if shutil.which("text2wave"):
+        text_file = tmp / "text.txt"
+        text_file.write_text(SPEECH_TEXTS[1])
+        out["festival"] = _spoken(["text2wave", "-o", str(raw), str(text_file)], raw)
+        text_file.unlink()
+    for engine in ("espeak", "flite", "festival"):
+        first = next((name for name in out if name.startswith(engine)), None)
+        if first is not None:
+            for variant in SPEECH_VARIANTS:
+                out[f"{first}_{variant}"] = _speech_variant(out[first], variant)
+    return out
 
 
 def write_nonmusic(out: str | Path, seconds: float = SECONDS) -> dict[str, list[Path]]:
-    """Write the set under ``out/<kind>/<name>.wav``; kind -> files. Speech needs espeak-ng
-    (without it the kind is left out, and the table says so)."""
+    """Write the set under ``out/<kind>/<name>.wav``; kind -> files. Speech needs a
+    text-to-speech program (espeak-ng, flite, Festival); without one the kind is left out,
+    and the table says so."""
     out = Path(out)
     files: dict[str, list[Path]] = {}
     for kind, makers in KINDS.items():
@@ -155,12 +210,13 @@ def write_nonmusic(out: str | Path, seconds: float = SECONDS) -> dict[str, list[
             with atomic_path(path) as tmp:
                 sf.write(tmp, synthesize(kind, name, seconds), SR, format="WAV", subtype="PCM_16")
             files.setdefault(kind, []).append(path)
-    if shutil.which("espeak-ng"):
-        (out / "speech").mkdir(parents=True, exist_ok=True)
-        for i, (text, (voice, wpm)) in enumerate(zip(SPEECH_TEXTS, SPEECH_VOICES)):
-            path = out / "speech" / f"speech_{i + 1}.wav"
-            _speech(path, text, voice, wpm, seconds)
-            files.setdefault("speech", []).append(path)
+    (out / "speech").mkdir(parents=True, exist_ok=True)
+    n = int(seconds * SR)
+    for name, y in _speech_sources(out / "speech").items():
+        path = out / "speech" / f"{name}.wav"
+        with atomic_path(path) as tmp:  # repeated to ``seconds``, as the others last
+            sf.write(tmp, np.tile(y, -(-n // len(y)))[:n], SR, format="WAV", subtype="PCM_16")
+        files.setdefault("speech", []).append(path)
     return files
 
 
@@ -197,12 +253,20 @@ def nonmusic_table(files: dict[str, list[Path]], model=None) -> dict[str, dict]:
 
 
 def nonmusic_markdown(table: dict[str, dict]) -> str:
-    """Rows ``| kind | flagged/files | reasons |`` of :func:`nonmusic_table`."""
+    """Rows ``| kind | flagged/files | reasons |`` of :func:`nonmusic_table`; a kind of more
+    than 8 files gives each reason once with its count, and names the files judged music."""
     rows = []
     for kind, row in table.items():
-        reasons = "; ".join(
-            f"{name}: {why or 'judged music'}" for name, why in row["reasons"].items()
-        )
+        named = row["reasons"]
+        if len(named) <= 8:
+            reasons = "; ".join(f"{name}: {why or 'judged music'}" for name, why in named.items())
+        else:
+            counts: dict[str, int] = {}
+            for why in named.values():
+                counts[why or "judged music"] = counts.get(why or "judged music", 0) + 1
+            reasons = "; ".join(f"{why}: {n}" for why, n in counts.items())
+            missed = [name for name, why in named.items() if why is None]
+            reasons += f" ({', '.join(missed)})" if missed else ""
         rows.append(f"| {kind} | {row['flagged']}/{row['files']} | {reasons} |")
     return "\n".join(rows)
 
@@ -219,6 +283,24 @@ def dev_flags(dataset, config) -> dict:
         if reason is not None:
             flagged[str(Path(path).relative_to(dataset.root))] = reason
     return {"tracks": len(dataset.tracks), "flagged": flagged}
+
+
+def folder_flags(root: str | Path, config) -> dict:
+    """Every audio file under ``root`` (music from elsewhere: nothing of it should be
+    flagged) judged as :func:`dev_flags` judges the dev tracks:
+    ``{"root", "tracks": n, "flagged": {relative path: reason}}``."""
+    from moodscope.audio.content import not_music
+    from moodscope.audio.files import find_audio
+    from moodscope.features.extract import track_features
+
+    root = Path(root)
+    paths = find_audio(root)
+    flagged = {}
+    for path in paths:
+        reason = not_music(track_features(path, config).content)
+        if reason is not None:
+            flagged[str(Path(path).relative_to(root))] = reason
+    return {"root": str(root), "tracks": len(paths), "flagged": flagged}
 
 
 def main(argv: list[str] | None = None) -> int:
