@@ -268,3 +268,49 @@ def test_tampered_state_is_a_model_error(tmp_path):
             zf.writestr(name, data)
     with pytest.raises(ModelError, match="damaged checkpoint"):
         load_checkpoint(path)
+
+
+# -- features that vary only by float32 rounding ----------------------------------------------
+
+
+def test_a_dead_filters_spread_within_a_track_is_rounding_and_held_at_zero():
+    from sklearn.preprocessing import StandardScaler
+
+    from moodscope.inference.checkpoint import Scaler, freeze_rounding, rounding_columns
+
+    rng = np.random.default_rng(0)
+    n = 40
+    live = rng.normal(1.0, 0.3, n)
+    dead_mean = np.full(n, -2.2e-6) + rng.normal(0, 1e-13, n)  # a constant, to rounding
+    dead_std = np.abs(rng.normal(0, 1e-15, n))  # its spread over the track's windows
+    X = np.column_stack([live, np.abs(rng.normal(0.3, 0.1, n)), dead_mean, dead_std])
+    columns = ["a@mean", "a@std", "dead@mean", "dead@std"]
+    scaler = StandardScaler().fit(X)
+    assert rounding_columns(columns, scaler.mean_, scaler.scale_).tolist() == [
+        False, False, True, True,
+    ]  # fmt: skip
+    # unfrozen, a rounding difference of 2e-13 in the dead @std is many scaled units...
+    a, b = X[:1].copy(), X[:1].copy()
+    b[0, 3] += 2e-13
+    assert abs(scaler.transform(b)[0, 3] - scaler.transform(a)[0, 3]) > 10
+    # ...frozen, training and the stored scaler read 0 there, and the live columns as before
+    frozen = freeze_rounding(scaler, columns)
+    stored = Scaler.from_sklearn(frozen)
+    for s in (frozen.transform, stored.transform):
+        assert np.all(s(np.vstack([a, b]))[:, 2:] == 0)
+    assert np.allclose(stored.transform(a)[0, :2], (a[0, :2] - X.mean(0)[:2]) / X.std(0)[:2],
+                       rtol=1e-5)  # fmt: skip
+
+
+def test_an_infinite_scale_survives_the_checkpoint(trained, tmp_path):
+    from moodscope.inference.checkpoint import Scaler
+
+    model = copy.deepcopy(trained)
+    scale = model.scaler.scale.copy()
+    scale[0] = np.inf
+    model.scaler = Scaler(model.scaler.mean, scale)
+    save_checkpoint(model, tmp_path / "m.ckpt")
+    loaded = load_checkpoint(tmp_path / "m.ckpt")
+    assert np.isinf(loaded.scaler.scale[0]) and loaded.scaler.constant[0]
+    row = np.ones((1, len(scale)))
+    assert loaded.scaler.transform(row)[0, 0] == 0

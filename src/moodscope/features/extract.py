@@ -379,6 +379,11 @@ def _too_short(path: Path, seconds: float, needed: float, integrity) -> AudioErr
     return AudioError(path, f"is {seconds:.2f} s long; at least {needed:.2f} s is needed")
 
 
+KEEP_DECODED_S = 600.0
+"""Seconds of decoded audio the loudness pass keeps for the feature pass (see
+:func:`_windowed_features`)."""
+
+
 def _windowed_features(
     path: Path,
     config: FeatureConfig,
@@ -390,9 +395,10 @@ def _windowed_features(
     """Fixed windows computed block by block as the file is decoded: memory stays bounded
     by one block (about a minute of audio) whatever the file's length.
 
-    A config that normalises loudness decodes the file twice: once to measure it, once to
-    compute the features at the gain the measure gives (decoding costs a few percent of
-    the network's time; keeping an hour's spectra instead would cost ~100 MB)."""
+    A config that normalises loudness reads the file twice: once to measure it, once to
+    compute the features at the gain the measure gives. The first pass keeps what it
+    decoded up to :data:`KEEP_DECODED_S` of audio (~38 MB at 16 kHz), so a track of that
+    length is decoded once; a longer file is decoded again rather than held."""
     sr = config.sr
     win = int(round(config.window * sr))
     hop = max(1, int(round((config.hop or config.window) * sr)))
@@ -400,10 +406,16 @@ def _windowed_features(
     rows, starts, total = [], [], 0
     silence: dict[str, np.ndarray] = {}
     meter = gain = None
+    kept: list[np.ndarray] | None = None
     if config.loudness is not None:
-        meter = ContentMeter(sr)
+        meter, kept, held = ContentMeter(sr), [], 0
         for block in _blocks(path, config, max_duration, integrity):
             meter.add(block)
+            held += len(block)
+            if kept is not None and held <= KEEP_DECODED_S * sr:
+                kept.append(block)
+            else:
+                kept = None  # too long to hold: the second pass decodes again
         content, seconds, meter = meter.measures(), meter.loudness.samples / sr, None
         if seconds < config.window:
             raise _too_short(path, seconds, config.window, integrity or check_integrity(path))
@@ -412,7 +424,7 @@ def _windowed_features(
         gain = np.float32(_gain(config, content))
     else:
         meter = ContentMeter(sr)
-    for block in _blocks(path, config, max_duration, integrity):
+    for block in kept if kept is not None else _blocks(path, config, max_duration, integrity):
         if meter is not None:
             meter.add(block)
         else:

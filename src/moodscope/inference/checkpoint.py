@@ -19,6 +19,7 @@ import datetime
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,22 +47,57 @@ MAX_BYTES = 1 << 30
 _NUMBERS = "fiub"  # numpy dtype kinds a checkpoint may hold: float, int, unsigned, bool
 
 
-ROUNDING_SPREAD = 1e-5
+ROUNDING_SPREAD = 1e-3
 """A feature whose spread over the training rows is below this fraction of its mean only
 varies by float32 rounding (a dead musicnn filter's constant, averaged over a varying number
-of patches: spreads of 1e-9 to 1e-6 of the mean, where the next feature's is 1e-4). Scaled by
+of patches: spreads of 1e-9 to 1e-4 of the mean, where the next feature's is 9e-2). Scaled by
 that spread, rounding noise would become a value of several units and any other summation
 order (another runtime, another CPU) would move the prediction; such a feature is taken as
-the constant it is (scaled value 0)."""
+the constant it is (scaled value 0). The same holds for a track summary's ``@std`` of such a
+feature: a spread within a track below this fraction of the feature's ``@mean`` is rounding
+(dead filters: 3e-10 to 1e-4; every other feature >= 6e-2). Found on one dev track whose
+``@std`` of a dead filter was 2e-13 on one runtime and 0 on the other: 18 scaled units and
+0.16 of confidence apart."""
+
+
+def rounding_columns(columns: Sequence[str], mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """[n_features] bool: the features of :data:`ROUNDING_SPREAD` (over training rows with
+    column means ``mean`` and spreads ``scale``, in the order of ``columns``)."""
+    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+    mask = scale <= ROUNDING_SPREAD * np.abs(mean)
+    index = {c: i for i, c in enumerate(columns)}
+    for column, i in index.items():
+        j = index.get(column[: -len("@std")] + "@mean") if column.endswith("@std") else None
+        if j is not None and mean[i] <= ROUNDING_SPREAD * abs(mean[j]):
+            mask[i] = True
+    return mask
+
+
+def freeze_rounding(scaler, columns: Sequence[str]):
+    """A fitted scikit-learn StandardScaler with the :func:`rounding_columns` of its
+    training rows scaled to 0 (an infinite scale): training then reads them as prediction
+    does. Returns the scaler."""
+    mask = rounding_columns(columns, scaler.mean_, scaler.scale_)
+    scaler.scale_ = np.where(mask, np.inf, scaler.scale_)
+    return scaler
 
 
 @dataclass
 class Scaler:
     """StandardScaler's fitted state: ``(x - mean) / scale``, features that vary only by
-    float32 rounding (:data:`ROUNDING_SPREAD`) held at 0."""
+    float32 rounding (:data:`ROUNDING_SPREAD`) held at 0 (a model trained with
+    :func:`freeze_rounding` stores them with an infinite scale; for an older one the
+    relative rule finds those it can)."""
 
     mean: np.ndarray
     scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, np.float64)
+        self.scale = np.asarray(self.scale, np.float64)
+        self._constant = (self.scale <= ROUNDING_SPREAD * np.abs(self.mean)) | np.isinf(
+            self.scale
+        )
 
     @classmethod
     def from_sklearn(cls, scaler) -> Scaler:
@@ -70,11 +106,12 @@ class Scaler:
     @property
     def constant(self) -> np.ndarray:
         """[n_features] bool: the features that vary only by rounding."""
-        return self.scale <= ROUNDING_SPREAD * np.abs(self.mean)
+        return self._constant
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        scaled = (np.asarray(X, np.float64) - self.mean) / self.scale
-        scaled[..., self.constant] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = (np.asarray(X, np.float64) - self.mean) / self.scale
+        scaled[..., self._constant] = 0.0
         return scaled.astype(np.float32)
 
 

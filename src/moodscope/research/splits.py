@@ -20,6 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
 from moodscope.errors import ConfigError
+from moodscope.inference.checkpoint import freeze_rounding
 from moodscope.models._registry import VAL_FRACTION
 from moodscope.research.metrics import leak_fraction
 
@@ -183,7 +184,7 @@ def track_split(
         inner = _group_folds(n_val_splits, seed + 1, y[train_rows], tracks[train_rows])
         fit_idx, val_idx = inner[0]
         fit_rows, val_rows = train_rows[fit_idx], train_rows[val_idx]
-    scaler = StandardScaler().fit(X[fit_rows])
+    scaler = freeze_rounding(StandardScaler().fit(X[fit_rows]), columns)
     X_fit = scaler.transform(X[fit_rows])
 
     def scale(rows: np.ndarray) -> np.ndarray:
