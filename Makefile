@@ -84,8 +84,16 @@ bench: $(STAMP)
 # The shipped default model and its card, rebuilt from the Emotify data.
 DEFAULT_RECIPE ?= --model logistic_regression --model-kwargs '{"C": 0.01}' \
 	--features musicnn_msd_full --aggregate track --soft --segments 20
+# The card's checks: invariance on this many dev tracks; a folder of music from outside
+# Emotify that the not-music judgement must leave alone (`make model OTHER_MUSIC=DIR`; the
+# shipped card used Debian's game soundtracks, /usr/share/games); the model it replaces.
+INVARIANCE_TRACKS ?= 24
+OTHER_MUSIC ?=
+BASELINE ?=
 model: $(STAMP)
-	$(BIN)/python tools/build_default_model.py --data "$(MOODSCOPE_EMOTIFY_DIR)" $(DEFAULT_RECIPE)
+	$(BIN)/python tools/build_default_model.py --data "$(MOODSCOPE_EMOTIFY_DIR)" $(DEFAULT_RECIPE) \
+		--invariance-tracks $(INVARIANCE_TRACKS) \
+		$(if $(OTHER_MUSIC),--other-music "$(OTHER_MUSIC)") $(if $(BASELINE),--baseline "$(BASELINE)")
 
 # The paper reproduction and the model comparisons quoted in docs/results.md (each run
 # writes runs/<name>/comparison.md; features are cached, so a rerun only trains).

@@ -136,6 +136,35 @@ def test_the_same_voice_over_a_beat_is_music(seed):
     assert _judge(_syllables(25.0, seed) + _beat(25.0)) is None
 
 
+def test_a_voice_over_held_notes_is_music():
+    # spoken word over music with no beat: the pads hold the level up between the words
+    pads = synthesize_piece("calm_pads", duration=25.0, sr=nonmusic.SR)
+    voice = _syllables(25.0, 1)
+    assert _judge(voice) is not None  # alone, speech
+    assert _judge(voice + 0.5 * pads[: len(voice)] / np.abs(pads).max()) is None
+
+
+def _plucks(seconds: float, seed: int) -> np.ndarray:
+    """Sparse, dry plucked notes played freely (no beat): each starts at once and dies
+    away within ~0.3 s, with pauses between them, like a solo koto or pizzicato."""
+    rng = np.random.default_rng(seed)
+    sr = nonmusic.SR
+    y = np.zeros(int(seconds * sr))
+    t = np.arange(int(0.6 * sr)) / sr
+    at = 0
+    while at < len(y):
+        f = rng.choice([196.0, 220.0, 247.0, 262.0, 294.0, 330.0, 392.0, 440.0])
+        note = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 8)) * np.exp(-t / 0.05)
+        y[at : at + len(t)] += note[: len(y) - at]
+        at += int(rng.uniform(0.12, 0.6) * sr)
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sparse_plucked_notes_without_a_beat_are_music(seed):
+    assert _judge(_plucks(25.0, seed)) is None
+
+
 def test_a_short_voice_is_judged_on_what_there_is():
     # under half a speech window: nothing to judge speech on, so no speech judgement
     assert _judge(_syllables(4.0, 1)) is None

@@ -104,6 +104,16 @@ def level_and_content(args, dataset, config: FeatureConfig, ckpt: Path) -> dict:
     }
 
 
+def _shown(arg: str) -> str:
+    """A command-line argument as the card shows it: the data folder by its variable."""
+    import os
+
+    data = os.environ.get("MOODSCOPE_EMOTIFY_DIR")
+    if data and Path(arg).exists() and Path(arg).resolve() == Path(data).resolve():
+        return "$MOODSCOPE_EMOTIFY_DIR"
+    return f"'{arg}'" if any(c in arg for c in ' {}"') else arg
+
+
 def other_music_markdown(other: dict | None) -> str:
     """The card's line on music from outside Emotify (``--other-music``), if any was given."""
     if not other:
@@ -147,11 +157,13 @@ noise, isolated clicks between pauses, or speech gets `music: false`, a one-line
 reason, and no emotions, confidence or tag (`moodscope.audio.content`: signal measures
 with thresholds set far from every dev track; no model is fitted). Speech is read in 10-s
 windows: a window is speech-like when its level dips deeply and often, moves at the rate of
-syllables (3-7 Hz) and no beat repeats in it; a track is speech when 60 % of its sounding
-windows are. Music with a beat (rap included) or held notes under a voice is not speech. The
-speech here is synthetic (the text-to-speech voices installed where the model was built);
-speech over music, a capella singing and very reverberant rooms are not judged speech, and
-recorded human speech was not available to check.
+syllables (3-7 Hz), no beat repeats in it and its sounds swell and fade alike (struck or
+plucked notes start at once and die away); a track is speech when 60 % of its sounding
+windows are. Music with a beat (rap included), held notes under a voice, or sparse plucked
+notes is not speech (tests/test_nonmusic.py builds each). The speech here is synthetic (the
+text-to-speech voices installed where the model was built); speech over music and very
+reverberant rooms are not judged speech, a capella rap may be, and recorded human speech was
+not available to check.
 
 | kind | flagged | reasons |
 |---|---|---|
@@ -206,7 +218,8 @@ def model_card(
         if s.get("emotion_correlation")
         else "| n/a | n/a |"
     )
-    command = " ".join(["python tools/build_default_model.py", *sys.argv[1:]])
+    shown = [_shown(a) for a in sys.argv[1:]]
+    command = " ".join(["python tools/build_default_model.py", *shown])
     fitted = "SMOTE and the scaler" if cv["smote"] else "the scaler"
     fitting = (
         f"{fitted} fitted on the training tracks only; validation tracks for early stopping "

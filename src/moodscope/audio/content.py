@@ -10,10 +10,11 @@ costs more than a mood on speech, so each rule asks for a signal far from music.
 
 Speech is read window by window (:data:`SPEECH_WINDOW_S`): a window is speech-like when its
 level dips deeply and often (:data:`SPEECH_DIPS`, :data:`SPEECH_DEPTH`), its loudness moves
-at the rate of syllables (3-7 Hz, :data:`SPEECH_SYLLABLES`) and no beat repeats in it (the
-spectral flux's autocorrelation stays below :data:`SPEECH_BEAT` at every lag of 0.25-1.5 s);
-a track is speech when most of its sounding windows are (:data:`SPEECH_SHARE`). Music with a
-beat (rap included) or with held notes under the voice fails the first or the last test.
+at the rate of syllables (3-7 Hz, :data:`SPEECH_SYLLABLES`), no beat repeats in it (the
+spectral flux's autocorrelation stays below :data:`SPEECH_BEAT` at every lag of 0.25-1.5 s)
+and its sounds swell and fade alike (:data:`SPEECH_ATTACK`: not struck or plucked notes); a
+track is speech when most of its sounding windows are (:data:`SPEECH_SHARE`). Music with a
+beat (rap included), with held notes under the voice, or of sparse plucked notes fails one.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ of syllables (speech >= 0.29)."""
 SPEECH_BEAT = 0.25
 """Largest autocorrelation of the spectral flux at 0.25-1.5 s below which no beat repeats
 (speech <= 0.20; music with a beat >= 0.4)."""
+SPEECH_ATTACK = 2.5
+"""Ratio of the envelope's sharpest rises to its sharpest falls (99th percentiles of the
+frame-to-frame change, dB) below which sounds swell and fade alike, as syllables do (speech
+0.7-1.8); struck and plucked notes start at once and die away (sparse dry plucks 3.2-5.8)."""
 SPEECH_SHARE = 0.6
 """Share of a track's sounding windows that must be speech-like (speech >= 0.67; the most
 of any dev track or game soundtrack 0.33)."""
@@ -283,6 +288,8 @@ class _SpeechWindows:
         if loud < SILENT_LUFS or n < 4:  # a silent stretch: neither speech nor music
             return
         dips = np.mean(energy < loud - SPEECH_DIP_DB)
+        change = np.diff(energy)
+        attack = np.percentile(change, 99) / max(-np.percentile(change, 1), 1e-9)
         amp = 10 ** (energy / 20)
         depth = amp.std() / (amp.mean() + 1e-12)
         mod = np.abs(np.fft.rfft(amp - amp.mean())) ** 2
@@ -303,5 +310,6 @@ class _SpeechWindows:
                 and depth > SPEECH_DEPTH
                 and syllables > SPEECH_SYLLABLES
                 and beat < SPEECH_BEAT
+                and attack < SPEECH_ATTACK
             )
         )
