@@ -223,3 +223,17 @@ def test_tag_skips_a_not_music_file_and_says_why(write_audio, tmp_path, capsys):
     code, _, err = run(["tag", tone, "--db", db], capsys)
     assert code == 0
     assert "1 skipped (not music)" in " ".join(err.split())
+
+
+def test_a_folder_of_other_music_is_judged_file_by_file(write_audio, tmp_path):
+    from moodscope.features import FeatureConfig
+
+    folder = tmp_path / "other"
+    folder.mkdir()
+    write_audio("other/chord.wav", chord_signal(12.0, SR))
+    write_audio("other/tone.wav", nonmusic.synthesize("tone", "sine_440", 12.0), nonmusic.SR)
+    write_audio("other/short.wav", chord_signal(4.0, SR))
+    config = FeatureConfig(feature_set="musicnn_msd", segments=20, loudness=-15.6)  # >= 10 s
+    found = nonmusic.folder_flags(folder, config)
+    assert found["tracks"] == 2 and found["flagged"] == {"tone.wav": "a steady tone"}
+    assert list(found["errors"]) == ["short.wav"] and "long" in found["errors"]["short.wav"]

@@ -119,9 +119,15 @@ def other_music_markdown(other: dict | None) -> str:
     if not other:
         return ""
     flagged = ", ".join(f"{p} ({r})" for p, r in other["flagged"].items()) or "none"
+    skipped = (
+        f" ({len(other['errors'])} more could not be judged: "
+        f"{'; '.join(f'{p}: {e}' for p, e in other['errors'].items())})"
+        if other.get("errors")
+        else ""
+    )
     return (
         f" Music from outside Emotify ({other['tracks']} audio files under "
-        f"`{other['root']}`: {other['what']}), flagged: {flagged}."
+        f"`{other['root']}`: {other['what']}), flagged: {flagged}{skipped}."
     )
 
 

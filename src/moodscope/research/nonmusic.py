@@ -287,20 +287,27 @@ def dev_flags(dataset, config) -> dict:
 
 def folder_flags(root: str | Path, config) -> dict:
     """Every audio file under ``root`` (music from elsewhere: nothing of it should be
-    flagged) judged as :func:`dev_flags` judges the dev tracks:
-    ``{"root", "tracks": n, "flagged": {relative path: reason}}``."""
+    flagged) judged as :func:`dev_flags` judges the dev tracks: ``{"root", "tracks": n
+    judged, "flagged": {relative path: reason}, "errors": {relative path: error}}`` (a file
+    that cannot be judged, e.g. one shorter than the features need, is an error)."""
     from moodscope.audio.content import not_music
     from moodscope.audio.files import find_audio
+    from moodscope.errors import MoodscopeError
     from moodscope.features.extract import track_features
 
     root = Path(root)
-    paths = find_audio(root)
-    flagged = {}
-    for path in paths:
-        reason = not_music(track_features(path, config).content)
+    flagged, errors, judged = {}, {}, 0
+    for path in find_audio(root):
+        name = str(Path(path).relative_to(root))
+        try:
+            reason = not_music(track_features(path, config).content)
+        except MoodscopeError as exc:
+            errors[name] = str(exc).removeprefix(f"{path}: ")
+            continue
+        judged += 1
         if reason is not None:
-            flagged[str(Path(path).relative_to(root))] = reason
-    return {"root": str(root), "tracks": len(paths), "flagged": flagged}
+            flagged[name] = reason
+    return {"root": str(root), "tracks": judged, "flagged": flagged, "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> int:
