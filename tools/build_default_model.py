@@ -119,10 +119,10 @@ def other_music_markdown(other: dict | None) -> str:
     if not other:
         return ""
     flagged = ", ".join(f"{p} ({r})" for p, r in other["flagged"].items()) or "none"
+    errors = list(other.get("errors", {}).items())
     skipped = (
-        f" ({len(other['errors'])} more could not be judged: "
-        f"{'; '.join(f'{p}: {e}' for p, e in other['errors'].items())})"
-        if other.get("errors")
+        f" ({len(errors)} more could not be judged, e.g. {errors[0][0]}: {errors[0][1]})"
+        if errors
         else ""
     )
     return (
