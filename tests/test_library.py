@@ -500,6 +500,13 @@ def _real_library(folder, clips):
     return meta
 
 
+def _written(text: str, value: float) -> bool:
+    """``text`` is ``value`` written with 3 decimals. Two runs of one file agree to ~1e-8
+    (BLAS and onnxruntime threads sum in their own order), so a value within that of a
+    rounding edge may be written either way: half a unit of the last digit, and a hair."""
+    return len(text.split(".")[-1]) == 3 and abs(float(text) - value) <= 5e-4 + 1e-6
+
+
 def _moodscope() -> str:
     import sys
     from pathlib import Path
@@ -543,12 +550,13 @@ def test_real_tracks_tagged_like_predict_says_audio_and_tags_intact(
             assert len([k for k in tags if k.startswith("----:com.apple.iTunes:MOODSCOPE_")]) == 13
             for field, key in (("AROUSAL", "arousal"), ("VALENCE", "valence")):
                 value = bytes(tags[f"----:com.apple.iTunes:MOODSCOPE_{field}"][0]).decode()
-                assert value == f"{want[key]:.3f}"
+                assert _written(value, want[key])
             confidence = bytes(tags["----:com.apple.iTunes:MOODSCOPE_CONFIDENCE"][0]).decode()
-            assert confidence == f"{want['confidence']:.3f}"
+            assert _written(confidence, want["confidence"])
         else:
             mood = tags["MOOD"][0]
-            assert tags["MOODSCOPE_CALMNESS"] == [f"{want['emotions']['calmness']:.3f}"]
+            (calmness,) = tags["MOODSCOPE_CALMNESS"]
+            assert _written(calmness, want["emotions"]["calmness"])
             if name.endswith(".flac"):
                 assert tags["MOODSCOPE_PREVIOUS_MOOD"] == ["Wistful"]
         assert mood == want["top_emotion"], name
@@ -696,8 +704,8 @@ def test_min_confidence_writes_the_mood_only_where_it_is_earned(music, db, monke
     }
     for path in good:
         name, seen = path.name, _ffprobe_tags(path)
-        assert seen["MOODSCOPE_CONFIDENCE"] == f"{confidence[name]:.3f}"
-        assert seen["MOODSCOPE_CALMNESS"] == f"{predictions[name].emotions['calmness']:.3f}"
+        assert _written(seen["MOODSCOPE_CONFIDENCE"], confidence[name])
+        assert _written(seen["MOODSCOPE_CALMNESS"], predictions[name].emotions["calmness"])
         mine = read_tags(path)
         if name in above:
             assert mine.mood == predictions[name].top_emotion and mine.previous_mood == ["rainy"]
