@@ -60,11 +60,16 @@ feature: a spread within a track below this fraction of the feature's ``@mean`` 
 0.16 of confidence apart."""
 
 
+def _rounding_spread(mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Features whose spread over the training rows is rounding (:data:`ROUNDING_SPREAD`)."""
+    return scale <= ROUNDING_SPREAD * np.abs(mean)
+
+
 def rounding_columns(columns: Sequence[str], mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """[n_features] bool: the features of :data:`ROUNDING_SPREAD` (over training rows with
     column means ``mean`` and spreads ``scale``, in the order of ``columns``)."""
-    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
-    mask = scale <= ROUNDING_SPREAD * np.abs(mean)
+    mean = np.asarray(mean, np.float64)
+    mask = _rounding_spread(mean, np.asarray(scale, np.float64))
     index = {c: i for i, c in enumerate(columns)}
     for column, i in index.items():
         j = index.get(column[: -len("@std")] + "@mean") if column.endswith("@std") else None
@@ -95,9 +100,7 @@ class Scaler:
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.mean, np.float64)
         self.scale = np.asarray(self.scale, np.float64)
-        self._constant = (self.scale <= ROUNDING_SPREAD * np.abs(self.mean)) | np.isinf(
-            self.scale
-        )
+        self._constant = _rounding_spread(self.mean, self.scale) | np.isinf(self.scale)
 
     @classmethod
     def from_sklearn(cls, scaler) -> Scaler:
