@@ -109,23 +109,28 @@ def holds(a: dict) -> bool:
     )
 
 
-def _guard(quick: bool) -> list[str]:
-    from moodscope.backends import limit_threads
-    from moodscope.inference.predictor import load_model, predict
-
+def guard_tracks(quick: bool) -> tuple[list[str], str]:
+    """The files a guard predicts, and what they are in words: the Emotify dev tracks
+    (40 with ``quick``; ``MOODSCOPE_BENCH_TRACKS`` caps them), else 8 stereo MP3s made here."""
     root = emotify_dir()
     if root is not None:
         from moodscope.datasets import EmotifyDataset
 
         paths = EmotifyDataset(root).tracks["path"].tolist()
         paths = paths[: bench_count("MOODSCOPE_BENCH_TRACKS", 40 if quick else len(paths))]
-        what = f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
-    else:
-        import tempfile
-        from pathlib import Path
+        return paths, f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
+    import tempfile
+    from pathlib import Path
 
-        files, what = stereo_mp3s(Path(tempfile.mkdtemp()) / "mp3", 8)
-        paths = [str(p) for p in files]
+    files, what = stereo_mp3s(Path(tempfile.mkdtemp()) / "mp3", 8)
+    return [str(p) for p in files], what
+
+
+def _guard(quick: bool) -> list[str]:
+    from moodscope.backends import limit_threads
+    from moodscope.inference.predictor import load_model, predict
+
+    paths, what = guard_tracks(quick)
     limit_threads(1)
     model = load_model()
     walls = {}

@@ -27,8 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_fast import CONFIDENCE_TOL, SHARE_TOL, TOP_AGREEMENT, agreement, holds
-from .common import bench_count, emotify_dir, load_note, moodscope_cli, stereo_mp3s
+from .bench_fast import (
+    CONFIDENCE_TOL,
+    SHARE_TOL,
+    TOP_AGREEMENT,
+    agreement,
+    guard_tracks,
+    holds,
+)
+from .common import load_note, moodscope_cli, stereo_mp3s
 
 NAME = "Runtimes: the ONNX network (onnxruntime) against the PyTorch port"
 
@@ -51,16 +58,7 @@ def guard(quick: bool) -> list[str]:
     from moodscope.backends import limit_threads
     from moodscope.inference.predictor import load_model, predict
 
-    root = emotify_dir()
-    if root is not None:
-        from moodscope.datasets import EmotifyDataset
-
-        paths = EmotifyDataset(root).tracks["path"].tolist()
-        paths = paths[: bench_count("MOODSCOPE_BENCH_TRACKS", 40 if quick else len(paths))]
-        what = f"{len(paths)} Emotify dev tracks (MP3, ~60 s)"
-    else:
-        files, what = stereo_mp3s(Path(tempfile.mkdtemp()) / "mp3", 8)
-        paths = [str(p) for p in files]
+    paths, what = guard_tracks(quick)
     limit_threads(1)
     model = load_model()
     walls = {}
