@@ -593,6 +593,18 @@ def _wavpack(f, head: bytes, size: int) -> Integrity:
     )  # fmt: skip
 
 
+def _against_claim(
+    kind: str, declared: float | None, held: int, claimed: int, claimant: str
+) -> Integrity:
+    """``kind``'s integrity when a header claims ``claimed`` bytes (0: no claim) of which
+    the file holds ``held``: truncated, in words, where it holds fewer."""
+    if claimed and held < claimed:
+        return Integrity(
+            kind, True, declared, f"holds {max(0, held):,} of the {claimed:,} bytes {claimant}"
+        )
+    return Integrity(kind, False, declared)
+
+
 def _ape(head: bytes, size: int) -> Integrity:
     """Monkey's Audio 3.98 and later: the descriptor gives every part's length in bytes."""
     version = struct.unpack("<H", head[4:6])[0]
@@ -607,12 +619,7 @@ def _ape(head: bytes, size: int) -> Integrity:
     samples = max(0, total_frames - 1) * blocks_per_frame + final_blocks
     declared = samples / rate if rate and total_frames else None
     claimed = descriptor + header + seektable + header_data + frames + (frames_high << 32)
-    if size < claimed:
-        return Integrity(
-            "APE", True, declared,
-            f"holds {size:,} of the {claimed:,} bytes its descriptor declares",
-        )  # fmt: skip
-    return Integrity("APE", False, declared)
+    return _against_claim("APE", declared, size, claimed, "its descriptor declares")
 
 
 def _dsf(head: bytes, size: int) -> Integrity:
@@ -627,12 +634,7 @@ def _dsf(head: bytes, size: int) -> Integrity:
     if head[at : at + 4] != b"data":
         return Integrity("DSF", False, declared)
     claimed = struct.unpack("<Q", head[at + 4 : at + 12])[0]
-    if size < at + claimed:
-        return Integrity(
-            "DSF", True, declared,
-            f"holds {max(0, size - at):,} of the {claimed:,} bytes its data chunk declares",
-        )  # fmt: skip
-    return Integrity("DSF", False, declared)
+    return _against_claim("DSF", declared, size - at, claimed, "its data chunk declares")
 
 
 def _dff(head: bytes, size: int) -> Integrity:
@@ -656,12 +658,7 @@ def _dff(head: bytes, size: int) -> Integrity:
             break
         at += 12 + length + (length & 1)
     declared = data * 8 / channels / rate if data and rate and channels else None
-    if size < claimed:
-        return Integrity(
-            "DFF", True, declared,
-            f"holds {size:,} of the {claimed:,} bytes its FRM8 chunk declares",
-        )  # fmt: skip
-    return Integrity("DFF", False, declared)
+    return _against_claim("DFF", declared, size, claimed, "its FRM8 chunk declares")
 
 
 _ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
@@ -680,9 +677,4 @@ def _asf(head: bytes, size: int) -> Integrity:
     if flags & 1:  # broadcast: sizes and times are not filled in
         return Integrity("ASF")
     declared = max(0.0, play / 1e7 - preroll / 1000) or None
-    if claimed and size < claimed:
-        return Integrity(
-            "ASF", True, declared,
-            f"holds {size:,} of the {claimed:,} bytes its file properties declare",
-        )  # fmt: skip
-    return Integrity("ASF", False, declared)
+    return _against_claim("ASF", declared, size, claimed, "its file properties declare")
