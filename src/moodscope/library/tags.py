@@ -659,18 +659,25 @@ def remove_tags(path: str | Path, *, expect: FileState | None = None) -> FileSta
     return _rewrite(path, _target_after_untagging, expect=expect)
 
 
+def _writable(path: str, expect: FileState | None, done: str) -> tuple[str, FileState]:
+    """``path``'s real path and state, once it is known to be the file read (``expect``)
+    and writable; else a TagError saying it was not ``done`` ("tagged", "untagged")."""
+    real = os.path.realpath(path)
+    before = _state(real, path)
+    if expect is not None and not before.unchanged(expect):
+        raise TagError(path, f"changed since moodscope read it; not {done} (run again)")
+    if not before.mode & 0o222 or not os.access(real, os.W_OK):
+        raise TagError(path, f"is read-only; not {done}")
+    return real, before
+
+
 def _rewrite(
     path: str,
     target_of: Callable[[dict, tuple[str, ...]], tuple[dict, tuple[str, ...]]],
     *,
     expect: FileState | None,
 ) -> FileState:
-    real = os.path.realpath(path)
-    before = _state(real, path)
-    if expect is not None and not before.unchanged(expect):
-        raise TagError(path, "changed since moodscope read it; not tagged (run again)")
-    if not before.mode & 0o222 or not os.access(real, os.W_OK):
-        raise TagError(path, "is read-only; not tagged")
+    real, before = _writable(path, expect, "tagged")
 
     audio = _open(real)
     kind = type(audio)
@@ -800,12 +807,7 @@ def _only_moodscope_frames(data: bytes) -> bool:
 def _cut_at(path: str, size: int, *, expect: FileState | None) -> FileState:
     """``path`` cut to its first ``size`` bytes, its RIFF/FORM size field set to match,
     written as safely as a tag."""
-    real = os.path.realpath(path)
-    before = _state(real, path)
-    if expect is not None and not before.unchanged(expect):
-        raise TagError(path, "changed since moodscope read it; not untagged (run again)")
-    if not before.mode & 0o222 or not os.access(real, os.W_OK):
-        raise TagError(path, "is read-only; not untagged")
+    real, before = _writable(path, expect, "untagged")
 
     def still_the_file_read() -> None:
         if not _state(real, path).unchanged(before):
