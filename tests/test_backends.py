@@ -99,6 +99,49 @@ def test_a_worker_crash_loses_only_the_item_that_caused_it():
     assert all(results[i] == i + 100 for i in range(12) if i != 7)
 
 
+def test_a_file_dask_gives_up_runs_again_alone_and_clears_its_neighbours(monkeypatch):
+    """Dask counts a dying worker against every task it held, so a file that only ran
+    beside the culprit comes back KilledWorker too: stream runs each such file again with
+    nothing beside it, which clears the innocent and convicts the culprit."""
+    import moodscope.backends.base as base
+
+    class KilledWorker(Exception):  # what stream knows dask's by: its name
+        pass
+
+    class Colocated(InlineBackend):
+        # Tasks finish together, at the health check: all of them die if the poison is
+        # among them (they shared its workers).
+        def __init__(self):
+            super().__init__()
+            self.held, self.runs = [], []
+
+        def submit(self, fn, item):
+            future = base.Future()
+            self.held.append((item, future))
+            return future
+
+        def check(self):
+            batch, self.held = self.held, []
+            together = [item for item, _ in batch]
+            self.runs.append(together)
+            for item, future in batch:
+                if "poison" in together:
+                    future.set_exception(KilledWorker(item))
+                else:
+                    future.set_result(f"{item}: ok")
+
+    monkeypatch.setattr(base, "HEALTH_CHECK_SECONDS", 0.01)
+    items = ["a", "poison", "b", "c", "d", "e"]
+    backend = Colocated()
+    backend.start(None)
+    results = dict(stream(backend, square_plus, items, in_flight=3))
+    assert sorted(results) == sorted(items)
+    assert isinstance(results["poison"], KilledWorker)
+    assert all(results[i] == f"{i}: ok" for i in items if i != "poison")
+    assert backend.runs[0] == ["a", "poison", "b"]
+    assert ["poison"] in backend.runs and ["a"] in backend.runs and ["b"] in backend.runs
+
+
 def test_open_backend_choices():
     assert isinstance(open_backend(workers=1), InlineBackend)
     pool = open_backend(workers=2)

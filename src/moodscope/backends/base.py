@@ -169,14 +169,19 @@ def stream(
     items = iter(items)
     pending: dict[Future, Any] = {}
     suspects: list[Any] = []
+    alone: list[Future] = []  # the suspect now running with nothing beside it
 
     def fill() -> None:
-        # After a local pool broke, the items it was running are suspects: they run one at
-        # a time, so the one that kills a worker alone is known and the others are cleared.
-        if suspects:
+        # After a local pool broke, the items it was running are suspects; so is a file Dask
+        # gave up as KilledWorker, since Dask counts a dying worker against every task it
+        # held, the innocent ones beside the culprit too. Suspects run one at a time, so the
+        # one that kills a worker alone is known and the others are cleared.
+        if suspects or alone and alone[0] in pending:
             if not pending:
                 item = suspects.pop()
-                pending[backend.submit(fn, item)] = item
+                future = backend.submit(fn, item)
+                pending[future] = item
+                alone[:] = [future]
             return
         while len(pending) < limit:
             item = next(items, _END)
@@ -199,6 +204,9 @@ def stream(
                 raise exc
             if isinstance(exc, BrokenProcessPool):
                 broken.append(item)
+                continue
+            if type(exc).__name__ == "KilledWorker" and future not in alone:
+                suspects.insert(0, item)
                 continue
             yield item, (exc if exc is not None else future.result())
         if broken:

@@ -31,11 +31,6 @@ _CONTEXTS: dict[str, Any] = {}
 """In a worker: each run's context by its name, put there by :class:`_Context`."""
 
 
-KILLED_RETRIES = 1
-"""How many times a file that Dask gave up as KilledWorker is sent again, before its
-workers' deaths are put down to it."""
-
-
 def _run(fn, item, name):
     # Each task runs on one of the worker's threads: give it one core's worth of threads.
     global _limited
@@ -194,14 +189,19 @@ class DaskBackend(Backend):
         # Held until close: a nanny restarting a lost worker spawns it again.
         main_left_alone = callers_main_left_alone().__enter__()
         try:
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            import dask
+
+            # Each worker holds only the task it runs (Dask's default queues a second one on
+            # it): a file that kills its worker then takes no other file's retry with it.
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             backend = cls(cluster.scheduler_address, cluster=cluster)
         except BaseException:
             main_left_alone.__exit__(None, None, None)
@@ -233,19 +233,16 @@ class DaskBackend(Backend):
     def submit(self, fn, item) -> Future:
         # A worker that dies (killed, restarted for memory) takes no file with it: the
         # scheduler runs its tasks again on the others, and gives a task up as KilledWorker
-        # (that file's error) once it has killed distributed.scheduler.allowed-failures + 1
-        # workers (3 + 1 by default).
+        # once it has killed distributed.scheduler.allowed-failures + 1 workers (3 + 1 by
+        # default); :func:`~moodscope.backends.base.stream` then runs that file again alone.
         result: Future = Future()
+        try:
+            task = self.client.submit(_run, fn, item, self._context, pure=False)
+        except Exception as exc:  # noqa: BLE001
+            result.set_exception(self._lost(exc))
+            return result
 
-        def send(attempt: int) -> None:
-            try:
-                task = self.client.submit(_run, fn, item, self._context, pure=False)
-            except Exception as exc:  # noqa: BLE001
-                result.set_exception(self._lost(exc))
-                return
-            task.add_done_callback(lambda task: done(task, attempt))
-
-        def done(task, attempt: int) -> None:
+        def done(task) -> None:
             if task.status == "cancelled":  # the scheduler is gone (or forgot the client)
                 result.set_exception(self._lost("task cancelled"))
                 return
@@ -257,16 +254,9 @@ class DaskBackend(Backend):
                 if task.status != "error":
                     result.set_exception(self._lost(exc))
                     return
-                error = task.exception()
-                if type(error).__name__ == "KilledWorker" and attempt < KILLED_RETRIES:
-                    # Dask counts every task a dying worker held, so a file that only shared
-                    # workers with the one that kills them can be given up too: one more
-                    # run tells them apart (the culprit kills its workers again).
-                    send(attempt + 1)
-                    return
-                result.set_exception(error)
+                result.set_exception(task.exception())
 
-        send(0)
+        task.add_done_callback(done)
         return result
 
     def check(self) -> None:
