@@ -231,6 +231,6 @@ def failure_message(path: str, exc: BaseException) -> str:
     if type(exc).__name__ == "KilledWorker":  # dask gave up after its workers died on it
         return (
             f"{path}: every Dask worker that read it died (killed, out of memory or a crash "
-            "in a decoder); given up after Dask's allowed retries"
+            "in a decoder); given up after Dask's allowed retries and a run of its own"
         )
     return f"{path}: {type(exc).__name__}: {text[:300]}"
