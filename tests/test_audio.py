@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -157,6 +159,19 @@ def test_zero_samples(tmp_path):
     _assert_names_file(info, path)
 
 
+@pytest.mark.parametrize("frames, said", [(1, "0.062 ms"), (220, "10 ms")])
+def test_a_few_milliseconds_are_too_short_not_empty(tmp_path, frames, said):
+    """A resampled stream gives a file this short back only when flushed: it is audio, too
+    short, and its length reads as more than "0.00 s"."""
+    import moodscope
+
+    path = tmp_path / "blip.wav"
+    sf.write(path, chord_signal(1.0, 22050)[:frames], 22050)
+    assert sum(b.size for b in stream_audio(path)) > 0
+    (result,) = moodscope.predict([path])
+    assert f"blip.wav: is {said} long; at least 3.00 s is needed" in str(result.error)
+
+
 def test_too_short(write_audio):
     path = write_audio("short.wav", chord_signal(0.5))
     with pytest.raises(AudioError, match="at least 10.00 s") as info:
@@ -279,3 +294,37 @@ def test_the_folder_scan_takes_every_audio_extension_and_counts_the_rest(tmp_pat
         "passed over 6 file(s) that are not audio: 2 image, 2 text, 1 cue sheet, 1 hidden"
     )
     assert skipped_by_kind(tmp_path / "cover.jpg") == {}  # named one by one: never passed over
+
+
+def test_links_and_pipes_with_audio_names_are_reported_the_same_by_predict_and_tag(tmp_path):
+    """A broken link, a link loop and a pipe named like songs, under a scanned folder: each
+    is listed and gets one line saying what it is (a 3.11 symlink loop once crashed the
+    table), the same words from predict and tag."""
+    import moodscope
+    from moodscope.audio.files import find_audio
+    from moodscope.library import tag_files
+
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "gone.flac").symlink_to(tmp_path / "moved" / "gone.flac")
+    (music / "a.mp3").symlink_to(music / "b.mp3")
+    (music / "b.mp3").symlink_to(music / "a.mp3")
+    os.mkfifo(music / "p.wav")
+    said = {
+        "gone.flac": f"is a broken link (to {tmp_path / 'moved' / 'gone.flac'}, which does not",
+        "a.mp3": "is a link that loops",
+        "b.mp3": "is a link that loops",
+        "p.wav": "is a named pipe (FIFO)",
+    }
+    assert sorted(p.name for p in find_audio(music)) == sorted(said)
+    predicted = {Path(r.path).name: str(r.error) for r in moodscope.predict([music])}
+    tagged = {
+        Path(o.path).name: o.error
+        for o in tag_files([music], db=tmp_path / "index.db")
+    }
+    for name, words in said.items():
+        assert f"{name}: {words}" in predicted[name], predicted[name]
+        assert f"{name}: {words}" in tagged[name], tagged[name]
+    run = _moodscope("predict", str(music), text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert all(f"{name}: {words}" in run.stdout + run.stderr for name, words in said.items())

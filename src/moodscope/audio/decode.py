@@ -10,6 +10,7 @@ before anything is decoded (:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`,
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import io
@@ -69,10 +70,8 @@ def _check_path(path: Path) -> None:
     when the user names it."""
     try:
         info = path.stat()
-    except FileNotFoundError:
-        raise AudioError(path, "no such file") from None
-    except OSError as exc:  # a folder on the way that cannot be entered, a bad link ...
-        raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except OSError as exc:
+        raise AudioError(path, stat_problem(path, exc)) from None
     if stat.S_ISDIR(info.st_mode):
         try:
             os.scandir(path).close()
@@ -88,6 +87,19 @@ def _check_path(path: Path) -> None:
                          f"regular files are read (and {STDIN} when named)")  # fmt: skip
     if info.st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+
+
+def stat_problem(path: str | Path, exc: OSError) -> str:
+    """Why ``path`` could not be looked at, in words (``exc``: what ``stat`` raised); the
+    same words in every front end that reads files."""
+    if isinstance(exc, FileNotFoundError):
+        try:
+            return f"is a broken link (to {os.readlink(path)}, which does not exist)"
+        except OSError:  # not a link (or gone since)
+            return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "is a link that loops (it leads back to itself)"
+    return f"cannot be read ({exc.strerror or exc})"  # a folder on the way that cannot be entered
 
 
 def _special_kind(mode: int) -> str:
@@ -769,6 +781,14 @@ def _no_samples(path: Path, integrity: Integrity | None) -> AudioError:
     return AudioError(path, "contains no audio samples")
 
 
+def duration_text(duration: float) -> str:
+    """A length in words a person can tell apart: "2.50 s", "10 ms", "0.05 ms" (a single
+    sample read as "0.00 s" looked like no audio at all)."""
+    if duration >= 0.1:
+        return f"{duration:.2f} s"
+    return f"{duration * 1000:.2g} ms" if duration > 0 else "0 s"
+
+
 def _check_samples(
     path: Path, y: np.ndarray, sr: int, min_duration: float, integrity: Integrity | None = None
 ) -> np.ndarray:
@@ -778,7 +798,9 @@ def _check_samples(
         raise AudioError(path, "contains NaN or infinite samples")
     duration = y.shape[-1] / sr
     if duration < min_duration:
-        raise AudioError(path, f"is {duration:.2f} s long; at least {min_duration:.2f} s is needed")
+        raise AudioError(
+            path, f"is {duration_text(duration)} long; at least {min_duration:.2f} s is needed"
+        )
     return y
 
 
@@ -901,7 +923,7 @@ def stream_audio(
         resampler = None if native_sr == sr else soxr.ResampleStream(native_sr, sr, 1, "float32")
         block = max(1, int(block_seconds * sr))  # samples per block yielded
         limit = None if max_duration is None else max_duration * native_sr
-        got_any, decoded, quiet = False, 0, False
+        decoded, quiet = 0, False
         # Decoded, downmixed and resampled a cache-sized chunk at a time, then joined; a
         # chunk never holds more than MAX_BLOCK_SAMPLES native samples, whatever the channels.
         chunk = max(1, min(CHUNK_FRAMES, block, MAX_BLOCK_SAMPLES // f.channels))
@@ -931,7 +953,6 @@ def stream_audio(
                     y = resampler.resample_chunk(np.ascontiguousarray(y))
                 quiet = silent
                 if y.size:
-                    got_any = True
                     pending.append(y.astype(np.float32, copy=False))
                     have += y.size
                 if have >= block:
@@ -943,5 +964,5 @@ def stream_audio(
                 yield np.concatenate(pending).astype(np.float32, copy=False)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise _damaged(path) from exc
-        if not got_any:
+        if not decoded:  # (a few ms decoded come out of the resampler only at its flush)
             raise _no_samples(path, integrity)

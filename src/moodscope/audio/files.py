@@ -32,13 +32,20 @@ def find_audio(paths: str | Path | Iterable[str | Path], *, resolve: bool = Fals
         else:
             found.append(p)
     if resolve:
-        return [Path(f) for f in dict.fromkeys(os.path.realpath(f) for f in found)]
+        return [Path(f) for f in dict.fromkeys(map(_real, found))]
     return found
+
+
+def _real(path: Path) -> str:
+    # A broken or looping link keeps its own name: its error should name what the user has.
+    return os.path.realpath(path) if os.path.exists(path) else os.path.abspath(path)
 
 
 def _audio_files_under(folder: Path) -> list[Path]:
     """Symlinked subfolders are followed (``Music/X -> /mnt/disk2/X``), each real folder
-    once: a link back to a folder above it (a loop) or to one listed already adds nothing."""
+    once: a link back to a folder above it (a loop) or to one listed already adds nothing.
+    What bears an audio name but is no regular file (a broken link, a pipe, a socket) is
+    listed too: reading it says what it is, where skipping it would hide a lost song."""
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
 
@@ -59,7 +66,7 @@ def _audio_files_under(folder: Path) -> list[Path]:
         found += (
             path
             for path in (Path(root, f) for f in files)
-            if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+            if path.suffix.lower() in AUDIO_EXTENSIONS
         )
     return sorted(found)
 

@@ -100,7 +100,7 @@ def short_path(path: str) -> str:
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path.cwd()))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (3.11)
         return str(Path(*p.parts[-2:]))
 
 

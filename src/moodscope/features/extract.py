@@ -22,7 +22,7 @@ import numpy as np
 
 from moodscope.atomic import atomic_path, atomic_write, file_digest
 from moodscope.audio.content import CONTENT_VERSION, ContentMeasures, ContentMeter
-from moodscope.audio.decode import MAX_DURATION, load_audio, stream_audio
+from moodscope.audio.decode import MAX_DURATION, duration_text, load_audio, stream_audio
 from moodscope.audio.integrity import check_integrity
 from moodscope.audio.loudness import gain_to
 from moodscope.backends import Backend, ProcessBackend, failure_message, stream, using_backend
@@ -370,13 +370,13 @@ def _read_entry(entry: Path, precision: str) -> TrackFeatures | None:
         return None
 
 
-def _too_short(path: Path, seconds: float, needed: float, integrity) -> AudioError:
+def _too_short(path: Path, decoded: float, needed: float, integrity) -> AudioError:
     if integrity.truncated:
         return AudioError(
-            path, f"is truncated: it {integrity.missing}; only {seconds:.2f} s decodes, at least "
-            f"{needed:.2f} s is needed",
+            path, f"is truncated: it {integrity.missing}; only {duration_text(decoded)} decodes, "
+            f"at least {needed:.2f} s is needed",
         )  # fmt: skip
-    return AudioError(path, f"is {seconds:.2f} s long; at least {needed:.2f} s is needed")
+    return AudioError(path, f"is {duration_text(decoded)} long; at least {needed:.2f} s is needed")
 
 
 KEEP_DECODED_S = 600.0

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from moodscope.audio.decode import MAX_DURATION
+from moodscope.audio.decode import MAX_DURATION, stat_problem
 from moodscope.errors import ConfigError, TagError
 from moodscope.inference.identity import model_id  # no torch: a rerun stays light
 from moodscope.library.index import IndexRow, LibraryIndex, check_min_confidence, default_db_path
@@ -350,11 +350,8 @@ def _tag_run(
         for path in files:
             try:
                 state = FileState.of(path)
-            except FileNotFoundError:
-                yield TagOutcome(path, FAILED, error=f"{path}: no such file")
-                continue
             except OSError as exc:
-                yield TagOutcome(path, FAILED, error=f"{path}: cannot be read ({exc.strerror})")
+                yield TagOutcome(path, FAILED, error=f"{path}: {stat_problem(path, exc)}")
                 continue
             row = None if force else index.get(path)
             plan = _plan(row, state, wanted, min_confidence, allow_damaged)
