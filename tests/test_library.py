@@ -1114,3 +1114,31 @@ def test_a_prediction_without_a_mood_is_skipped_not_tagged(music, db):
     (again,) = tag_files([path], db=db)
     assert again.status == SKIPPED and again.reason == "not music, unchanged since the last run"
     assert find_by_mood("calmness", db=db) == []
+
+
+def test_a_name_that_is_not_utf8_is_found_listed_and_kept_out_of_playlists(tmp_path, capsys):
+    """A Latin-1 name on a UTF-8 system: the index stores its bytes; find gives it back as
+    the name Python opens it by (table, JSON, --like, --missing) and leaves it out of an
+    M3U8, which must be UTF-8, with a warning (it crashed find before)."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    latin = folder / os.fsdecode(b"caf\xe9.wav")
+    sf.write(folder / "plain.wav", chord_signal(4.0), SR)
+    latin.write_bytes((folder / "plain.wav").read_bytes())
+    db = tmp_path / "index.db"
+    code, _, err = run(["tag", folder, "--db", db], capsys)
+    assert code == 0, err
+    code, out, err = run(["find", "--mood", "calmness", "--min", "0", "--format", "json",
+                          "--db", db], capsys)  # fmt: skip
+    rows = {os.fsencode(r["path"]) for r in json.loads(out)}
+    assert code == 0 and os.fsencode(latin) in rows, err
+    playlist = tmp_path / "calm.m3u8"
+    code, _, err = run(["find", "--mood", "calmness", "--min", "0", "--format", "m3u8",
+                        "--output", playlist, "--db", db], capsys)  # fmt: skip
+    assert code == 0 and "is not UTF-8" in err, err
+    text = playlist.read_text(encoding="utf-8")
+    assert str(folder / "plain.wav") in text.splitlines()
+    code, out, err = run(["find", "--like", latin, "--db", db], capsys)
+    assert code == 0 and "plain.wav" in out, err
+    code, _, err = run(["find", "--missing", "--db", db], capsys)
+    assert code == 0 and "0 indexed file(s) no longer there" in err, err

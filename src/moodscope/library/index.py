@@ -82,6 +82,11 @@ def _key(path: str | Path) -> str | bytes:
         return os.fsencode(path)
 
 
+def path_text(stored: str | bytes) -> str:
+    """A path as SQLite gave it back (see :func:`_key`) as the ``str`` Python names files by."""
+    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -284,8 +289,7 @@ class LibraryIndex:
         d["emotions"] = json.loads(d["emotions"]) if d["emotions"] else None
         d["silent"] = bool(d["silent"])
         d["truncated"] = bool(d["truncated"])
-        if isinstance(d["path"], bytes):
-            d["path"] = os.fsdecode(d["path"])
+        d["path"] = path_text(d["path"])
         return IndexRow(**d)
 
     def get(self, path: str | Path) -> IndexRow | None:
@@ -303,8 +307,7 @@ class LibraryIndex:
         """The paths whose file is no longer there (moved, deleted, or on a disk that is
         not mounted), by path."""
         paths = (p for (p,) in self._query("SELECT path FROM tracks ORDER BY path"))
-        found = (os.fsdecode(p) if isinstance(p, bytes) else p for p in paths)
-        return [p for p in found if not os.path.exists(p)]
+        return [p for p in map(path_text, paths) if not os.path.exists(p)]
 
     def forget(self, paths: list[str]) -> None:
         """Remove the rows of ``paths``, in one transaction."""

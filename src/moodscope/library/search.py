@@ -15,7 +15,13 @@ import numpy as np
 
 from moodscope.emotions import EMOTIONS, factor_shares, top_factor
 from moodscope.errors import ConfigError, LibraryError
-from moodscope.library.index import LibraryIndex, check_min_confidence, default_db_path
+from moodscope.library.index import (
+    LibraryIndex,
+    _key,
+    check_min_confidence,
+    default_db_path,
+    path_text,
+)
 
 FIND_FORMATS = ("table", "json", "m3u8")
 
@@ -113,7 +119,7 @@ def find_by_mood(
             params.append(limit)
         found = index._query(sql, tuple(params))
     return [
-        Match(p, t, json.loads(e), d, m, share=float(share), confidence=c)
+        Match(path_text(p), t, json.loads(e), d, m, share=float(share), confidence=c)
         for p, share, t, e, d, m, c in found
     ]
 
@@ -167,11 +173,11 @@ def find_like(
             f"SELECT path, top_emotion, emotions, duration, model, {index._confidence} AS conf "
             "FROM tracks WHERE emotions IS NOT NULL AND top_emotion IS NOT NULL AND path != ?"
         )
-        params: tuple = (query_path,)
+        params: tuple = (_key(query_path),)
         if min_confidence is not None:
             sql += " AND conf >= ?"
             params += (min_confidence,)
-        found = index._query(sql, params)
+        found = [(path_text(p), *rest) for p, *rest in index._query(sql, params)]
     if not found:
         return []
     labels = list(query)
@@ -244,16 +250,22 @@ def track_title(path: str | Path) -> str:
 
 
 def unplayable(path: str) -> str | None:
-    """Why ``path`` cannot be a playlist entry (a line break in it), or None."""
+    """Why ``path`` cannot be a playlist entry (a line break in it, or a name that is not
+    UTF-8, which an M3U8 cannot hold), or None."""
     if any(c in LINE_BREAKS for c in path):
         return f"{path!r}: left out of the playlist (its name holds a line break)"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path!r}: left out of the playlist (its name is not UTF-8, as M3U8 must be)"
     return None
 
 
 def playlist_m3u8(matches: Iterable[Match]) -> str:
     """An extended M3U playlist (UTF-8) of ``matches`` with absolute paths, in order, each
     titled by :func:`track_title`. A path with a line break in it cannot be one line of a
-    playlist: it is left out, with a comment line that says so (see :func:`unplayable`)."""
+    playlist, nor a name that is not UTF-8 be written in one: each is left out, with a
+    comment line that says so (see :func:`unplayable`)."""
     lines = ["#EXTM3U"]
     for m in matches:
         problem = unplayable(m.path)
