@@ -171,6 +171,21 @@ def test_a_few_milliseconds_are_too_short_not_empty(tmp_path, frames, said):
     assert f"blip.wav: is {said} long; at least 3.00 s is needed" in str(result.error)
 
 
+@pytest.mark.parametrize("rate, said", [(0, "at least 4000 Hz"), (4_000_000_000, "at most")])
+def test_a_wav_whose_rate_no_decoder_opens_says_its_rate(tmp_path, rate, said):
+    """libsndfile and FFmpeg refuse a WAV that states 0 Hz or 4 GHz: the message names the
+    rate its fmt chunk states, not "does not decode"."""
+    path = tmp_path / "rate.wav"
+    sf.write(path, chord_signal(4.0), SR, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"fmt ") + 12
+    data[at : at + 4] = rate.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=f"declares a sample rate of {rate} Hz; {said}") as info:
+        load_audio(path)
+    _assert_names_file(info, path)
+
+
 def test_too_short(write_audio):
     path = write_audio("short.wav", chord_signal(0.5))
     with pytest.raises(AudioError, match="at least 10.00 s") as info:

@@ -605,19 +605,21 @@ def _declares_too_long(path: Path, declared: float, max_duration: float) -> Audi
     )  # fmt: skip
 
 
+def _rate_problem(rate: int) -> str | None:
+    if rate < MIN_SAMPLE_RATE:
+        return f"declares a sample rate of {rate} Hz; at least {MIN_SAMPLE_RATE} Hz is needed"
+    if rate > MAX_SAMPLE_RATE:
+        return f"declares a sample rate of {rate} Hz; at most {MAX_SAMPLE_RATE} Hz is read"
+    return None
+
+
 def _check_header(path: Path, f, max_duration: float | None) -> None:
     """What the header declares, before a sample is decoded."""
     rate, channels = int(f.samplerate), int(f.channels)
     if rate <= 0:  # what a decoder "opens" in random bytes: no stream parameters at all
         raise NotAudioError(path, UNRECOGNISED)
-    if rate < MIN_SAMPLE_RATE:
-        raise AudioError(
-            path, f"declares a sample rate of {rate} Hz; at least {MIN_SAMPLE_RATE} Hz is needed"
-        )
-    if rate > MAX_SAMPLE_RATE:
-        raise AudioError(
-            path, f"declares a sample rate of {rate} Hz; at most {MAX_SAMPLE_RATE} Hz is read"
-        )
+    if _rate_problem(rate):
+        raise AudioError(path, _rate_problem(rate))
     if channels < 1:
         raise AudioError(path, f"declares {channels} audio channels")
     declared = f.frames / rate
@@ -706,6 +708,10 @@ def _pyav(path: Path, kind: str | None, *, unrecognised: bool, integrity: Integr
             raise NotAudioError(path, UNRECOGNISED) from exc
         if integrity is not None and integrity.declared_seconds == 0:
             raise AudioError(path, "contains no audio samples (its data is empty)") from exc
+        if integrity is not None and integrity.declared_rate is not None:
+            problem = _rate_problem(integrity.declared_rate)  # what libsndfile would not open
+            if problem:
+                raise AudioError(path, problem) from exc
         raise AudioError(path, f"is {kind} audio that does not decode: damaged, or in a codec "
                          "no decoder here reads") from exc  # fmt: skip
 

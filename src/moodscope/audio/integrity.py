@@ -9,6 +9,7 @@ compares those claims with the bytes present, so the decoder can flag the result
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import struct
@@ -36,6 +37,7 @@ class Integrity:
     missing: str | None = None
     decodable: bool = True
     audio_found: bool = True  # False: an MP3's ID3 tag with no MPEG frame after it
+    declared_rate: int | None = None  # the sample rate a WAV's fmt chunk states
 
 
 WHOLE = Integrity()
@@ -81,7 +83,8 @@ def _check(path: str | Path, f, size: int) -> Integrity:
     if head.startswith(b"OggS"):
         return _ogg(tail, tail_start, size)
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return _wav(head, size)
+        found, rate = _wav(head, size)
+        return dataclasses.replace(found, declared_rate=rate)
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return _aiff(head, size)
     if head[4:8] == b"ftyp":
@@ -388,7 +391,8 @@ def _ogg(tail: bytes, tail_start: int, size: int) -> Integrity:
 # -- WAV ---------------------------------------------------------------------------------
 
 
-def _wav(head: bytes, size: int) -> Integrity:
+def _wav(head: bytes, size: int) -> tuple[Integrity, int | None]:
+    """What the data chunk says, and the rate the fmt chunk states."""
     at, block_align, rate = 12, None, None
     while at + 8 <= len(head):
         kind, length = head[at : at + 4], struct.unpack("<I", head[at + 4 : at + 8])[0]
@@ -397,9 +401,9 @@ def _wav(head: bytes, size: int) -> Integrity:
             block_align = struct.unpack("<H", head[at + 20 : at + 22])[0]
         elif kind == b"data":
             if length == 0:
-                return Integrity("WAV", declared_seconds=0.0)
+                return Integrity("WAV", declared_seconds=0.0), rate
             if length >= 0x7FFF0000 or not block_align or not rate:
-                return Integrity("WAV")  # a streaming writer's placeholder: no claim
+                return Integrity("WAV"), rate  # a streaming writer's placeholder: no claim
             declared = length / block_align / rate
             held = size - at - 8
             if held < length - block_align:
@@ -407,10 +411,10 @@ def _wav(head: bytes, size: int) -> Integrity:
                     "WAV", True, declared,
                     f"holds {max(held, 0):,} of the {length:,} bytes its data chunk declares "
                     f"({held / block_align / rate:.2f} s of {declared:.2f} s)",
-                )  # fmt: skip
-            return Integrity("WAV", False, declared)
+                ), rate  # fmt: skip
+            return Integrity("WAV", False, declared), rate
         at += 8 + length + (length & 1)
-    return Integrity("WAV")
+    return Integrity("WAV"), rate
 
 
 def _aiff(head: bytes, size: int) -> Integrity:
