@@ -175,6 +175,23 @@ def test_a_format_the_output_name_contradicts_is_refused(write_audio, tmp_path, 
     ]
 
 
+@pytest.mark.parametrize("name", ["moods.xlsx", "moods.tsv"])
+def test_an_output_name_that_says_no_format_is_refused_unless_the_format_is_given(
+    name, write_audio, tmp_path, capsys
+):
+    path = write_audio("a.wav", chord_signal(4.0))
+    out = tmp_path / name
+    code, _, err = run(["predict", path, "--workers", "1", "--output", out], capsys)
+    assert code == 2 and not out.exists()
+    assert err.strip().splitlines() == [
+        f"error: --output {out}: a {out.suffix} name says no format moodscope writes; name "
+        "the file .json, .jsonl or .csv, or give --format"
+    ]
+    code, _, _ = run(["predict", path, "--workers", "1", "--output", out, "--format", "csv"],
+                     capsys)  # fmt: skip
+    assert code == 0 and out.read_text().startswith("path,top_emotion,")
+
+
 def test_the_timeline_with_the_table_says_where_it_goes(write_audio, capsys, wide):
     path = write_audio("a.wav", chord_signal(4.0))
     code, out, err = run(["predict", path, "--workers", "1", "--timeline"], capsys)

@@ -27,9 +27,18 @@ _EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 
 def output_format(fmt: str | None, output: Path | None) -> str:
     """The format ``predict`` writes: ``--format`` where given, else the one ``--output``'s
-    extension names (``moods.csv``: CSV), else a table on the terminal and JSON in a file.
-    A ``--format`` that the extension contradicts is a usage error (exit 2), in one line."""
+    extension names (``moods.csv``: CSV), else a table on the terminal and JSON in a file
+    named without an extension. A ``--format`` that the extension contradicts, or an
+    extension that names no format without ``--format``, is a usage error (exit 2), in
+    one line."""
     named = _EXTENSION_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if fmt is None and output is not None and output.suffix and named is None:
+        say(
+            f"--output {output}: a .{output.suffix[1:]} name says no format moodscope "
+            "writes; name the file .json, .jsonl or .csv, or give --format",
+            prefix="error:",
+        )  # JSON in moods.xlsx or moods.tsv would be a surprise found later
+        raise typer.Exit(2)
     if fmt is None:
         return named or ("table" if output is None else "json")
     if named is not None and fmt != named:
