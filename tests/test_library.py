@@ -387,6 +387,18 @@ def test_cli_tag_find_untag(music, db, capsys):
     code, _, _ = run(["find", "--mood", "calmness", "--min", "0", "--format", "m3u8",
                       "--output", playlist, "--db", db], capsys)  # fmt: skip
     assert code == 0 and playlist.read_text() == out
+    # The name says the format (it once wrote JSON into calm.m3u8), or is refused.
+    for name, first in [("by-name.m3u8", "#EXTM3U"), ("by-name.m3u", "#EXTM3U"),
+                        ("by-name.json", "[")]:  # fmt: skip
+        code, _, err = run(["find", "--mood", "calmness", "--min", "0", "--output",
+                            db.parent / name, "--db", db], capsys)  # fmt: skip
+        assert code == 0 and (db.parent / name).read_text().startswith(first), err
+    for args, said in [
+        (["--output", db.parent / "calm.xlsx"], "a .xlsx name says no format"),
+        (["--output", db.parent / "calm.m3u", "--format", "json"], "does not match --output"),
+    ]:
+        code, _, err = run(["find", "--mood", "calmness", "--db", db, *args], capsys)
+        assert code == 2 and said in err and not Path(args[1]).exists(), err
     code, out, _ = run(["find", "--like", music / "a.mp3", "--limit", "2", "--db", db], capsys)
     assert code == 0 and "distance" in out
 

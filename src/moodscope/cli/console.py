@@ -44,6 +44,40 @@ def say(message, *, err: bool = True, style: str | None = None, prefix: str = ""
     (console if err else out).print(text, highlight=False, soft_wrap=True)
 
 
+def output_format(fmt: str | None, output: Path | None, by_extension: dict[str, str]) -> str:
+    """The format a command writes: ``--format`` where given, else the one ``--output``'s
+    extension names in ``by_extension`` (``moods.csv``: CSV), else a table on the terminal
+    and the first format of ``by_extension`` in a file named without an extension. A
+    ``--format`` that the extension contradicts, or an extension that names no format
+    without ``--format``, is a usage error (exit 2) in one line: JSON in ``moods.xlsx`` or
+    ``calm.m3u8`` is a surprise found later."""
+    import typer
+
+    named = by_extension.get(output.suffix.lower()) if output is not None else None
+    in_file = next(iter(by_extension.values()))
+    if fmt is None and output is not None and output.suffix and named is None:
+        names = [f"{ext}" for ext in by_extension]
+        choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        say(
+            f"--output {output}: a {output.suffix} name says no format moodscope writes; name "
+            f"the file {choices}, or give --format",
+            prefix="error:",
+        )
+        raise typer.Exit(2)
+    if fmt is None:
+        return named or ("table" if output is None else in_file)
+    if named is not None and fmt != named:
+        wanted = in_file if fmt == "table" else fmt
+        ext = next((e for e, f in by_extension.items() if f == wanted), f".{wanted}")
+        say(
+            f"--format {fmt} does not match --output {output} (a {output.suffix} name): "
+            f"drop --format, or name the file {ext}",
+            prefix="error:",
+        )
+        raise typer.Exit(2)
+    return fmt
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, *, show: bool = True):
     """A progress bar on stderr; yields ``update(done, total=None, text=None)`` (``text``

@@ -14,6 +14,7 @@ from rich.text import Text
 from moodscope.cli.console import (
     cell,
     out,
+    output_format,
     prediction_table,
     printable,
     progress_bar,
@@ -233,6 +234,9 @@ def _find_missing(missing, prune, fmt, output, db, lock_timeout, *, given) -> No
     say(f"{len(gone)} indexed file(s) no longer there, {done}")
 
 
+_FIND_EXTENSIONS = {".json": "json", ".m3u8": "m3u8", ".m3u": "m3u8"}
+
+
 def find(
     mood: Optional[str] = typer.Option(
         None, "--mood", help="Tracks whose top emotion is this, those with most of it first."
@@ -246,7 +250,13 @@ def find(
     limit: Optional[int] = typer.Option(
         None, "--limit", min=1, help="At most N tracks (default 20; all with --min)."
     ),
-    fmt: str = typer.Option("table", "--format", help="table | json | m3u8 (a playlist)"),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        metavar="FORMAT",
+        help="table | json | m3u8 (a playlist) (default: --output's extension .json .m3u8 .m3u; "
+        "else a table on the terminal, JSON in a file).",
+    ),
     output: Optional[Path] = typer.Option(None, "--output", help="Write here, not to stdout."),
     db: Optional[Path] = Db,
     model: Optional[Path] = typer.Option(
@@ -271,11 +281,15 @@ def find(
     )
     from moodscope.research.report import write_text_atomic
 
-    check_find_format(fmt)
-    if missing or prune:
+    if missing or prune:  # a list of paths: any file name takes it, .json gets JSON
+        named_json = output is not None and output.suffix.lower() == ".json"
+        fmt = check_find_format(fmt or ("json" if named_json else "table"))
         given = (mood, like, min_share, limit)
         _find_missing(missing, prune, fmt, output, db, lock_timeout, given=given)
         return
+    if fmt is not None:
+        check_find_format(fmt)
+    fmt = output_format(fmt, output, _FIND_EXTENSIONS)
     query = dict(mood=mood, like=like, min_share=min_share, min_confidence=min_confidence)
     matches, path = find_tracks(**query, limit=limit, db=db, model=model)
     if fmt == "table" and output is None:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from moodscope.cli.console import progress_bar, say, show_predictions
+from moodscope.cli.console import output_format, progress_bar, say, show_predictions
 from moodscope.cli.options import (
     FileRunOptions,
     ModelPath,
@@ -23,32 +23,6 @@ AudioPaths = typer.Argument(
 )
 
 _EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
-
-
-def output_format(fmt: str | None, output: Path | None) -> str:
-    """The format ``predict`` writes: ``--format`` where given, else the one ``--output``'s
-    extension names (``moods.csv``: CSV), else a table on the terminal and JSON in a file
-    named without an extension. A ``--format`` that the extension contradicts, or an
-    extension that names no format without ``--format``, is a usage error (exit 2), in
-    one line."""
-    named = _EXTENSION_FORMATS.get(output.suffix.lower()) if output is not None else None
-    if fmt is None and output is not None and output.suffix and named is None:
-        say(
-            f"--output {output}: a .{output.suffix[1:]} name says no format moodscope "
-            "writes; name the file .json, .jsonl or .csv, or give --format",
-            prefix="error:",
-        )  # JSON in moods.xlsx or moods.tsv would be a surprise found later
-        raise typer.Exit(2)
-    if fmt is None:
-        return named or ("table" if output is None else "json")
-    if named is not None and fmt != named:
-        say(
-            f"--format {fmt} does not match --output {output} (a .{named} name): "
-            f"drop --format, or name the file .{fmt if fmt != 'table' else 'json'}",
-            prefix="error:",
-        )
-        raise typer.Exit(2)
-    return fmt
 
 
 def note_unused_options(fmt: str, output: Path | None, *, timeline: bool) -> None:
@@ -88,7 +62,7 @@ def predict(
     """Predict the emotions of audio files: distribution, top emotion, timeline."""
     from moodscope.inference.batch import OutputIsInput, PredictionRun
 
-    fmt = output_format(fmt, output)
+    fmt = output_format(fmt, output, _EXTENSION_FORMATS)
     note_unused_options(fmt, output, timeline=timeline)
     try:
         job = PredictionRun(
