@@ -56,8 +56,8 @@ def output_format(fmt: str | None, output: Path | None, by_extension: dict[str, 
     named = by_extension.get(output.suffix.lower()) if output is not None else None
     in_file = next(iter(by_extension.values()))
     if fmt is None and output is not None and output.suffix and named is None:
-        names = [f"{ext}" for ext in by_extension]
-        choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        *others, last = by_extension
+        choices = f"{', '.join(others)} or {last}" if others else last
         say(
             f"--output {output}: a {output.suffix} name says no format moodscope writes; name "
             f"the file {choices}, or give --format",
